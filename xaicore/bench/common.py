@@ -1,0 +1,99 @@
+"""Shared pieces of the benchmark suite: timing, the model's floor, and the workload registry.
+
+A workload module defines ``WORKLOAD = Workload(name, description, run)`` where
+``run(ctx: BenchContext) -> dict`` returns a JSON-ready dict of figures (seconds, ratios,
+``equal`` flags). ``xai bench NAME`` prints them; ``--out`` writes them all as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from xaicore.models.bundle import ModelBundle
+
+
+@dataclass(frozen=True)
+class BenchContext:
+    bundle: ModelBundle
+    device: torch.device
+    batch: int
+    repeats: int = 3
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    run: Callable[[BenchContext], dict[str, Any]]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], Any], *, device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
+    """Smallest wall time of ``repeats`` calls of ``fn`` after ``warmup`` calls, in seconds."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def pass_time(bundle: ModelBundle, *, batch: int = 1, repeats: int = 5) -> dict[str, float]:
+    """Time of one plain forward+backward pass and one forward pass at ``batch`` images."""
+    device = bundle.device
+    h, w = bundle.input_size
+    x = torch.rand(batch, 3, h, w, device=device, generator=None)
+    model = bundle.model
+
+    def fwd_bwd() -> None:
+        xi = x.clone().requires_grad_(True)
+        out = model(xi)
+        out[:, 0].sum().backward(inputs=[xi])
+
+    @torch.no_grad()
+    def fwd() -> None:
+        model(x)
+
+    with bundle.lock:
+        return {
+            "forward_backward_s": best_time(fwd_bwd, device=device, repeats=repeats),
+            "forward_s": best_time(fwd, device=device, repeats=repeats),
+            "batch": batch,
+        }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def workloads() -> dict[str, Workload]:
+    """All workload modules of :mod:`xaicore.bench`, by name."""
+    import xaicore.bench as package
+
+    found: dict[str, Workload] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name == "common":
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        workload = getattr(module, "WORKLOAD", None)
+        if isinstance(workload, Workload):
+            found[workload.name] = workload
+    return found

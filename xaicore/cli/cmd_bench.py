@@ -1,0 +1,70 @@
+"""``xai bench [explain|sanity|gax|faithfulness|all]``: print benchmark figures."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import torch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure workloads against the model's floor and a plain reference")
+    p.add_argument("workload", nargs="?", default="all", help="explain, sanity, gax, faithfulness or all")
+    p.add_argument("--model", default="default", help="model name (default: the embedded default model)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: XAI_DEVICE, else cuda when present)")
+    p.add_argument("--batch", type=int, default=16, help="batch size for the floor and batched workloads")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (best is kept)")
+    p.add_argument("--out", type=Path, default=None, help="also write all figures to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xaicore.bench.common import BenchContext, device_name, pass_time, workloads
+    from xaicore.device import default_device
+    from xaicore.errors import ParameterError
+    from xaicore.models.loading import load_model
+    from xaicore.provenance import library_versions
+
+    device = torch.device(args.device) if args.device else default_device()
+    found = workloads()
+    names = list(found) if args.workload == "all" else [args.workload]
+    for name in names:
+        if name not in found:
+            raise ParameterError(f"No benchmark named {name!r}; choose from {', '.join(found)} or all.")
+    bundle = load_model(args.model, device=device)
+    ctx = BenchContext(bundle=bundle, device=device, batch=args.batch, repeats=args.repeats)
+    report = {
+        "device": device_name(device),
+        "model": bundle.name,
+        "date": dt.date.today().isoformat(),
+        "versions": library_versions(),
+        "floor": {"batch_1": pass_time(bundle, batch=1), f"batch_{args.batch}": pass_time(bundle, batch=args.batch)},
+        "workloads": {},
+    }
+    print(f"device: {report['device']}   model: {bundle.name}")
+    print(f"floor (batch 1): forward+backward {report['floor']['batch_1']['forward_backward_s'] * 1e3:.2f} ms, "
+          f"forward {report['floor']['batch_1']['forward_s'] * 1e3:.2f} ms")
+    for name in names:
+        print(f"\n== {name}: {found[name].description}")
+        figures = found[name].run(ctx)
+        report["workloads"][name] = figures
+        _print_figures(figures)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def _print_figures(figures: dict, indent: str = "  ") -> None:
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_figures(value, indent + "  ")
+        elif isinstance(value, float):
+            print(f"{indent}{key}: {value:.4g}")
+        else:
+            print(f"{indent}{key}: {value}")

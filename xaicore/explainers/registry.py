@@ -1,0 +1,167 @@
+"""The registry of explanation methods.
+
+One :class:`MethodSpec` per method, registered with :func:`register_method`; a name can be
+registered once. :func:`list_methods` and :func:`get_method` look them up. A method's compute
+function receives one :class:`MethodCall` and returns an :class:`Attribution`; it never
+touches global state (randomness comes from ``call.generator``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from xaicore.errors import DuplicateNameError, ParameterError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of a method, with its default and allowed range."""
+
+    name: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def validate(self, value: Any) -> Any:
+        """``value`` converted to the default's type; :class:`ParameterError` when not allowed."""
+        kind = type(self.default)
+        try:
+            converted = kind(value) if kind is not bool else bool(value)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"{self.name} must be a {kind.__name__}, got {value!r}.") from exc
+        if self.choices is not None and converted not in self.choices:
+            raise ParameterError(f"{self.name} must be one of {', '.join(map(str, self.choices))}; got {value!r}.")
+        if self.minimum is not None and converted < self.minimum:
+            raise ParameterError(f"{self.name} must be at least {self.minimum}; got {value!r}.")
+        if self.maximum is not None and converted > self.maximum:
+            raise ParameterError(f"{self.name} must be at most {self.maximum}; got {value!r}.")
+        return converted
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """Everything a method needs for one batch.
+
+    ``inputs`` (N, 3, H, W) in pixel space [0, 1] on the model's device; ``target`` (N,) class
+    indices; ``baseline`` same shape as ``inputs`` (already built from the chosen baseline kind);
+    ``layer`` the CAM layer module when the method needs one; ``params`` validated values.
+    """
+
+    model: nn.Module
+    inputs: torch.Tensor
+    target: torch.Tensor
+    baseline: torch.Tensor
+    generator: torch.Generator
+    params: Mapping[str, Any]
+    layer: nn.Module | None = None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A method's raw output: attributions shaped like the inputs, and DeepLift/IG's delta."""
+
+    values: torch.Tensor
+    delta: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered explanation method.
+
+    Flags: ``needs_layer`` (uses the bundle's CAM layer), ``hook_based`` (changes the backward
+    pass of ReLU modules, so functional ReLUs break it), ``stochastic`` (uses the generator),
+    ``needs_baseline``, ``single_pass`` (one forward and one backward pass per image).
+    """
+
+    name: str
+    title: str
+    description: str
+    compute: Callable[[MethodCall], Attribution]
+    params: tuple[Param, ...] = ()
+    needs_layer: bool = False
+    hook_based: bool = False
+    stochastic: bool = False
+    needs_baseline: bool = False
+    single_pass: bool = False
+    defaults: Mapping[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", {p.name: p.default for p in self.params})
+
+    def resolve_params(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults overridden by ``given``; unknown names and bad values are refused."""
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ParameterError(
+                f"{self.title} has no parameter {', '.join(unknown)}; it takes {', '.join(known) or 'none'}."
+            )
+        return {name: p.validate(given[name]) if name in given else p.default for name, p in known.items()}
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    title: str,
+    description: str,
+    params: tuple[Param, ...] = (),
+    needs_layer: bool = False,
+    hook_based: bool = False,
+    stochastic: bool = False,
+    needs_baseline: bool = False,
+    single_pass: bool = False,
+) -> Callable[[Callable[[MethodCall], Attribution]], Callable[[MethodCall], Attribution]]:
+    """Decorator registering ``compute`` under ``name``; a second registration is refused."""
+
+    def decorate(compute: Callable[[MethodCall], Attribution]) -> Callable[[MethodCall], Attribution]:
+        if name in _REGISTRY:
+            raise DuplicateNameError(f"An explanation method named {name!r} is already registered.")
+        _REGISTRY[name] = MethodSpec(
+            name=name,
+            title=title,
+            description=" ".join(description.split()),
+            compute=compute,
+            params=params,
+            needs_layer=needs_layer,
+            hook_based=hook_based,
+            stochastic=stochastic,
+            needs_baseline=needs_baseline,
+            single_pass=single_pass,
+        )
+        return compute
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    """Names of all registered methods, in registration order."""
+    _ensure_loaded()
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The method registered as ``name`` (also accepts its title, case-insensitively)."""
+    _ensure_loaded()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    lowered = name.strip().lower()
+    for spec in _REGISTRY.values():
+        if lowered in (spec.name.lower(), spec.title.lower()):
+            return spec
+    raise UnknownNameError(f"No explanation method named {name!r}. Known methods: {', '.join(_REGISTRY)}.")
+
+
+def _ensure_loaded() -> None:
+    # The methods module registers everything on import; imported lazily to avoid a cycle.
+    import xaicore.explainers.methods  # noqa: F401

@@ -1,0 +1,122 @@
+"""Results of explaining one image: plain frozen data that the CLI saves and the dashboard draws."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xaicore.provenance import Provenance
+
+
+class Status(str, enum.Enum):
+    """What became of one method's attribution."""
+
+    OK = "ok"
+    NO_SIGNAL = "no signal"  # every value is zero: nothing to show
+    NUMERICAL_ERROR = "numerical error"  # NaN or inf somewhere
+    UNAVAILABLE = "unavailable"  # the method cannot run on this model (reason given)
+    FAILED = "failed"  # the method raised an error (message given)
+
+
+def classify_attribution(values: np.ndarray) -> Status:
+    """OK, NO_SIGNAL (all zero) or NUMERICAL_ERROR (any NaN or inf)."""
+    if not np.all(np.isfinite(values)):
+        return Status.NUMERICAL_ERROR
+    if not np.any(values):
+        return Status.NO_SIGNAL
+    return Status.OK
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method's explanation of one image.
+
+    ``attribution`` is the raw (3, H, W) float32 map in model-input resolution, or ``None``
+    when the status is UNAVAILABLE or FAILED; ``reason`` then says why in plain words.
+    """
+
+    method: str
+    title: str
+    status: Status
+    attribution: np.ndarray | None
+    target: int
+    params: dict[str, Any]
+    runtime_s: float
+    delta: float | None = None
+    reason: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary (without the array)."""
+        return {
+            "method": self.method,
+            "title": self.title,
+            "status": self.status.value,
+            "reason": self.reason,
+            "target": self.target,
+            "params": self.params,
+            "runtime_s": self.runtime_s,
+            "convergence_delta": self.delta,
+        }
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """All methods' explanations of one image by one model.
+
+    ``image`` is the model input as an (H, W, 3) float32 array in [0, 1]: the picture that
+    heatmaps are drawn over. ``predictions`` are the top-5 classes by probability.
+    """
+
+    image: np.ndarray
+    image_hash: str
+    target: int
+    target_label: str
+    predictions: tuple[Prediction, ...]
+    methods: tuple[MethodResult, ...]
+    baseline: str
+    provenance: Provenance
+    total_runtime_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def by_method(self) -> dict[str, MethodResult]:
+        return {m.method: m for m in self.methods}
+
+    def record(self) -> dict[str, Any]:
+        """The JSON record: predictions, per-method status, runtime, parameters, provenance."""
+        return {
+            "image_hash": self.image_hash,
+            "target": self.target,
+            "target_label": self.target_label,
+            "baseline": self.baseline,
+            "predictions": [p.__dict__ for p in self.predictions],
+            "methods": [m.record() for m in self.methods],
+            "total_runtime_s": self.total_runtime_s,
+            "provenance": self.provenance.to_dict(),
+            **self.extra,
+        }
+
+    def attributions(self) -> dict[str, np.ndarray]:
+        """Method name -> raw (3, H, W) attribution, for the methods that produced one."""
+        return {m.method: m.attribution for m in self.methods if m.attribution is not None}
+
+    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write ``attributions.npz`` and ``explain.json`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        npz = out / "attributions.npz"
+        np.savez_compressed(npz, **self.attributions())
+        js = out / "explain.json"
+        js.write_text(json.dumps(self.record(), indent=2))
+        return npz, js

@@ -1,0 +1,177 @@
+"""The model bundle: one wrapped classifier in pixel space and everything known about it.
+
+Contract (shared/DESIGN.md): the bundle's ``model`` takes RGB float images in [0, 1] of shape
+(N, 3, H, W) and returns raw logits; normalization lives inside it. Bundles are shared by
+every dashboard session, so nothing may mutate ``model``: use :meth:`ModelBundle.private_copy`
+for anything that changes weights, and hold :attr:`ModelBundle.lock` while hooks are attached.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from xaicore.errors import ParameterError, UnknownNameError
+
+
+class PixelSpaceModel(nn.Module):
+    """Wraps a network so that it takes RGB in [0, 1] and normalizes inside.
+
+    Parameters
+    ----------
+    net:
+        The classifier proper, taking normalized input.
+    mean, std:
+        Per-channel normalization, three values each.
+    grayscale:
+        When true, the RGB input is first turned into luminance (ITU-R 601 weights) and copied
+        to three channels, for models trained on grayscale images.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        grayscale: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3:
+            raise ParameterError("mean and std need three values each (R, G, B).")
+        if any(s <= 0 for s in std):
+            raise ParameterError("every std value must be positive.")
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.grayscale = grayscale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grayscale:
+            weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+        return self.net((x - self.mean) / self.std)
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 over the state dict: names, dtypes, shapes and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(t.dtype).encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """A classifier ready to be explained.
+
+    Attributes
+    ----------
+    model:
+        :class:`PixelSpaceModel` in eval mode, made safe for hook-based explainers.
+    labels:
+        One name per output logit.
+    input_size:
+        (height, width) the model expects; images are resized to it.
+    cam_layer:
+        Qualified module name (in ``model``) of the default layer for CAM methods.
+    layers:
+        Qualified names of the randomizable (parameterized) layers in *forward* order.
+    name:
+        Display name, e.g. ``"Default shapes CNN"`` or ``"resnet18 (random weights)"``.
+    fingerprint:
+        sha256 of the state dict at load time (see :func:`fingerprint`).
+    unavailable:
+        Method name -> plain reason, for methods that would give wrong maps on this model.
+    source:
+        How it was made: ``"default"``, ``"torchvision:resnet18"``, ``"checkpoint:<file>"``.
+    lock:
+        Held while hooks are attached to ``model`` or it is run by an explainer.
+    """
+
+    model: PixelSpaceModel
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    cam_layer: str
+    layers: tuple[str, ...]
+    name: str
+    fingerprint: str
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def module(self, name: str) -> nn.Module:
+        """The sub-module of ``model`` with qualified name ``name``."""
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError as exc:
+            raise UnknownNameError(f"The model has no layer named {name!r}.") from exc
+
+    def class_index(self, target: int | str) -> int:
+        """Class index from an index or a label; raises :class:`ParameterError` when out of range."""
+        if isinstance(target, str):
+            if target in self.labels:
+                return self.labels.index(target)
+            if target.strip().lstrip("-").isdigit():
+                target = int(target)
+            else:
+                raise ParameterError(f"{target!r} is not a class of {self.name}.")
+        index = int(target)
+        if not 0 <= index < self.num_classes:
+            raise ParameterError(
+                f"Class {index} is out of range: {self.name} has classes 0 to {self.num_classes - 1}."
+            )
+        return index
+
+    def to_input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Images as model input: (N, 3, H, W) float32 on the bundle's device at ``input_size``.
+
+        Accepts one (H, W, 3) array / (3, H, W) tensor, or a batch (N, H, W, 3) / (N, 3, H, W).
+        Values must already be in [0, 1]. Resizing is bilinear with antialiasing.
+        """
+        x = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images)
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        if x.ndim != 4:
+            raise ParameterError("Images must have shape (H, W, 3) or (N, H, W, 3).")
+        if x.shape[1] != 3 and x.shape[-1] == 3:
+            x = x.permute(0, 3, 1, 2)
+        if x.shape[1] != 3:
+            raise ParameterError("Images must have three colour channels (RGB).")
+        x = x.to(device=self.device, dtype=torch.float32)
+        if tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+            x = x.clamp(0.0, 1.0)
+        return x.contiguous()
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Raw logits of model input (see :meth:`to_input`), computed under the lock."""
+        with self.lock:
+            return self.model(inputs)
+
+    def private_copy(self) -> "ModelBundle":
+        """A deep copy with its own model and lock, for work that changes weights."""
+        with self.lock:
+            model = copy.deepcopy(self.model)
+        return replace(self, model=model, lock=threading.RLock())
