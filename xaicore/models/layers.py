@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from xaicore.errors import MethodUnavailable
+
 PARAMETERIZED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
 
 
@@ -51,5 +53,5 @@ def last_conv_layer(model: nn.Module, example: torch.Tensor) -> str:
     """Name of the last convolution to run: the usual default layer for Grad-CAM."""
     convs = forward_order(model, example, kinds=(nn.Conv2d,))
     if not convs:
-        raise ValueError("The model has no 2-D convolution, so CAM methods have no layer to use.")
+        raise MethodUnavailable("The model has no 2-D convolution, so CAM methods have no layer to use.")
     return convs[-1]
