@@ -54,11 +54,15 @@ class PixelSpaceModel(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.grayscale = grayscale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of ``net`` for pixel-space input ``x`` (grayscale conversion, then mean/std)."""
         if self.grayscale:
             weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             x = (x * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
-        return self.net((x - self.mean) / self.std)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
 
 
 def fingerprint(model: nn.Module) -> str:
