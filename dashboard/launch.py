@@ -1,0 +1,141 @@
+"""The ``xai-dashboard`` command: start the Streamlit app with the repository's server settings.
+
+``xai-dashboard [--dry-run] [STREAMLIT OPTIONS ...]`` runs
+``python -m streamlit run <abs path of dashboard/app.py> --section.option=value ...`` from the
+repository root. Every option of ``.streamlit/config.toml`` is passed as a flag, so the
+security settings (XSRF and CORS protection, hidden error details, upload cap) hold whatever
+directory the command is started from and cannot be weakened by a user-level config file.
+Extra arguments are passed through to ``streamlit run``; an option given there replaces the
+same option from the config file (``xai-dashboard --server.port 8600``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+APP_PATH = PACKAGE_DIR / "app.py"
+REPO_ROOT = PACKAGE_DIR.parent
+CONFIG_PATH = REPO_ROOT / ".streamlit" / "config.toml"
+
+# Used only when the repository's config file is not there (an install without the source
+# tree): the settings that must never be missing.
+SECURE_DEFAULTS: dict[str, Any] = {
+    "server.enableXsrfProtection": True,
+    "server.enableCORS": True,
+    "server.maxUploadSize": 50,
+    "server.headless": True,
+    "client.showErrorDetails": "none",
+    "browser.gatherUsageStats": False,
+}
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """The command line to run and the directory to run it in."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+
+    def shell(self) -> str:
+        return shlex.join(self.argv)
+
+
+def config_options(path: Path = CONFIG_PATH) -> dict[str, Any]:
+    """Options of a Streamlit ``config.toml`` as ``{"section.option": value}``.
+
+    Falls back to :data:`SECURE_DEFAULTS` when ``path`` does not exist.
+    """
+    if not path.is_file():
+        return dict(SECURE_DEFAULTS)
+    with path.open("rb") as handle:
+        parsed = tomllib.load(handle)
+    options: dict[str, Any] = {}
+    for section, values in parsed.items():
+        if not isinstance(values, Mapping):
+            continue
+        for name, value in values.items():
+            options[f"{section}.{name}"] = value
+    return options
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _options_given(extra: Sequence[str]) -> set[str]:
+    """Names of the ``--section.option`` flags in ``extra`` (``--a.b=v`` or ``--a.b v``)."""
+    given = set()
+    for arg in extra:
+        if arg == "--":
+            break
+        if arg.startswith("--") and "." in arg:
+            given.add(arg[2:].split("=", 1)[0])
+    return given
+
+
+def build_command(
+    extra: Sequence[str] = (),
+    *,
+    config: Path = CONFIG_PATH,
+    python: str = sys.executable,
+) -> LaunchPlan:
+    """The ``streamlit run`` command for the dashboard, without running it.
+
+    Parameters
+    ----------
+    extra:
+        Arguments for ``streamlit run``; their options replace the same options of the config.
+    config:
+        The Streamlit config file whose options become flags.
+    python:
+        Interpreter that runs ``-m streamlit``.
+    """
+    overridden = _options_given(extra)
+    flags = [
+        f"--{name}={_flag_value(value)}"
+        for name, value in config_options(config).items()
+        if name not in overridden
+    ]
+    argv = (python, "-m", "streamlit", "run", str(APP_PATH), *flags, *extra)
+    return LaunchPlan(argv=argv, cwd=REPO_ROOT)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xai-dashboard",
+        description=(
+            "Start the explanation dashboard in a local Streamlit server (the embedded default "
+            "model works offline). Options not listed here go to `streamlit run`, "
+            "for example --server.port 8600 or --server.address 0.0.0.0."
+        ),
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``xai-dashboard``; returns the server's exit code."""
+    args, extra = _parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    plan = build_command(extra)
+    if args.dry_run:
+        print(f"cd {shlex.quote(str(plan.cwd))} && {plan.shell()}")
+        return 0
+    try:
+        return subprocess.run(plan.argv, cwd=plan.cwd, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The server configuration and the ``xai-dashboard`` launcher (nothing is started)."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from dashboard import launch
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / ".streamlit" / "config.toml"
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    with CONFIG.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def test_xsrf_and_cors_protection_are_on(config):
+    assert config["server"]["enableXsrfProtection"] is True
+    assert config["server"]["enableCORS"] is True
+
+
+def test_error_details_are_hidden(config):
+    # "none" is the only value that shows neither traceback nor message; False means "stacktrace".
+    assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_upload_size_is_capped(config):
+    cap = config["server"]["maxUploadSize"]
+    assert isinstance(cap, int) and 1 <= cap <= 100
+
+
+def test_headless_without_usage_stats(config):
+    assert config["server"]["headless"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+def test_every_config_option_is_known_to_streamlit(config):
+    from streamlit import config as st_config
+
+    known = set(st_config._config_options_template)
+    names = {f"{section}.{name}" for section, values in config.items() for name in values}
+    assert names <= known, names - known
+
+
+def test_fallback_defaults_agree_with_the_config_file():
+    from_file = launch.config_options(CONFIG)
+    for name, value in launch.SECURE_DEFAULTS.items():
+        assert from_file[name] == value, name
+
+
+def test_config_options_fall_back_when_the_file_is_missing(tmp_path):
+    assert launch.config_options(tmp_path / "missing.toml") == launch.SECURE_DEFAULTS
+
+
+def test_command_runs_the_app_with_every_config_option_as_a_flag():
+    plan = launch.build_command(python="/py")
+    argv = list(plan.argv)
+    assert argv[:4] == ["/py", "-m", "streamlit", "run"]
+    app = Path(argv[4])
+    assert app.is_absolute() and app == REPO / "dashboard" / "app.py" and app.is_file()
+    assert plan.cwd == REPO
+    flags = argv[5:]
+    assert "--server.enableXsrfProtection=true" in flags
+    assert "--server.enableCORS=true" in flags
+    assert "--client.showErrorDetails=none" in flags
+    assert "--browser.gatherUsageStats=false" in flags
+    assert len(flags) == len(launch.config_options(CONFIG))
+
+
+def test_extra_arguments_pass_through_and_replace_the_same_option():
+    plan = launch.build_command(["--server.port", "8600", "--server.maxUploadSize=5"], python="/py")
+    argv = list(plan.argv)
+    assert argv[-3:] == ["--server.port", "8600", "--server.maxUploadSize=5"]
+    assert not any(a.startswith("--server.maxUploadSize=50") for a in argv)
+    assert "--server.enableXsrfProtection=true" in argv
+
+
+def test_help_prints_usage_and_starts_nothing(capsys, monkeypatch):
+    started = []
+    monkeypatch.setattr(launch.subprocess, "run", lambda *a, **k: started.append(a))
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "xai-dashboard" in capsys.readouterr().out
+    assert started == []
+
+
+def test_dry_run_prints_the_command(capsys, monkeypatch):
+    started = []
+    monkeypatch.setattr(launch.subprocess, "run", lambda *a, **k: started.append(a))
+    assert launch.main(["--dry-run", "--server.port", "8601"]) == 0
+    out = capsys.readouterr().out
+    assert "streamlit run" in out and str(REPO / "dashboard" / "app.py") in out and "8601" in out
+    assert started == []
+
+
+def test_main_runs_streamlit_from_the_repository_root(monkeypatch):
+    calls = []
+
+    class Done:
+        returncode = 3
+
+    def fake_run(argv, *, cwd, check):
+        calls.append((argv, cwd))
+        return Done()
+
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    assert launch.main(["--server.port", "8602"]) == 3
+    (argv, cwd), = calls
+    assert argv[0] == sys.executable and cwd == REPO and argv[-2:] == ("--server.port", "8602")
