@@ -1,0 +1,422 @@
+"""Faithfulness of heatmaps by insertion and deletion (Petsiuk et al. 2018).
+
+Definition (also written into every result, see :data:`DEFINITION`):
+
+* **Ranking.** Each map is summed over colour channels; pixels are ordered by that value,
+  largest first, ties broken by raster index (a stable sort on ``(-value, row * W + col)``).
+* **Steps.** With ``P = H * W`` pixels, the step is ``s = max(1, round(step_fraction * P))``
+  pixels and the last count ``k_max = max(1, round(fraction * P))``. The curve is sampled at
+  ``k = 0, s, 2s, ...`` below ``k_max``, and at ``k_max`` itself.
+* **Deletion** replaces the top-``k`` pixels (all three channels) of the image by the
+  background; **insertion** starts from the background and puts the top-``k`` pixels of the
+  image back. Each curve point is the softmax probability of the target class.
+* **AUC** is the trapezoid rule over the fraction axis ``x_j = k_j / P``, from 0 to
+  ``k_max / P`` (about ``fraction``): ``sum_j (x_{j+1} - x_j) (p_j + p_{j+1}) / 2``. It is not
+  divided by ``fraction``, so it lies in ``[0, k_max / P]``. A faithful map has a high
+  insertion AUC and a low deletion AUC.
+* **Random control.** The same curves for a uniformly random pixel order drawn from a local
+  generator seeded with ``seed``: a map is informative where it beats this control.
+
+Every masked image of every curve (all methods, all images, both kinds) is built on the
+model's device from the rank of each pixel (``rank < k``) and sent through the model in
+memory-bounded batches (:func:`xaicore.device.run_chunked`); probabilities stay on the device
+until the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xaicore.device import run_chunked
+from xaicore.errors import ParameterError, UnknownNameError
+from xaicore.models.bundle import ModelBundle, fingerprint
+from xaicore.provenance import Provenance
+
+DEFINITION = (
+    "Pixels ranked by the channel-summed attribution, largest first, ties by raster index. "
+    "Step s = max(1, round(step_fraction * P)) pixels of P; curve at k = 0, s, 2s, ... and k_max = "
+    "max(1, round(fraction * P)). Deletion: top-k pixels replaced by the background; insertion: "
+    "background with the top-k pixels of the image. Value: softmax probability of the target. "
+    "AUC: trapezoid rule over x = k / P from 0 to k_max / P, not rescaled."
+)
+BACKGROUNDS = ("black", "blur", "mean")
+RANDOM = "random"  # name of the random-ranking control in results
+KINDS = ("insertion", "deletion")
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Insertion and deletion curves of one ranking (a method, or the random control).
+
+    Attributes
+    ----------
+    insertion, deletion:
+        (N, K) float64 softmax probabilities of the target, one row per image.
+    insertion_auc, deletion_auc:
+        (N,) float64 areas (see the module docstring).
+    rank:
+        (N, H, W) int32 position of each pixel in the order (0 = most relevant); the masked
+        image at step ``j`` shows ``rank < k_j``.
+    no_signal:
+        (N,) bool, true where the map was constant (all zero, say): its order is raster order
+        and its curves say nothing about the method.
+    control:
+        True for the random ranking.
+    """
+
+    method: str
+    insertion: np.ndarray
+    deletion: np.ndarray
+    insertion_auc: np.ndarray
+    deletion_auc: np.ndarray
+    rank: np.ndarray
+    no_signal: np.ndarray
+    control: bool = False
+
+    def record(self, fractions: np.ndarray) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "control": self.control,
+            "fractions": fractions.tolist(),
+            "insertion": self.insertion.tolist(),
+            "deletion": self.deletion.tolist(),
+            "insertion_auc": self.insertion_auc.tolist(),
+            "deletion_auc": self.deletion_auc.tolist(),
+            "no_signal": self.no_signal.tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class FaithfulnessResult:
+    """Insertion and deletion curves of several rankings over N images.
+
+    ``images`` and ``backgrounds`` are (N, H, W, 3) float32 in [0, 1]: with ``Curves.rank``
+    they rebuild any masked image without the model (:meth:`masked_image`).
+    """
+
+    fractions: np.ndarray
+    steps: np.ndarray
+    curves: tuple[Curves, ...]
+    images: np.ndarray
+    backgrounds: np.ndarray
+    target: np.ndarray
+    params: dict[str, Any]
+    provenance: Provenance
+    runtime_s: float
+    definition: str = DEFINITION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def by_method(self) -> dict[str, Curves]:
+        return {c.method: c for c in self.curves}
+
+    def get(self, method: str) -> Curves:
+        try:
+            return self.by_method()[method]
+        except KeyError:
+            raise UnknownNameError(
+                f"No curves for {method!r}; this result has {', '.join(c.method for c in self.curves)}."
+            ) from None
+
+    def masked_image(self, method: str, *, step: int, kind: str, image: int = 0) -> np.ndarray:
+        """The (H, W, 3) image the model saw at curve point ``step`` of ``kind`` for ``method``."""
+        if kind not in KINDS:
+            raise ParameterError(f"kind must be 'insertion' or 'deletion'; got {kind!r}.")
+        if not 0 <= step < len(self.steps):
+            raise ParameterError(f"step must be between 0 and {len(self.steps) - 1}; got {step}.")
+        shown = self.get(method).rank[image] < self.steps[step]
+        if kind == "deletion":
+            shown = ~shown
+        return np.where(shown[..., None], self.images[image], self.backgrounds[image])
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready record: definition, parameters, steps, per-ranking curves and AUCs, provenance."""
+        return {
+            "definition": self.definition,
+            "params": self.params,
+            "target": self.target.tolist(),
+            "steps": self.steps.tolist(),
+            "fractions": self.fractions.tolist(),
+            "methods": {c.method: c.record(self.fractions) for c in self.curves},
+            "runtime_s": self.runtime_s,
+            "provenance": self.provenance.to_dict(),
+            **self.extra,
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``faithfulness.json`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "faithfulness.json"
+        path.write_text(json.dumps(self.record(), indent=2))
+        return path
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def curve_steps(num_pixels: int, *, step_fraction: float, fraction: float) -> np.ndarray:
+    """Pixel counts ``k`` at which the curves are sampled (see the module docstring)."""
+    if not 0 < step_fraction <= 1:
+        raise ParameterError(f"step_fraction must be in (0, 1]; got {step_fraction}.")
+    if not 0 < fraction <= 1:
+        raise ParameterError(f"fraction must be in (0, 1] (1 = all pixels, 0.5 = half); got {fraction}.")
+    step = max(1, int(round(step_fraction * num_pixels)))
+    k_max = max(1, int(round(fraction * num_pixels)))
+    return np.append(np.arange(0, k_max, step), k_max).astype(np.int64)
+
+
+def trapezoid_auc(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Trapezoid-rule area of each row of ``curves`` (..., K) over ``fractions`` (K,)."""
+    widths = np.diff(fractions)
+    return ((curves[..., 1:] + curves[..., :-1]) * 0.5 * widths).sum(axis=-1)
+
+
+def pixel_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """Rank of each pixel (N, P) -> (N, P) int32: 0 for the largest score, ties by index."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    positions = torch.arange(scores.shape[1], device=scores.device, dtype=torch.int32).expand_as(order)
+    return torch.empty_like(order, dtype=torch.int32).scatter_(1, order, positions)
+
+
+def make_background(kind: str | torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """The background (N, 3, H, W) for insertion/deletion: "black", "blur", "mean" or a given tensor.
+
+    "blur" and "mean" are the explainers' baselines of the same name
+    (:func:`xaicore.explainers.baselines.make_baseline`); a tensor is broadcast to the inputs.
+    """
+    if isinstance(kind, torch.Tensor):
+        try:
+            given = torch.broadcast_to(kind.to(device=inputs.device, dtype=inputs.dtype), inputs.shape)
+        except RuntimeError as exc:
+            raise ParameterError(
+                f"A background of shape {tuple(kind.shape)} does not fit images of shape {tuple(inputs.shape)}."
+            ) from exc
+        if not torch.isfinite(given).all():
+            raise ParameterError("The background contains NaN or inf values.")
+        return given.contiguous()
+    if kind not in BACKGROUNDS:
+        raise ParameterError(f"Unknown background {kind!r}; choose black, blur, mean, or pass an image tensor.")
+    if kind == "black":
+        return torch.zeros_like(inputs)
+    if kind == "mean":
+        return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs).contiguous()
+    return _gaussian_blur(inputs, sigma=_BLUR_SIGMA_FRACTION * min(inputs.shape[-2:]))
+
+
+_BLUR_SIGMA_FRACTION = 5 / 64  # Gaussian sigma as a share of the smaller image side
+
+
+def _gaussian_blur(images: torch.Tensor, *, sigma: float) -> torch.Tensor:
+    radius = max(1, int(3 * sigma + 0.5))
+    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    out = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="replicate")
+    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return torch.nn.functional.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+
+
+def _relevance(name: str, attribution: torch.Tensor | np.ndarray, shape: tuple[int, int, int], device) -> torch.Tensor:
+    a = torch.as_tensor(attribution).to(device=device)
+    n, h, w = shape
+    if a.ndim == 4:
+        a = a.sum(dim=1)
+    if tuple(a.shape) != (n, h, w):
+        raise ParameterError(
+            f"The attribution of {name} has shape {tuple(torch.as_tensor(attribution).shape)}; "
+            f"expected ({n}, 3, {h}, {w}) or ({n}, {h}, {w}) to match the images."
+        )
+    if not torch.isfinite(a).all():
+        raise ParameterError(f"The attribution of {name} contains NaN or inf, so its pixels cannot be ranked.")
+    return a.flatten(1).to(torch.float64)
+
+
+def _targets(target: int | Sequence[int] | torch.Tensor, n: int, num_classes: int, device) -> torch.Tensor:
+    t = torch.as_tensor(target, dtype=torch.long).flatten().to(device)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ParameterError(f"Give one target class, or one per image ({n}); got {t.numel()}.")
+    if bool(((t < 0) | (t >= num_classes)).any()):
+        raise ParameterError(f"Target classes must be between 0 and {num_classes - 1}.")
+    return t.contiguous()
+
+
+def _default_batch(device: torch.device) -> int:
+    return 256 if device.type == "cuda" else 64
+
+
+# ----------------------------------------------------------------------------- the computation
+
+
+def insertion_deletion(
+    bundle: ModelBundle,
+    inputs: torch.Tensor,
+    attributions: Mapping[str, torch.Tensor | np.ndarray],
+    *,
+    target: int | Sequence[int] | torch.Tensor,
+    step_fraction: float = 0.01,
+    fraction: float = 1.0,
+    background: str | torch.Tensor = "black",
+    batch_size: int | None = None,
+    model: nn.Module | None = None,
+    random_control: bool = True,
+    seed: int = 0,
+) -> FaithfulnessResult:
+    """Insertion and deletion curves and AUCs of several maps over several images at once.
+
+    Parameters
+    ----------
+    bundle:
+        The model bundle; its ``model`` is used (under its lock) unless ``model`` is given.
+    inputs:
+        (N, 3, H, W) images in pixel space [0, 1] at the model's input size.
+    attributions:
+        Method name -> attributions (N, 3, H, W), or already channel-summed maps (N, H, W).
+        Maps with NaN or inf are refused (:class:`ParameterError`): check them first with
+        :func:`xaicore.explainers.results.classify_attribution`.
+    target:
+        One class index for all images, or one per image.
+    step_fraction, fraction:
+        Step and end of the curves as fractions of the pixels (see the module docstring).
+    background:
+        "black", "blur", "mean", or a tensor broadcastable to ``inputs``.
+    batch_size:
+        Masked images per forward pass (halved on out-of-memory); default 64 on CPU, 256 on GPU.
+    model:
+        Run this module instead of ``bundle.model`` (a private copy, say).
+    random_control, seed:
+        Add the curves of a random pixel order drawn from a generator seeded with ``seed``.
+
+    Returns
+    -------
+    FaithfulnessResult
+        One :class:`Curves` per method, in the given order, then the random control.
+    """
+    started = time.perf_counter()
+    device = bundle.device
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 3:
+        raise ParameterError("inputs must be a tensor of images of shape (N, 3, H, W).")
+    if not attributions and not random_control:
+        raise ParameterError("Nothing to measure: give at least one attribution or ask for the random control.")
+    x = inputs.to(device=device, dtype=torch.float32).contiguous()
+    n, _, h, w = x.shape
+    num_pixels = h * w
+    steps = curve_steps(num_pixels, step_fraction=step_fraction, fraction=fraction)
+    fractions = steps / num_pixels
+    tgt = _targets(target, n, bundle.num_classes, device)
+    bg = make_background(background, x)
+
+    names = list(attributions)
+    if random_control and RANDOM in names:
+        raise ParameterError(f"{RANDOM!r} names the random control; give the method another name.")
+    scores = [_relevance(name, attributions[name], (n, h, w), device) for name in names]
+    no_signal = [(s == s[:, :1]).all(dim=1) for s in scores]
+    if random_control:
+        gen = torch.Generator().manual_seed(int(seed))
+        scores.append(torch.rand(n, num_pixels, generator=gen, dtype=torch.float64).to(device))
+        no_signal.append(torch.zeros(n, dtype=torch.bool, device=device))
+        names.append(RANDOM)
+    ranks = torch.stack([pixel_ranks(s) for s in scores])  # (M, N, P)
+
+    net = bundle.model if model is None else model
+    batch = batch_size or _default_batch(device)
+    if batch < 1:
+        raise ParameterError(f"batch_size must be at least 1; got {batch_size}.")
+    lock = bundle.lock if model is None else contextlib.nullcontext()
+    probs = _curve_probabilities(net, x, bg, ranks, torch.as_tensor(steps, device=device), tgt, batch, lock=lock)
+    probs = probs.view(len(names), n, 2, len(steps)).cpu().numpy()  # the one host transfer
+
+    ranks_np = ranks.view(len(names), n, h, w).cpu().numpy()
+    flags = torch.stack(no_signal).cpu().numpy()
+    curves = tuple(
+        Curves(
+            method=name,
+            insertion=probs[m, :, 0],
+            deletion=probs[m, :, 1],
+            insertion_auc=trapezoid_auc(probs[m, :, 0], fractions),
+            deletion_auc=trapezoid_auc(probs[m, :, 1], fractions),
+            rank=ranks_np[m],
+            no_signal=flags[m],
+            control=random_control and m == len(names) - 1,
+        )
+        for m, name in enumerate(names)
+    )
+    params = {
+        "step_fraction": step_fraction,
+        "step_pixels": int(steps[1] - steps[0]) if len(steps) > 1 else int(steps[0]),
+        "fraction": fraction,
+        "num_pixels": num_pixels,
+        "background": background if isinstance(background, str) else "given",
+        "random_control": random_control,
+        "seed": int(seed),
+        "batch_size": batch,
+    }
+    provenance = Provenance(
+        model_name=bundle.name,
+        model_fingerprint=bundle.fingerprint if model is None else fingerprint(model),
+        seed=int(seed),
+        device=str(device),
+    )
+    return FaithfulnessResult(
+        fractions=fractions,
+        steps=steps,
+        curves=curves,
+        images=x.permute(0, 2, 3, 1).cpu().numpy(),
+        backgrounds=bg.permute(0, 2, 3, 1).cpu().numpy(),
+        target=tgt.cpu().numpy(),
+        params=params,
+        provenance=provenance,
+        runtime_s=time.perf_counter() - started,
+    )
+
+
+def _curve_probabilities(
+    net: nn.Module,
+    x: torch.Tensor,
+    bg: torch.Tensor,
+    ranks: torch.Tensor,
+    steps: torch.Tensor,
+    target: torch.Tensor,
+    batch_size: int,
+    *,
+    lock,
+) -> torch.Tensor:
+    """Target probability of every masked image, flattened in (ranking, image, kind, step) order.
+
+    Item ``i`` decomposes as ``i = ((m * N + n) * 2 + kind) * K + j``; its image shows the
+    input where ``(rank < k_j) != (kind == deletion)`` and the background elsewhere.
+    """
+    num_rankings, n, _ = ranks.shape
+    k = len(steps)
+    h, w = x.shape[-2:]
+    total = num_rankings * n * 2 * k
+
+    def chunk(start: int, stop: int) -> torch.Tensor:
+        i = torch.arange(start, stop, device=x.device)
+        j = i % k
+        kind = (i // k) % 2
+        image = (i // (2 * k)) % n
+        ranking = i // (2 * k * n)
+        inside = ranks[ranking, image] < steps[j].unsqueeze(1)
+        shown = (inside != kind.bool().unsqueeze(1)).view(-1, 1, h, w)
+        batch = torch.where(shown, x[image], bg[image])
+        logits = net(batch)
+        return torch.softmax(logits.float(), dim=1).gather(1, target[image].unsqueeze(1)).squeeze(1)
+
+    with lock, torch.no_grad():
+        return run_chunked(chunk, total, chunk=batch_size, combine=torch.cat)
