@@ -45,6 +45,8 @@ class MethodResult:
 
     ``attribution`` is the raw (3, H, W) float32 map in model-input resolution, or ``None``
     when the status is UNAVAILABLE or FAILED; ``reason`` then says why in plain words.
+    ``shared_with`` names the methods whose pass this result shared or reused (``runtime_s``
+    is then this method's even share of that pass plus its own work).
     """
 
     method: str
@@ -56,6 +58,7 @@ class MethodResult:
     runtime_s: float
     delta: float | None = None
     reason: str = ""
+    shared_with: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
         """JSON-ready summary (without the array)."""
@@ -68,6 +71,7 @@ class MethodResult:
             "params": self.params,
             "runtime_s": self.runtime_s,
             "convergence_delta": self.delta,
+            "shared_with": list(self.shared_with),
         }
 
 
