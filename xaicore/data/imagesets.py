@@ -1,0 +1,402 @@
+"""Sets of images for data-set level measurements: a folder, a zip archive, or generated shapes.
+
+Layout of a folder or zip (ImageFolder style)::
+
+    <class name>/<image file>          labelled by the folder name
+    <image file>                       at the top: no label
+    <stem>.mask.png                    optional object mask of the image <stem>.* beside it
+
+Labels are matched to ``class_names`` by exact name, then ignoring case, spaces, ``-`` and
+``_``, then as a class index (folder ``"3"``). Every image goes through
+:func:`~xaicore.data.images.load_image`; a file that cannot be read is skipped with a notice
+naming it, so one bad file never spoils the set. Zip archives are read in memory only
+(nothing is extracted): entries with absolute paths or ``..`` are ignored, and the
+uncompressed bytes read are capped so that a zip bomb cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xaicore.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image, load_mask
+from xaicore.errors import ImageLoadError, ParameterError
+
+MASK_SUFFIX = ".mask.png"
+DEFAULT_MAX_IMAGES = 2000
+DEFAULT_MAX_TOTAL_BYTES = 1 << 30  # uncompressed bytes read from a folder or zip
+DEFAULT_MAX_TOTAL_PIXELS = 100_000_000  # decoded pixels kept in memory (1.2 GB as float32 RGB)
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image of a set: ``array`` (H, W, 3) float32 in [0, 1], ``mask`` (H, W) bool or None."""
+
+    name: str
+    array: np.ndarray
+    label: int | None
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with optional labels (indices into ``class_names``) and notices about loading."""
+
+    items: tuple[ImageItem, ...]
+    class_names: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def labels(self) -> tuple[int | None, ...]:
+        """Each item's label, in order."""
+        return tuple(item.label for item in self.items)
+
+
+def load_image_set(
+    source: str | Path | bytes,
+    *,
+    class_names: Sequence[str] | None = None,
+    limit: int | None = None,
+    size: tuple[int, int] | None = None,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ImageSet:
+    """Read a folder, a zip file or zip bytes into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    source:
+        A folder path, a path to a zip file, or the bytes of a zip file.
+    class_names:
+        The model's class names, to turn folder names into labels. ``None``: the sorted
+        distinct folder names become the classes.
+    limit:
+        Take at most this many images (in sorted path order), for quick runs.
+    size:
+        (height, width) to resize every image to as it loads (bilinear with antialiasing,
+        like :meth:`ModelBundle.to_input`; masks nearest), which bounds memory; ``None`` keeps
+        each image at full size.
+    max_images, max_total_bytes, max_total_pixels:
+        Safety caps on the number of images, the uncompressed bytes read, and the decoded
+        pixels kept; loading stops at a cap with a notice.
+    max_pixels, max_bytes:
+        Per-image caps, as in :func:`~xaicore.data.images.load_image`.
+
+    Raises
+    ------
+    ImageLoadError
+        The source is neither a folder nor a readable zip, or it holds no readable image.
+    """
+    if limit is not None and limit < 1:
+        raise ParameterError("limit must be at least 1 image (or None for all).")
+    if max_images < 1:
+        raise ParameterError("max_images must be at least 1.")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ParameterError("size must be (height, width) with both at least 1.")
+    with _open_source(source) as archive:
+        return _Loader(
+            archive,
+            class_names=class_names,
+            take=min(limit or max_images, max_images),
+            cap_note=limit is None or limit > max_images,
+            size=size,
+            max_total_bytes=max_total_bytes,
+            max_total_pixels=max_total_pixels,
+            max_pixels=max_pixels,
+            max_bytes=max_bytes,
+        ).run()
+
+
+def generated_test_set(n: int, *, seed: int, size: int = 64) -> ImageSet:
+    """``n`` freshly generated shape images with their labels (the default model's classes)."""
+    from xaicore.data import shapes
+
+    images, labels = shapes.generate(n, seed=seed, size=size)
+    items = tuple(
+        ImageItem(name=f"shape-{i:05d}", array=np.array(images[i], dtype=np.float32), label=int(labels[i]))
+        for i in range(n)
+    )
+    return ImageSet(items=items, class_names=tuple(shapes.CLASSES), notices=())
+
+
+def resize_image(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32 resized to ``size`` = (height, width) exactly as model input is resized."""
+    if tuple(array.shape[:2]) == tuple(size):
+        return np.array(array, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    y = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True).clamp(0.0, 1.0)
+    return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# sources: a folder or a zip, seen as relative POSIX paths with a bounded reader
+
+
+class _Archive(Protocol):
+    """Relative POSIX paths of the files in a source, and a reader that stops at a limit."""
+
+    ignored: list[str]  # entries refused for their path
+
+    def paths(self) -> list[str]: ...
+
+    def read(self, path: str, limit: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class _Folder:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ignored: list[str] = []
+
+    def paths(self) -> list[str]:
+        found = []
+        for directory, dirs, files in os.walk(self.root, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel = Path(directory).relative_to(self.root)
+            found.extend((rel / f).as_posix() for f in files)
+        return found
+
+    def read(self, path: str, limit: int) -> bytes:
+        with (self.root / path).open("rb") as handle:
+            return handle.read(limit + 1)
+
+    def close(self) -> None:
+        return None
+
+
+class _Zip:
+    def __init__(self, zf: zipfile.ZipFile) -> None:
+        self.zf = zf
+        self.ignored: list[str] = []
+
+    def paths(self) -> list[str]:
+        found = []
+        for info in self.zf.infolist():
+            if info.is_dir():
+                continue
+            name = info.filename
+            parts = PurePosixPath(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+                self.ignored.append(name)
+                continue
+            found.append(name)
+        return found
+
+    def read(self, path: str, limit: int) -> bytes:
+        with self.zf.open(path) as handle:
+            return handle.read(limit + 1)
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+@contextmanager
+def _open_source(source: str | Path | bytes) -> Iterator[_Archive]:
+    archive = _make_archive(source)
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+def _make_archive(source: str | Path | bytes) -> _Archive:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _zip_from(io.BytesIO(bytes(source)), "The uploaded archive")
+    path = Path(source)
+    if path.is_dir():
+        return _Folder(path)
+    if path.is_file():
+        return _zip_from(path, f"The file {path.name!r}")
+    raise ImageLoadError(f"No folder or zip file was found at {str(path)!r}.")
+
+
+def _zip_from(handle: Path | io.BytesIO, subject: str) -> _Zip:
+    try:
+        return _Zip(zipfile.ZipFile(handle))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"{subject} is not a readable zip archive or folder of images.") from exc
+
+
+# ----------------------------------------------------------------------------------------
+# loading
+
+
+class _Loader:
+    def __init__(self, archive: _Archive, *, class_names: Sequence[str] | None, take: int, cap_note: bool,
+                 size: tuple[int, int] | None, max_total_bytes: int, max_total_pixels: int,
+                 max_pixels: int, max_bytes: int) -> None:
+        self.archive = archive
+        self.given_classes = tuple(class_names) if class_names is not None else None
+        self.take = take
+        self.cap_note = cap_note
+        self.size = size
+        self.max_total_bytes = max_total_bytes
+        self.max_total_pixels = max_total_pixels
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self.bytes_read = 0
+        self.pixels_kept = 0
+        self.notices: list[str] = []
+        self.problems: list[str] = []
+
+    def run(self) -> ImageSet:
+        images, masks = _split(self.archive.paths())
+        ignored = self.archive.ignored
+        if ignored:
+            self.notices.append(
+                f"{_count(len(ignored), 'archive entry', 'archive entries')} with unsafe paths "
+                f"(absolute or with '..') ignored: {_listing(ignored)}."
+            )
+        classes = self.given_classes if self.given_classes is not None else _folder_classes(images)
+        labeller = _Labeller(classes)
+        items: list[ImageItem] = []
+        for position, path in enumerate(images):
+            if len(items) >= self.take:
+                self._note_cut(len(images) - position)
+                break
+            if self.bytes_read > self.max_total_bytes or self.pixels_kept > self.max_total_pixels:
+                self.notices.append(
+                    f"Loading stopped after {len(items)} images: the set reached its memory cap. "
+                    "Load fewer images (limit) or resize them as they load (size)."
+                )
+                break
+            item = self._load_item(path, masks.get(_stem_key(path)), labeller)
+            if item is not None:
+                items.append(item)
+        self.notices.extend(labeller.notices())
+        self._note_problems()
+        if not items:
+            raise ImageLoadError(
+                "No readable image was found in the set." + (f" {self.problems[0]}" if self.problems else "")
+            )
+        return ImageSet(items=tuple(items), class_names=tuple(classes), notices=tuple(self.notices))
+
+    def _load_item(self, path: str, mask_path: str | None, labeller: "_Labeller") -> ImageItem | None:
+        try:
+            data = self._read(path)
+            loaded = load_image(data, name=path, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+        except ImageLoadError as exc:
+            self.problems.append(str(exc))
+            return None
+        array = loaded.array if self.size is None else resize_image(loaded.array, self.size)
+        self.pixels_kept += array.shape[0] * array.shape[1]
+        mask = None
+        if mask_path is not None:
+            try:
+                mask = load_mask(self._read(mask_path), size=array.shape[:2], name=mask_path,
+                                 max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+            except ImageLoadError as exc:
+                self.problems.append(f"{exc} (mask ignored)")
+        return ImageItem(name=path, array=array, label=labeller.label(path), mask=mask)
+
+    def _read(self, path: str) -> bytes:
+        try:
+            data = self.archive.read(path, self.max_bytes)
+        except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError, NotImplementedError) as exc:
+            raise ImageLoadError(f"The file {path!r} could not be read from the set ({exc}).") from exc
+        self.bytes_read += len(data)
+        return data
+
+    def _note_cut(self, remaining: int) -> None:
+        reason = "the cap on images per set" if self.cap_note else "the requested limit"
+        self.notices.append(
+            f"Only the first {_count(self.take, 'image')} loaded ({reason}); "
+            f"{_count(remaining, 'more file')} not read."
+        )
+
+    def _note_problems(self) -> None:
+        if not self.problems:
+            return
+        shown = self.problems[:MAX_LISTED_PROBLEMS]
+        more = len(self.problems) - len(shown)
+        tail = f" ... and {more} more." if more else ""
+        self.notices.append(f"{_count(len(self.problems), 'file')} skipped: " + " | ".join(shown) + tail)
+
+
+def _split(paths: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Candidate image paths (sorted) and mask paths by image stem key."""
+    images, masks = [], {}
+    for path in sorted(paths, key=lambda p: (p.casefold(), p)):
+        parts = PurePosixPath(path).parts
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            continue
+        if path.lower().endswith(MASK_SUFFIX):
+            masks[path[: -len(MASK_SUFFIX)]] = path
+        else:
+            images.append(path)
+    return images, masks
+
+
+def _stem_key(path: str) -> str:
+    pure = PurePosixPath(path)
+    return str(pure.with_suffix("")) if pure.suffix else path
+
+
+def _folder_classes(images: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted({PurePosixPath(p).parent.name for p in images if PurePosixPath(p).parent.name}))
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name).casefold()
+
+
+class _Labeller:
+    """Folder name -> class index, remembering folders that match no class."""
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = tuple(classes)
+        self.exact = {c: i for i, c in enumerate(self.classes)}
+        self.loose: dict[str, int] = {}
+        for i, c in enumerate(self.classes):
+            self.loose.setdefault(_normal(c), i)
+        self.unknown: dict[str, int] = {}
+
+    def label(self, path: str) -> int | None:
+        folder = PurePosixPath(path).parent.name
+        if not folder:
+            return None
+        index = self._match(folder)
+        if index is None:
+            self.unknown[folder] = self.unknown.get(folder, 0) + 1
+        return index
+
+    def _match(self, folder: str) -> int | None:
+        if folder in self.exact:
+            return self.exact[folder]
+        if _normal(folder) in self.loose:
+            return self.loose[_normal(folder)]
+        if folder.isdigit() and int(folder) < len(self.classes):
+            return int(folder)
+        return None
+
+    def notices(self) -> Iterator[str]:
+        for folder, count in sorted(self.unknown.items()):
+            images = "its image has" if count == 1 else f"its {count} images have"
+            yield f"The folder {folder!r} matches no class of the model, so {images} no label."
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED_PROBLEMS])
+    return shown + (f" ... and {len(names) - MAX_LISTED_PROBLEMS} more" if len(names) > MAX_LISTED_PROBLEMS else "")
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
