@@ -162,6 +162,12 @@ def test_palette_with_transparency(fmt):
     assert "Transparent areas were composited on white." in loaded.notices
 
 
+def test_rgb_with_a_transparent_colour_shows_white_there():
+    rgb = np.array([[[1, 2, 3], [4, 5, 6]]], dtype=np.uint8)
+    loaded = load_image(encode(Image.fromarray(rgb), "PNG", transparency=(1, 2, 3)))
+    np.testing.assert_allclose(loaded.array[0], [[1.0, 1.0, 1.0], [4 / 255, 5 / 255, 6 / 255]], atol=1e-7)
+
+
 def test_palette_without_transparency_uses_the_palette_colours():
     im = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
     im.putpalette([12, 34, 56, 200, 150, 100])
@@ -301,6 +307,17 @@ def test_exif_orientation_jpeg_is_turned_upright(orientation):
     loaded = load_image(with_orientation(upright, orientation, "JPEG", quality=95, subsampling=0))
     assert loaded.array.shape == upright.shape
     assert np.abs(loaded.array - upright / 255.0).mean() < 0.01
+
+
+def test_exif_orientation_of_a_sixteen_bit_tiff():
+    ramp = sixteen_bit_ramp(7, 3).astype(np.uint16)
+    ramp[0, 0] = 123  # asymmetric
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = np.ascontiguousarray(np.rot90(ramp, 1))
+    im = Image.frombytes("I;16", (stored.shape[1], stored.shape[0]), stored.astype("<u2").tobytes())
+    loaded = load_image(encode(im, "TIFF", exif=exif))
+    np.testing.assert_allclose(loaded.array[:, :, 0], ramp / 65535.0, atol=1e-7)
 
 
 def test_orientation_one_changes_nothing():

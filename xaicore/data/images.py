@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -48,6 +48,7 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
 )
 
 Source = bytes | bytearray | memoryview | str | Path | BinaryIO
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ def _decode_upright(im: Image.Image, *, subject: str, notices: list[str]) -> Ima
     return _guarded(decode, subject)
 
 
-def _guarded(fn: Callable[[], object], subject: str):
+def _guarded(fn: Callable[[], T], subject: str) -> T:
     """Run ``fn`` and turn anything but our own error into an ImageLoadError."""
     try:
         return fn()
