@@ -1,0 +1,482 @@
+"""Confidence scores of heatmaps: the CO score and the AX process (Tjoa et al., DESIGN.md idea 4).
+
+The CO score of a heatmap ``h`` for image ``x`` and class ``c`` is ``kappa . (f(x + h) - f(x))`` on
+raw logits, where ``kappa_c = 1`` and ``kappa_k = -1 / (C - 1)`` for every other class: how much
+adding the heatmap raises the logit of ``c`` above the mean of the others. AX ("augmentative
+explanation") turns an explainer's attribution into such a heatmap by dividing it by its absolute
+maximum and adding it to the image (``x + h``), or multiplying (``x * h``).
+
+Over an image set, :func:`co_scores` computes one :class:`CoRow` per image, method and variant, and
+:class:`CoGap` figures say whether the CO scores of correctly predicted images differ from those of
+wrongly predicted ones. :func:`iter_co_rows` yields the rows batch by batch, so a caller (the
+dashboard) keeps every finished row when the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.models.bundle import ModelBundle
+from xaicore.provenance import Provenance
+
+VARIANTS = ("x+h", "x*h")
+"""AX variants: the normalized heatmap added to the image, or multiplied with it."""
+
+
+def kappa(
+    target: int | Sequence[int] | torch.Tensor,
+    *,
+    num_classes: int,
+    batch: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The CO weights: ``(N, C)`` with 1 at each row's target and ``-1 / (C - 1)`` elsewhere.
+
+    ``target`` is one class index for every row (then ``batch`` gives the row count) or one index
+    per row.
+    """
+    if num_classes < 2:
+        raise ParameterError("The CO score needs a model with at least two classes.")
+    t = torch.as_tensor(target, device=device).long().reshape(-1)
+    if t.numel() == 1 and batch is not None:
+        t = t.expand(batch)
+    if bool(((t < 0) | (t >= num_classes)).any()):
+        raise ParameterError(f"Target classes must lie between 0 and {num_classes - 1}.")
+    weights = torch.full((t.numel(), num_classes), -1.0 / (num_classes - 1), dtype=dtype, device=t.device)
+    weights.scatter_(1, t.view(-1, 1), 1.0)
+    return weights
+
+
+def co_score(
+    logits_perturbed: torch.Tensor,
+    logits_clean: torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor,
+    *,
+    num_classes: int,
+) -> torch.Tensor:
+    """CO scores ``kappa . (f(x + h) - f(x))`` of a batch, shape ``(N,)``.
+
+    Parameters
+    ----------
+    logits_perturbed, logits_clean:
+        Raw logits ``(N, C)`` of the perturbed and of the clean images.
+    target:
+        The class of interest: one index for all rows, or one per row.
+    num_classes:
+        ``C``; must match the logits' last dimension.
+    """
+    if logits_perturbed.shape != logits_clean.shape or logits_perturbed.ndim != 2:
+        raise ParameterError("Perturbed and clean logits must both have shape (N, C).")
+    if logits_perturbed.shape[1] != num_classes:
+        raise ParameterError(f"The logits have {logits_perturbed.shape[1]} classes, not {num_classes}.")
+    weights = kappa(
+        target,
+        num_classes=num_classes,
+        batch=logits_perturbed.shape[0],
+        dtype=logits_perturbed.dtype,
+        device=logits_perturbed.device,
+    )
+    if weights.shape[0] != logits_perturbed.shape[0]:
+        raise ParameterError("Give one target class, or one per image.")
+    return ((logits_perturbed - logits_clean) * weights).sum(dim=1)
+
+
+def similarity_term(heatmap: torch.Tensor, image: torch.Tensor, *, eps: float = 1e-4) -> torch.Tensor:
+    """GAX's distance of a heatmap to its image, ``mean((h - x + eps)^2 / (x + eps))`` per image.
+
+    ``heatmap`` and ``image`` are ``(N, 3, H, W)`` with the image in [0, 1]; the mean runs over
+    channels and pixels, giving shape ``(N,)``. GAX adds ``l_s`` divided by this term to its loss.
+    """
+    if heatmap.shape != image.shape:
+        raise ParameterError("The heatmap and the image must have the same shape.")
+    if eps <= 0:
+        raise ParameterError("eps must be positive (it keeps the division finite on black pixels).")
+    return ((heatmap - image + eps) ** 2 / (image + eps)).flatten(1).mean(dim=1)
+
+
+def ax_heatmap(attribution: torch.Tensor) -> torch.Tensor:
+    """An attribution batch ``(N, 3, H, W)`` divided per image by its absolute maximum.
+
+    An all-zero map stays zero (no signal: adding it changes nothing, CO 0); a map with NaN or
+    inf becomes all NaN, so its CO score is NaN and reported as a numerical error.
+    """
+    flat = attribution.flatten(1)
+    finite = torch.isfinite(flat).all(dim=1)
+    peak = flat.abs().nan_to_num(0.0, posinf=0.0).amax(dim=1)
+    scale = torch.where(peak > 0, 1.0 / torch.where(peak > 0, peak, torch.ones_like(peak)), torch.zeros_like(peak))
+    scaled = attribution * scale.view(-1, 1, 1, 1)
+    return torch.where(finite.view(-1, 1, 1, 1), scaled, torch.full_like(scaled, float("nan")))
+
+
+def ax_inputs(images: torch.Tensor, heatmap: torch.Tensor, *, variant: str) -> torch.Tensor:
+    """The AX model input: ``x + h`` or ``x * h`` (not clipped: the model sees what was added)."""
+    if variant == "x+h":
+        return images + heatmap
+    if variant == "x*h":
+        return images * heatmap
+    raise ParameterError(f"Unknown AX variant {variant!r}; use one of {', '.join(VARIANTS)}.")
+
+
+@dataclass(frozen=True)
+class AxScores:
+    """CO scores of one method's AX heatmaps for a batch (all arrays length N)."""
+
+    predicted: np.ndarray
+    co_target: np.ndarray
+    co: dict[str, np.ndarray]
+    status: np.ndarray
+
+
+def ax_co_scores(
+    bundle: ModelBundle,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    true_labels: Sequence[int | None] | None = None,
+    variants: Sequence[str] = VARIANTS,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    baseline: str = "black",
+    model: nn.Module | None = None,
+) -> AxScores:
+    """AX with one explainer on a batch of model inputs ``(N, 3, H, W)``.
+
+    The attribution is computed for the predicted class, scaled by its absolute maximum, and
+    applied to the image in each variant; the CO score is taken against the true class where
+    ``true_labels`` gives one, else against the predicted class. Raises
+    :class:`~xaicore.errors.MethodUnavailable` when the method cannot run on this model.
+    """
+    from xaicore.explainers.api import attribute
+
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ParameterError(f"Unknown AX variant {variant!r}; use one of {', '.join(VARIANTS)}.")
+    net = bundle.model if model is None else model
+    n = inputs.shape[0]
+    labels = list(true_labels) if true_labels is not None else [None] * n
+    if len(labels) != n:
+        raise ParameterError("Give one true label (or None) per image.")
+    with bundle.lock, torch.no_grad():
+        clean = net(inputs)
+    predicted = clean.argmax(dim=1)
+    known = torch.tensor([lab is not None for lab in labels], device=inputs.device)
+    given = torch.tensor([lab if lab is not None else 0 for lab in labels], device=inputs.device, dtype=torch.long)
+    co_target = torch.where(known, given, predicted)
+    result = attribute(bundle, inputs, method=method, target=predicted, seed=seed, params=params,
+                       baseline=baseline, model=model)
+    heat = ax_heatmap(result.values.detach().to(inputs.dtype))
+    stacked = torch.cat([ax_inputs(inputs, heat, variant=v) for v in variants])
+    with bundle.lock, torch.no_grad():
+        perturbed = net(stacked)
+    scores = co_score(perturbed, clean.repeat(len(variants), 1), co_target.repeat(len(variants)),
+                      num_classes=clean.shape[1])
+    flat = heat.flatten(1)
+    status = np.where(~torch.isfinite(flat).all(dim=1).cpu().numpy(), "numerical error",
+                      np.where((flat == 0).all(dim=1).cpu().numpy(), "no signal", "ok"))
+    per_variant = scores.view(len(variants), n).cpu().double().numpy()
+    return AxScores(
+        predicted=predicted.cpu().numpy(),
+        co_target=co_target.cpu().numpy(),
+        co={v: per_variant[i] for i, v in enumerate(variants)},
+        status=status,
+    )
+
+
+@dataclass(frozen=True)
+class CoRow:
+    """One image's CO score for one method and AX variant."""
+
+    image: str
+    method: str
+    variant: str
+    co: float
+    predicted: int
+    true: int | None
+    correct: bool | None
+    status: str
+
+
+@dataclass(frozen=True)
+class CoGap:
+    """How the CO scores of correctly and wrongly predicted images differ, for one method/variant.
+
+    ``mean_gap = mean(correct) - mean(wrong)`` and ``median_gap`` likewise; ``None`` when one of
+    the groups is empty. Rows without a true label or with a non-finite CO score are left out.
+    """
+
+    method: str
+    variant: str
+    n_correct: int
+    n_wrong: int
+    mean_correct: float | None
+    mean_wrong: float | None
+    median_correct: float | None
+    median_wrong: float | None
+    mean_gap: float | None
+    median_gap: float | None
+
+
+@dataclass(frozen=True)
+class CoScoreResult:
+    """CO scores of AX heatmaps over an image set: rows, per-method gaps, and how the run went."""
+
+    rows: tuple[CoRow, ...]
+    gaps: tuple[CoGap, ...]
+    methods: tuple[str, ...]
+    variants: tuple[str, ...]
+    n_images: int
+    complete: bool
+    skipped: dict[str, str]
+    params: dict[str, Any]
+    provenance: Provenance
+    runtime_s: float = 0.0
+
+    def table(self) -> dict[str, list[Any]]:
+        """Column name -> values, in row order (ready for a data frame or a CSV writer)."""
+        names = [f.name for f in CoRow.__dataclass_fields__.values()]
+        return {name: [getattr(row, name) for row in self.rows] for name in names}
+
+    def record(self) -> dict[str, Any]:
+        """The JSON summary (without the rows)."""
+        return {
+            "n_images": self.n_images,
+            "n_rows": len(self.rows),
+            "complete": self.complete,
+            "methods": list(self.methods),
+            "variants": list(self.variants),
+            "skipped": dict(self.skipped),
+            "gaps": [asdict(g) for g in self.gaps],
+            "params": self.params,
+            "runtime_s": self.runtime_s,
+            "provenance": self.provenance.to_dict(),
+        }
+
+    def write_csv(self, path: Any) -> None:
+        """Write the rows as CSV (one line per image, method and variant)."""
+        import csv
+        from pathlib import Path
+
+        columns = self.table()
+        with Path(path).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for values in zip(*columns.values()):
+                writer.writerow(["" if v is None else v for v in values])
+
+
+def co_gaps(rows: Sequence[CoRow], *, methods: Sequence[str], variants: Sequence[str]) -> tuple[CoGap, ...]:
+    """One :class:`CoGap` per method and variant from ``rows``."""
+    gaps = []
+    for method in methods:
+        for variant in variants:
+            picked = [r for r in rows if r.method == method and r.variant == variant
+                      and r.correct is not None and math.isfinite(r.co)]
+            right = np.array([r.co for r in picked if r.correct], dtype=np.float64)
+            wrong = np.array([r.co for r in picked if not r.correct], dtype=np.float64)
+            mean_c, mean_w = _stat(np.mean, right), _stat(np.mean, wrong)
+            med_c, med_w = _stat(np.median, right), _stat(np.median, wrong)
+            gaps.append(CoGap(
+                method=method, variant=variant, n_correct=int(right.size), n_wrong=int(wrong.size),
+                mean_correct=mean_c, mean_wrong=mean_w, median_correct=med_c, median_wrong=med_w,
+                mean_gap=None if mean_c is None or mean_w is None else mean_c - mean_w,
+                median_gap=None if med_c is None or med_w is None else med_c - med_w,
+            ))
+    return tuple(gaps)
+
+
+def _stat(fn: Callable[[np.ndarray], Any], values: np.ndarray) -> float | None:
+    return float(fn(values)) if values.size else None
+
+
+@dataclass(frozen=True)
+class _Item:
+    array: np.ndarray
+    name: str
+    label: int | None
+
+
+def _items(image_set: Any) -> list[_Item]:
+    """The (array, name, label) items of an image set or of a sequence of such items."""
+    raw = getattr(image_set, "items", image_set)
+    items = []
+    for i, item in enumerate(raw):
+        label = getattr(item, "label", None)
+        items.append(_Item(array=np.asarray(item.array), name=str(getattr(item, "name", f"image {i}")),
+                           label=None if label is None else int(label)))
+    if not items:
+        raise ParameterError("The image set is empty: give at least one image.")
+    return items
+
+
+@dataclass(frozen=True)
+class CoBatch:
+    """The rows of one method on images ``start:stop`` of the set (empty when the method was skipped)."""
+
+    start: int
+    stop: int
+    method: str
+    rows: tuple[CoRow, ...]
+
+
+def iter_co_rows(
+    bundle: ModelBundle,
+    image_set: Any,
+    *,
+    methods: Sequence[str],
+    variants: Sequence[str] = VARIANTS,
+    seed: int = 0,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    baseline: str = "black",
+    batch_size: int = 16,
+    skipped: dict[str, str] | None = None,
+) -> Iterator[CoBatch]:
+    """Yield one :class:`CoBatch` per batch of images and method, lazily and in order.
+
+    Methods the model cannot run yield empty batches; their reasons go into ``skipped`` when a
+    dict is given. Stochastic methods use ``seed`` for every batch, so results are reproducible
+    for a given ``batch_size``. Stop iterating at any time: every yielded row is final.
+    """
+    if not methods:
+        raise ParameterError("Choose at least one explanation method.")
+    if batch_size < 1:
+        raise ParameterError("batch_size must be at least 1.")
+    items = _items(image_set)
+    params = dict(params or {})
+    unusable: dict[str, str] = {} if skipped is None else skipped
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        stop = start + len(chunk)
+        for item in chunk:
+            if item.label is not None:
+                bundle.class_index(item.label)
+        inputs = torch.cat([bundle.to_input(item.array) for item in chunk])
+        labels = [item.label for item in chunk]
+        for method in methods:
+            if method in unusable:
+                yield CoBatch(start, stop, method, ())
+                continue
+            try:
+                scores = ax_co_scores(bundle, inputs, method=method, true_labels=labels, variants=variants,
+                                      seed=seed, params=params.get(method), baseline=baseline)
+            except MethodUnavailable as exc:
+                unusable[method] = str(exc)
+                yield CoBatch(start, stop, method, ())
+                continue
+            yield CoBatch(start, stop, method, tuple(_rows(chunk, method, variants, scores)))
+
+
+def _rows(chunk: Sequence[_Item], method: str, variants: Sequence[str], scores: AxScores) -> Iterator[CoRow]:
+    for j, item in enumerate(chunk):
+        predicted = int(scores.predicted[j])
+        for variant in variants:
+            yield CoRow(
+                image=item.name, method=method, variant=variant, co=float(scores.co[variant][j]),
+                predicted=predicted, true=item.label,
+                correct=None if item.label is None else predicted == item.label,
+                status=str(scores.status[j]),
+            )
+
+
+def co_scores(
+    bundle: ModelBundle,
+    image_set: Any,
+    *,
+    methods: Sequence[str],
+    variants: Sequence[str] = VARIANTS,
+    seed: int = 0,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    baseline: str = "black",
+    batch_size: int = 16,
+    progress: Callable[[int, int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CoScoreResult:
+    """CO scores of every method's AX heatmaps over an image set.
+
+    Parameters
+    ----------
+    bundle:
+        The model.
+    image_set:
+        An ``ImageSet`` (:mod:`xaicore.data.imagesets`) or a sequence of items with ``array``
+        ((H, W, 3) in [0, 1]), ``name`` and ``label`` (class index or ``None``).
+    methods:
+        Registered explanation method names.
+    variants:
+        AX variants, from :data:`VARIANTS`.
+    seed, params, baseline:
+        Passed to the explainers (``params`` maps method name -> its parameters).
+    batch_size:
+        Images per batch.
+    progress:
+        Called after each method and batch with (done, total, method), counted in
+        images x methods.
+    should_stop:
+        Checked after each method and batch; when it returns true the run ends, the rows
+        computed so far are kept and ``complete`` is false.
+    """
+    started = time.perf_counter()
+    items = _items(image_set)
+    skipped: dict[str, str] = {}
+    rows: list[CoRow] = []
+    total = len(items) * len(methods)
+    done = 0
+    batches = iter_co_rows(bundle, items, methods=methods, variants=variants, seed=seed, params=params,
+                           baseline=baseline, batch_size=batch_size, skipped=skipped)
+    for batch in batches:
+        rows.extend(batch.rows)
+        done += batch.stop - batch.start
+        if progress is not None:
+            progress(done, total, batch.method)
+        if should_stop is not None and done < total and should_stop():
+            break
+    batches.close()
+    return summarize(
+        bundle, rows, methods=methods, variants=variants, n_images=len(items), complete=done == total,
+        skipped=skipped, seed=seed, params=params, baseline=baseline, runtime_s=time.perf_counter() - started,
+    )
+
+
+def summarize(
+    bundle: ModelBundle,
+    rows: Sequence[CoRow],
+    *,
+    methods: Sequence[str],
+    variants: Sequence[str] = VARIANTS,
+    n_images: int,
+    complete: bool,
+    skipped: Mapping[str, str] | None = None,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    baseline: str = "black",
+    runtime_s: float = 0.0,
+) -> CoScoreResult:
+    """A :class:`CoScoreResult` from rows (also from the partial rows of an interrupted run)."""
+    return CoScoreResult(
+        rows=tuple(rows),
+        gaps=co_gaps(rows, methods=methods, variants=variants),
+        methods=tuple(methods),
+        variants=tuple(variants),
+        n_images=n_images,
+        complete=complete,
+        skipped=dict(skipped or {}),
+        params={"baseline": baseline, "method_params": {k: dict(v) for k, v in dict(params or {}).items()}},
+        provenance=Provenance(model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=seed,
+                              device=str(bundle.device)),
+        runtime_s=runtime_s,
+    )
+
+
+__all__ = [
+    "VARIANTS", "kappa", "co_score", "similarity_term", "ax_heatmap", "ax_inputs", "AxScores", "ax_co_scores",
+    "CoRow", "CoGap", "CoBatch", "CoScoreResult", "co_gaps", "iter_co_rows", "co_scores", "summarize",
+]
