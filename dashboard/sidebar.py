@@ -1,0 +1,267 @@
+"""The sidebar shared by every page: model, image and class to explain.
+
+Every page calls :func:`render` first. It writes the selection to ``st.session_state``;
+pages then read it with :func:`dashboard.state.current_model`, ``current_image`` and
+``current_target``. The sidebar's value widgets are keyed ``xai.w.*`` and kept across page
+switches (:func:`dashboard.state.keep_widget_values`); upload widgets are keyed ``xai.act.*``.
+
+Every uploaded image goes through one function, :func:`accept_upload` (bytes and file name in,
+:class:`~dashboard.state.CurrentImage` out, :class:`~xaicore.errors.ImageLoadError` on a bad
+file), and every upload widget event through :func:`receive_upload`, which keeps the previous
+image when a file is refused. Tests drive the real ``st.file_uploader`` with
+``AppTest.file_uploader(key=W_UPLOAD).set_value((name, bytes, mime))``; code without a widget
+can call :func:`receive_upload` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+from dashboard import state
+from xaicore.data.images import image_hash, load_image
+from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
+from xaicore.models.bundle import ModelBundle
+
+DEFAULT_MODEL = "default"  # xaicore's name of the embedded model
+UPLOAD_MODEL = "Upload a checkpoint"
+SAMPLE = "Sample"
+UPLOAD = "Upload"
+
+# Widget keys (st.session_state) of the sidebar.
+W_MODEL = "xai.w.model"
+W_RANDOM = "xai.w.random_weights"
+W_SOURCE = "xai.w.image_source"
+W_SAMPLE = "xai.w.sample"
+W_TARGET = "xai.w.target"
+W_CKPT = "xai.w.ckpt"
+W_UPLOAD = "xai.act.upload"  # not kept across pages: uploaders refuse assigned values
+W_CKPT_FORM = "xai.act.ckpt"
+
+CKPT_DEFAULTS = {"size": 224, "mean": "0.485, 0.456, 0.406", "std": "0.229, 0.224, 0.225"}
+_LAST_UPLOAD = "xai.upload.last"  # (file id, error message or "") of the last upload event
+
+
+def render() -> None:
+    """Draw the sidebar and store the selection in the session (each section fails alone).
+
+    Call once per run, at the top of every page, before the page's own widgets.
+    """
+    state.keep_widget_values("xai.w.")
+    with st.sidebar:
+        with state.guarded("model selection"):
+            _model_section()
+        with state.guarded("image selection"):
+            _image_section()
+        with state.guarded("class selection"):
+            _target_section()
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+def _model_menu() -> dict[str, str]:
+    """Model choice -> menu text: the default model, torchvision models, the upload form."""
+    from xaicore.models.loading import list_models
+
+    menu = {}
+    for info in list_models():
+        offline = "" if info.weights_available or info.kind == "default" else " (weights not on this machine)"
+        menu[info.name] = f"{info.display}{offline}"
+    menu[UPLOAD_MODEL] = UPLOAD_MODEL
+    return menu
+
+
+def _model_section() -> None:
+    st.header("Model")
+    menu = _model_menu()
+    state.forget_if_not_in(W_MODEL, menu)
+    st.session_state[state.MODEL_KEY] = None
+    choice = st.selectbox("Model", list(menu), format_func=menu.get, key=W_MODEL)
+    if choice == DEFAULT_MODEL:
+        bundle = state.shared_model(DEFAULT_MODEL)
+    elif choice == UPLOAD_MODEL:
+        bundle = _checkpoint_form([name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL)])
+    else:
+        random = st.toggle(
+            "Random weights", key=W_RANDOM,
+            help="An untrained network: needs no download; useful for teaching and tests.",
+        )
+        try:
+            bundle = state.shared_model(choice, pretrained=not random)
+        except ModelNotAvailable as exc:
+            st.error(str(exc))
+            st.caption("Switch on *Random weights* to explore the architecture without its trained weights.")
+            bundle = None
+    st.session_state[state.MODEL_KEY] = bundle
+    if bundle is not None:
+        h, w = bundle.input_size
+        st.caption(
+            f"{bundle.name} · {bundle.num_classes} classes · input {h}×{w} · "
+            f"fingerprint `{bundle.fingerprint[:12]}`"
+        )
+
+
+def parse_floats(text: str, *, what: str, count: int = 3) -> tuple[float, ...]:
+    """``count`` numbers from text like ``"0.485, 0.456, 0.406"``; ParameterError otherwise."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise ParameterError(f"{what} must be {count} numbers separated by commas, like 0.5, 0.5, 0.5.") from exc
+    if len(values) != count:
+        raise ParameterError(f"{what} must be {count} numbers separated by commas; got {len(values)}.")
+    return values
+
+
+def parse_class_names(text: str) -> tuple[str, ...]:
+    """Class names, one per line (or separated by commas when given on one line)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) == 1 and "," in lines[0]:
+        lines = [part.strip() for part in lines[0].split(",") if part.strip()]
+    return tuple(lines)
+
+
+def load_checkpoint(
+    data: bytes,
+    *,
+    arch: str,
+    class_names: Sequence[str],
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    grayscale: bool,
+) -> ModelBundle:
+    """A bundle from an uploaded state dict (checked by xaicore: weights only, strict keys)."""
+    from xaicore.models.loading import load_model
+
+    if not class_names:
+        raise ParameterError("Give the class names of your model, one per line, in output order.")
+    return load_model(
+        bytes(data),
+        arch=arch,
+        num_classes=len(class_names),
+        class_names=tuple(class_names),
+        input_size=(input_size, input_size),
+        mean=tuple(mean),
+        std=tuple(std),
+        grayscale=grayscale,
+    )
+
+
+def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
+    with st.expander("Your checkpoint", expanded=state.current_uploaded_model() is None):
+        with st.form(W_CKPT_FORM, border=False):
+            file = st.file_uploader("State dict (.pt / .pth)", key=f"{W_CKPT_FORM}.file")
+            for name, value in CKPT_DEFAULTS.items():
+                st.session_state.setdefault(f"{W_CKPT}.{name}", value)
+            arch = st.selectbox("Architecture", arch_names, key=f"{W_CKPT}.arch")
+            names = st.text_area("Class names, one per line", key=f"{W_CKPT}.classes")
+            size = st.number_input("Input size (pixels)", 16, 1024, key=f"{W_CKPT}.size")
+            mean = st.text_input("Mean (R, G, B)", key=f"{W_CKPT}.mean")
+            std = st.text_input("Std (R, G, B)", key=f"{W_CKPT}.std")
+            gray = st.checkbox("Grayscale model (input turned to gray)", key=f"{W_CKPT}.gray")
+            submitted = st.form_submit_button("Load checkpoint")
+        if submitted:
+            if file is None:
+                st.error("Choose a .pt or .pth file with your model's state dict first.")
+            else:
+                try:
+                    bundle = load_checkpoint(
+                        file.getvalue(), arch=arch,
+                        class_names=parse_class_names(names), input_size=int(size),
+                        mean=parse_floats(mean, what="Mean"), std=parse_floats(std, what="Std"),
+                        grayscale=gray,
+                    )
+                except XaiError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state[state.UPLOADED_MODEL_KEY] = bundle
+    return state.current_uploaded_model()
+
+
+# --- image ---------------------------------------------------------------------------------
+
+
+def accept_upload(data: bytes, name: str) -> state.CurrentImage:
+    """An uploaded file as the current image's data; raises ImageLoadError for a bad file."""
+    loaded = load_image(data, name=name)
+    return state.CurrentImage(
+        array=loaded.array,
+        name=name,
+        hash=image_hash(loaded.array),
+        source="upload",
+        notices=loaded.notices,
+    )
+
+
+def receive_upload(file_id: str, data: bytes, name: str) -> str | None:
+    """Handle one upload widget value; returns the error sentence when the file is refused.
+
+    A new file replaces the current image only when it loads; a refused file leaves the
+    previous image in place. The same file (same ``file_id``) is processed once; its error,
+    if any, is returned again on later reruns without reading it again.
+    """
+    last = st.session_state.get(_LAST_UPLOAD)
+    if last is not None and last[0] == file_id:
+        return last[1] or None
+    try:
+        image = accept_upload(data, name)
+    except XaiError as exc:
+        st.session_state[_LAST_UPLOAD] = (file_id, str(exc))
+        return str(exc)
+    st.session_state[_LAST_UPLOAD] = (file_id, "")
+    st.session_state[state.IMAGE_KEY] = image
+    return None
+
+
+def _image_section() -> None:
+    st.header("Image")
+    source = st.radio("Image source", [SAMPLE, UPLOAD], horizontal=True, key=W_SOURCE, label_visibility="collapsed")
+    if source == SAMPLE:
+        names = state.sample_names()
+        name = st.selectbox("Sample image", names, key=W_SAMPLE)
+        if name is not None:
+            st.session_state[state.IMAGE_KEY] = state.sample_image(name)
+    else:
+        upload = st.file_uploader(
+            "Upload an image", key=W_UPLOAD,
+            help="PNG, JPEG, BMP, TIFF, WebP or GIF; the format is judged by the content.",
+        )
+        if upload is not None:
+            error = receive_upload(upload.file_id, upload.getvalue(), upload.name)
+            if error:
+                st.error(error)
+    image = state.current_image()
+    if image is None:
+        st.info("Choose a sample or upload an image.")
+        return
+    st.image(image.array, caption=image.name, width="stretch", clamp=True)
+    for notice in image.notices:
+        st.caption(notice)
+    if image.description:
+        st.caption(image.description)
+
+
+# --- target class --------------------------------------------------------------------------
+
+
+def _target_section() -> None:
+    bundle, image = state.current_model(), state.current_image()
+    st.session_state[state.TARGET_KEY] = None
+    if bundle is None or image is None:
+        return
+    st.header("Class to explain")
+    top = state.predictions(bundle, image)
+    predicted = top[0]
+    options: list[int | None] = [None, *range(bundle.num_classes)]
+
+    def label(option: int | None) -> str:
+        if option is None:
+            return f"Predicted: {predicted.label} ({predicted.probability:.0%})"
+        return f"{option}: {bundle.labels[option]}"
+
+    state.forget_if_not_in(W_TARGET, options)  # a class of the previous model
+    choice = st.selectbox("Class", options, format_func=label, key=W_TARGET)
+    st.session_state[state.TARGET_KEY] = predicted.index if choice is None else int(choice)
