@@ -1,0 +1,188 @@
+"""Explain: explanation methods side by side on the sidebar's image, model and class.
+
+Each method runs on its own and its finished result is kept in the session's result store,
+keyed by (model fingerprint, image hash, method, parameters, seed, baseline, target): a rerun
+(a widget change, a page switch) interrupts the run between methods and never repeats the
+methods that finished. View controls live in a fragment and only redraw the stored maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from dashboard import render, sidebar, state
+from xaicore import heatmaps
+from xaicore.explainers.api import explain
+from xaicore.explainers.results import Status
+from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.shared import PASS_METHODS
+
+BASELINES = ("black", "blur", "mean", "noise")
+VIEWS = {"all": "All (signed)", "positive": "Positive only"}
+PER_ROW = 4
+SHARED = (*PASS_METHODS, "guided_backprop", "guided_gradcam")  # cheaper run together
+METHODS = "explain.w.methods"
+METHODS_MODEL = "explain.w.methods_model"  # fingerprint the method selection belongs to
+
+
+def _method_settings(methods: list[str]) -> dict[str, dict]:
+    """Per-method parameter widgets (defaults from the registry), inside one expander."""
+    chosen: dict[str, dict] = {}
+    with st.expander("Method parameters"):
+        for name in methods:
+            spec = get_method(name)
+            values = {}
+            for param in spec.params:
+                key = f"explain.w.param.{name}.{param.name}"
+                label = f"{spec.title}: {param.name}"
+                st.session_state.setdefault(key, param.default)
+                if param.choices:
+                    values[param.name] = st.selectbox(label, param.choices, key=key, help=param.help)
+                elif isinstance(param.default, bool):
+                    values[param.name] = st.checkbox(label, key=key, help=param.help)
+                elif isinstance(param.default, (int, float)):
+                    values[param.name] = st.number_input(
+                        label, key=key, help=param.help,
+                        min_value=type(param.default)(param.minimum) if param.minimum is not None else None,
+                        max_value=type(param.default)(param.maximum) if param.maximum is not None else None,
+                    )
+            chosen[name] = spec.resolve_params(values)
+    return chosen
+
+
+def run_groups(todo: list[str]) -> list[list[str]]:
+    """Methods to run together: those that share one gradient pass (and Guided Grad-CAM with
+    Guided Backprop) in one group, every other method alone, in the order given."""
+    together = [name for name in todo if name in SHARED]
+    groups: list[list[str]] = [together] if together else []
+    return groups + [[name] for name in todo if name not in SHARED]
+
+
+def _run_missing(bundle, image, target: int, todo: list[str], keys: dict, *, params, seed, baseline) -> None:
+    """Run the methods not in the store yet, group by group, with a progress bar.
+
+    Each finished group is stored at once; a rerun that interrupts the run (at the next
+    progress update) loses only the group in flight.
+    """
+    bar = st.progress(0.0, text="Starting…")
+    done = 0
+    for group in run_groups(todo):
+        def progress(i: int, _total: int, title: str, _done: int = done) -> None:
+            if title:
+                bar.progress((_done + i) / len(todo), text=f"Running {title} ({_done + i + 1} of {len(todo)})")
+
+        result = explain(
+            bundle, image.array, methods=group, target=target, seed=seed,
+            params={name: params[name] for name in group}, baseline=baseline, progress=progress,
+        )
+        for item in result.methods:  # only finished results are stored
+            state.put_result(keys[item.method], replace(result, methods=(item,)))
+        done += len(group)
+    bar.empty()
+
+
+@st.fragment
+def _grid(result) -> None:
+    """The tiles, the view controls and the downloads; redraws alone when a control moves."""
+    with state.guarded("the explanation grid"):
+        view_col, channel_col, alpha_col = st.columns([2, 1, 2])
+        view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True, key="explain.w.view")
+        channel = channel_col.selectbox("Channel", heatmaps.CHANNELS, key="explain.w.channel",
+                                        help="Sum over the colour channels, or one channel alone.")
+        st.session_state.setdefault("explain.w.alpha", 0.6)
+        alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="explain.w.alpha")
+        methods = list(result.methods)
+        for start in range(0, len(methods), PER_ROW):
+            for column, item in zip(st.columns(PER_ROW), methods[start:start + PER_ROW]):
+                picture, note = render.tile(result.image, item, view=view, channel=channel, alpha=alpha)
+                with column:
+                    st.image(picture, caption=item.title, width="stretch")
+                    if note and item.status is Status.OK:  # the view shows nothing although the map has values
+                        st.caption(f"this view: {note}")
+                    st.caption(render.status_line(item))
+        _downloads(result, view=view, channel=channel, alpha=alpha)
+
+
+def _downloads(result, *, view: str, channel: str, alpha: float) -> None:
+    stem = f"explain-{result.image_hash[:8]}-class{result.target}"
+    a, b, c = st.columns(3)
+    a.download_button(
+        "Grid (PNG)", lambda: render.grid_png(result, view=view, channel=channel, alpha=alpha),
+        file_name=f"{stem}-{view}.png", mime="image/png", on_click="ignore", key="explain.act.png",
+    )
+    b.download_button(
+        "Attributions (.npz)", lambda: render.npz_bytes(result.attributions()),
+        file_name=f"{stem}.npz", mime="application/octet-stream", on_click="ignore", key="explain.act.npz",
+    )
+    c.download_button(
+        "Record (JSON)", lambda: render.json_bytes(result.record()),
+        file_name=f"{stem}.json", mime="application/json", on_click="ignore", key="explain.act.json",
+    )
+
+
+def main() -> None:
+    state.keep_widget_values("explain.w.")
+    st.title("Explain")
+    bundle, image, target = state.current_model(), state.current_image(), state.current_target()
+    if bundle is None or image is None or target is None:
+        st.info("Choose a model and an image in the sidebar.")
+        return
+
+    top, predictions = st.columns([1, 2])
+    with top:
+        st.image(image.array, caption=image.name, width="stretch", clamp=True)
+    with predictions:
+        st.subheader("Top predictions")
+        render.predictions_table(state.predictions(bundle, image))
+        st.caption(f"Explaining class {target}: {bundle.labels[target]}")
+
+    names = list_methods()
+    available = [n for n in names if n not in bundle.unavailable]
+    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:  # a new model: all it can run
+        st.session_state[METHODS_MODEL] = bundle.fingerprint
+        st.session_state[METHODS] = available
+    selected = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    if bundle.unavailable:
+        with st.expander(f"Not available for this model ({len(bundle.unavailable)})"):
+            for name, reason in bundle.unavailable.items():
+                st.markdown(f"- **{get_method(name).title}**: {reason}")
+
+    settings, run_col = st.columns([3, 1])
+    with settings:
+        seed_col, baseline_col = st.columns(2)
+        st.session_state.setdefault("explain.w.seed", 0)
+        seed = int(seed_col.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="explain.w.seed"))
+        baseline = baseline_col.selectbox("Baseline", BASELINES, key="explain.w.baseline",
+                                          help="Reference image for methods that compare against one.")
+    with run_col:
+        st.session_state.setdefault("explain.w.auto", True)
+        auto = st.toggle("Run automatically", key="explain.w.auto")
+        run = st.button("Run", type="primary", key="explain.act.run", width="stretch")
+    params = _method_settings(selected)
+
+    keys = {
+        name: state.result_key(
+            "explain", fingerprint=bundle.fingerprint, image=image.hash, method=name,
+            params=params[name], seed=seed, baseline=baseline, target=target,
+        )
+        for name in selected
+    }
+    todo = [name for name in selected if state.get_result(keys[name]) is None]
+    if todo and (auto or run):
+        _run_missing(bundle, image, target, todo, keys, params=params, seed=seed, baseline=baseline)
+        todo = []
+    finished = [r for r in (state.get_result(keys[n]) for n in selected) if r is not None]
+    if todo:
+        st.info(f"{len(todo)} of {len(selected)} methods have not run yet: press Run.")
+    if not finished:
+        if not selected:
+            st.info("Choose at least one method.")
+        return
+    _grid(render.combine_results(finished))
+
+
+sidebar.render()
+with state.guarded("the Explain page"):
+    main()
