@@ -1,0 +1,599 @@
+"""Sanity checks of explanations by model-parameter randomization (Adebayo et al. 2018).
+
+For every randomization step (see :mod:`xaicore.randomization`: *cascading* from the output
+layer down, or *independent* one layer at a time) and every method, the explanation of the
+randomized model is compared with the explanation of the trained model, for the same image:
+
+* **target** -- by default the class explained on the trained model (``target``, or its
+  prediction); with ``target_policy="randomized_prediction"`` the randomized model's own
+  predicted class at that step;
+* **maps** -- raw attributions (N, 3, H, W) become 2-D maps with a named normalization of
+  :mod:`xaicore.similarity`: the *absolute* comparison uses ``normalization`` (default
+  ``"abs"``: channel sum, absolute value, scaled to [0, 1]); the *signed* comparison always uses
+  ``"signed"`` (channel sum scaled by its largest absolute value to [-1, 1]). Both names and
+  their SSIM ``data_range`` are written in the result's parameters;
+* **similarity** -- SSIM (equal to scikit-image's with the same settings; uniform 7x7 window by
+  default) and Spearman rank correlation, each on the absolute and on the signed maps. They are
+  computed on the model's device, batched over all steps, methods and images of one seed.
+
+Several randomization seeds give a mean and a standard deviation (population, ``ddof=0``) per
+step; the value of one seed is the mean over the images.
+
+**Verdict** (one per method): a method *fails* when the mean SSIM of the absolute maps after
+randomizing only the output layer (the first step of either schedule; both draw the same
+weights for it) is at or above ``threshold`` (default 0.9): its explanation barely changes
+when the weights that make the prediction are destroyed. It *passes* otherwise, and is
+*undetermined* when the trained model's map has no signal (all zero) or a numerical error.
+
+All randomization happens on one private copy of the model made at the start; the shared
+``bundle.model`` is never changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.models.bundle import ModelBundle
+from xaicore.provenance import Provenance
+from xaicore.randomization import LayerRandomizer
+from xaicore.similarity import get_normalization, prepare_maps, spearman_batch, ssim_batch
+
+MODES = ("cascading", "independent")
+TARGET_POLICIES = ("original", "randomized_prediction")
+METRICS = ("ssim_abs", "ssim_signed", "spearman_abs", "spearman_signed")
+KINDS = ("abs", "signed")
+KEEP_MAPS = ("none", "first", "all")
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+
+VERDICT_RULE = (
+    "A method fails when the mean SSIM (absolute maps) between its trained-model map and its map after "
+    "randomizing only the output layer is at or above the threshold; it passes below it, and is "
+    "undetermined when the trained map has no signal or a numerical error."
+)
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of the sanity check for one method (rule: :data:`VERDICT_RULE`).
+
+    ``value`` is the mean over seeds of the SSIM (absolute maps) after randomizing only the
+    output layer; ``status`` is ``"pass"``, ``"fail"`` or ``"undetermined"`` (``reason`` says why).
+    """
+
+    method: str
+    status: str
+    value: float
+    threshold: float
+    reason: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
+class SanityResult:
+    """Everything a sanity check found, as plain data (rendering never recomputes).
+
+    Axes of the arrays: ``modes`` x ``methods`` x ``seeds`` x steps x images. Step ``i``
+    randomizes ``steps[i]`` (``steps`` is ``layers`` reversed: output layer first); in cascading
+    mode every layer of ``steps[: i + 1]`` holds random weights during step ``i``.
+
+    Attributes
+    ----------
+    values:
+        Metric name (:data:`METRICS`) -> float64 array (modes, methods, seeds, steps, images).
+    trained_maps:
+        ``"abs"`` / ``"signed"`` -> float32 (methods, images, H, W): the trained model's maps after
+        the normalization named in ``params["normalizations"]``.
+    maps:
+        Same keys -> float32 (modes, methods, len(map_seeds), steps, images, H, W): the compared
+        randomized maps for the seeds in ``map_seeds`` (all seeds, the first one, or none).
+    targets:
+        (images,) classes explained on the trained model.
+    step_targets:
+        int64 (modes, seeds, steps, images): the class explained on each randomized model.
+    no_signal, numerical_error:
+        bool (modes, methods, seeds, steps, images): the randomized raw map was all zero / had
+        NaN or inf (similarities with a NaN map are NaN).
+    trained_status:
+        (methods, images) ``"ok"``, ``"no signal"`` or ``"numerical error"`` of the trained maps.
+    """
+
+    methods: tuple[str, ...]
+    titles: tuple[str, ...]
+    modes: tuple[str, ...]
+    layers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    map_seeds: tuple[int, ...]
+    image: np.ndarray
+    targets: np.ndarray
+    step_targets: np.ndarray
+    values: Mapping[str, np.ndarray]
+    trained_maps: Mapping[str, np.ndarray]
+    maps: Mapping[str, np.ndarray]
+    no_signal: np.ndarray
+    numerical_error: np.ndarray
+    trained_status: np.ndarray
+    verdicts: tuple[Verdict, ...]
+    params: Mapping[str, Any]
+    provenance: Provenance
+    runtime_s: float = 0.0
+    labels: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The layer randomized at each step, output layer first."""
+        return tuple(reversed(self.layers))
+
+    def per_seed(self, metric: str, *, mode: str, method: str) -> np.ndarray:
+        """(seeds, steps) values of ``metric``: each seed's mean over the images."""
+        return self._slice(metric, mode, method).mean(axis=-1)
+
+    def mean(self, metric: str, *, mode: str, method: str) -> np.ndarray:
+        """(steps,) mean over seeds of :meth:`per_seed`."""
+        return self.per_seed(metric, mode=mode, method=method).mean(axis=0)
+
+    def std(self, metric: str, *, mode: str, method: str) -> np.ndarray:
+        """(steps,) population standard deviation over seeds of :meth:`per_seed`."""
+        return self.per_seed(metric, mode=mode, method=method).std(axis=0)
+
+    def verdict(self, method: str) -> Verdict:
+        return self.verdicts[self._index(self.methods, method, "method")]
+
+    def _slice(self, metric: str, mode: str, method: str) -> np.ndarray:
+        if metric not in self.values:
+            raise ParameterError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
+        i = self._index(self.modes, mode, "mode")
+        j = self._index(self.methods, method, "method")
+        return self.values[metric][i, j]
+
+    @staticmethod
+    def _index(options: tuple[str, ...], value: str, what: str) -> int:
+        if value not in options:
+            raise ParameterError(f"This result has no {what} {value!r}; it has {', '.join(options)}.")
+        return options.index(value)
+
+    # ------------------------------------------------------------------ export
+
+    def record(self) -> dict[str, Any]:
+        """The JSON record: per method, the ordered layers, per-seed values, mean, std, verdict."""
+        methods = {}
+        for j, method in enumerate(self.methods):
+            modes = {}
+            for mode in self.modes:
+                entry: dict[str, Any] = {}
+                for metric in METRICS:
+                    entry[metric] = {
+                        "per_seed": self.per_seed(metric, mode=mode, method=method).tolist(),
+                        "mean": self.mean(metric, mode=mode, method=method).tolist(),
+                        "std": self.std(metric, mode=mode, method=method).tolist(),
+                    }
+                    if self.image.shape[0] > 1:
+                        entry[metric]["per_image"] = self._slice(metric, mode, method).tolist()
+                i = self.modes.index(mode)
+                entry["no_signal_steps"] = self.no_signal[i, j].any(axis=(0, 2)).tolist()
+                entry["numerical_error_steps"] = self.numerical_error[i, j].any(axis=(0, 2)).tolist()
+                modes[mode] = entry
+            v = self.verdicts[j]
+            methods[method] = {
+                "title": self.titles[j],
+                "layers_forward_order": list(self.layers),
+                "steps": list(self.steps),
+                "trained_status": self.trained_status[j].tolist(),
+                "modes": modes,
+                "verdict": {"status": v.status, "value": v.value, "threshold": v.threshold, "reason": v.reason},
+            }
+        return {
+            "kind": "sanity",
+            "model": self.provenance.model_name,
+            "seeds": list(self.seeds),
+            "modes": list(self.modes),
+            "targets": self.targets.tolist(),
+            "target_labels": [self.labels[t] if t < len(self.labels) else str(t) for t in self.targets.tolist()],
+            "step_targets": {mode: self.step_targets[i].tolist() for i, mode in enumerate(self.modes)},
+            "verdict_rule": VERDICT_RULE,
+            "params": dict(self.params),
+            "methods": methods,
+            "runtime_s": self.runtime_s,
+            "provenance": self.provenance.to_dict(),
+        }
+
+    def to_csv(self) -> str:
+        """All values, one row per (mode, method, seed, step, image, metric)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["mode", "method", "seed", "step", "layer", "image", "metric", "value"])
+        steps = self.steps
+        for metric in METRICS:
+            data = self.values[metric]
+            for (i, j, s, t, n), value in np.ndenumerate(data):
+                writer.writerow(
+                    [self.modes[i], self.methods[j], self.seeds[s], t, steps[t], n, metric, repr(float(value))]
+                )
+        return out.getvalue()
+
+    def save(self, out_dir: str | Path, *, save_maps: bool = False) -> list[Path]:
+        """Write ``sanity.json`` and, with ``save_maps``, ``sanity_maps.npz`` into ``out_dir``.
+
+        The npz holds ``trained_<kind>`` (methods, images, H, W) and ``randomized_<kind>``
+        (modes, methods, map seeds, steps, images, H, W) for both kinds of maps, plus the axis
+        labels, so that every similarity can be recomputed independently.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "sanity.json"]
+        paths[0].write_text(json.dumps(self.record(), indent=2))
+        if save_maps:
+            if not self.map_seeds:
+                raise ParameterError("This result kept no maps; run the check with keep_maps='all' to save them.")
+            arrays: dict[str, np.ndarray] = {}
+            for kind in KINDS:
+                arrays[f"trained_{kind}"] = self.trained_maps[kind]
+                arrays[f"randomized_{kind}"] = self.maps[kind]
+            arrays.update(
+                modes=np.array(self.modes),
+                methods=np.array(self.methods),
+                map_seeds=np.array(self.map_seeds, dtype=np.int64),
+                steps=np.array(self.steps),
+                normalizations=np.array([self.params["normalizations"][k] for k in KINDS]),
+            )
+            paths.append(out / "sanity_maps.npz")
+            np.savez_compressed(paths[1], **arrays)
+        return paths
+
+
+# ---------------------------------------------------------------------- computing
+
+
+@dataclass(frozen=True)
+class _Plan:
+    methods: tuple[str, ...]
+    titles: tuple[str, ...]
+    modes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    normalizations: dict[str, str]
+    method_params: dict[str, dict[str, Any]]
+
+
+def run_sanity(
+    bundle: ModelBundle,
+    image_or_inputs: np.ndarray | torch.Tensor,
+    *,
+    methods: Sequence[str],
+    mode: str | Sequence[str] = "cascading",
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    target: int | str | Sequence[int] | None = None,
+    target_policy: str = "original",
+    normalization: str = "abs",
+    threshold: float = DEFAULT_THRESHOLD,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    baseline: str = "black",
+    attribution_seed: int = 0,
+    keep_maps: str = "first",
+    ssim_settings: Mapping[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+) -> SanityResult:
+    """Run the layer-randomization sanity check of ``methods`` on one image (or a batch).
+
+    Parameters
+    ----------
+    bundle:
+        The model; never changed (a private copy is randomized).
+    image_or_inputs:
+        One image (H, W, 3) in [0, 1], a batch (N, H, W, 3), or model input (N, 3, H, W).
+    methods:
+        Registry names of explanation methods.
+    mode:
+        ``"cascading"``, ``"independent"``, ``"both"``, or a sequence of modes.
+    seeds:
+        Randomization seeds; mean and std are taken over them.
+    target:
+        Class to explain (index or label, one for all images or one per image); default: the
+        trained model's prediction.
+    target_policy:
+        ``"original"`` (the same class at every step) or ``"randomized_prediction"`` (the
+        randomized model's own predicted class at each step).
+    normalization:
+        Normalization of the absolute maps (see :data:`xaicore.similarity.NORMALIZATIONS`).
+    threshold:
+        SSIM at or above which a method fails (see :data:`VERDICT_RULE`).
+    params, baseline, attribution_seed:
+        Per-method parameters, baseline kind and seed of the explanations (the same seed for the
+        trained and the randomized model, so that stochastic methods differ only by the weights).
+    keep_maps:
+        Randomized maps kept in the result: ``"first"`` seed (default, enough to draw the
+        strips), ``"all"`` seeds, or ``"none"``.
+    ssim_settings:
+        Extra keyword arguments of :func:`xaicore.similarity.ssim_batch` (``win_size``,
+        ``gaussian_weights``, ``sigma``, ``use_sample_covariance``).
+    progress:
+        ``progress(done, total, message)`` after the trained maps and after every step; the
+        message names the mode, seed and randomized layer.
+    """
+    started = time.perf_counter()
+    plan = _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold, params, keep_maps)
+    ssim_kw = _ssim_settings(ssim_settings)
+    private, randomizer = LayerRandomizer.from_bundle(bundle)
+    inputs = private.to_input(image_or_inputs.detach() if isinstance(image_or_inputs, torch.Tensor) else image_or_inputs)
+    n_images = inputs.shape[0]
+    steps = tuple(reversed(private.layers))
+    total = 1 + len(plan.modes) * len(plan.seeds) * len(steps)
+    explain = _Explainer(private, inputs, plan, baseline=baseline, seed=attribution_seed)
+
+    with torch.no_grad():
+        trained_logits = private.model(inputs)
+    targets = _targets(private, target, trained_logits, n_images)
+    trained_raw = explain(targets)
+    trained = {kind: _prepare(trained_raw, plan, kind) for kind in KINDS}
+    trained_flags = _flags(trained_raw, plan.methods)
+    _report(progress, 1, total, "trained model")
+
+    keep = {"none": 0, "first": 1, "all": len(plan.seeds)}[keep_maps]
+    values = {m: [] for m in METRICS}
+    kept_maps: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
+    step_targets, no_signal, numerical = [], [], []
+    done = 1
+    for mode_name in plan.modes:
+        schedule = randomizer.cascading if mode_name == "cascading" else randomizer.independent
+        for s_index, seed in enumerate(plan.seeds):
+            step_maps: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
+            step_flags: list[tuple[torch.Tensor, torch.Tensor]] = []
+            seed_targets = []
+            with schedule(seed=seed) as schedule_steps:
+                for step in schedule_steps:
+                    if target_policy == "randomized_prediction":
+                        with torch.no_grad():
+                            step_target = private.model(inputs).argmax(dim=1)
+                    else:
+                        step_target = targets
+                    raw = explain(step_target)
+                    for kind in KINDS:
+                        step_maps[kind].append(_prepare(raw, plan, kind))
+                    step_flags.append(_flags(raw, plan.methods))
+                    seed_targets.append(step_target)
+                    done += 1
+                    _report(progress, done, total, f"{mode_name}, seed {seed}: randomized {step.layer}")
+            stacked = {kind: torch.stack(step_maps[kind]) for kind in KINDS}  # (steps, methods, N, H, W)
+            for metric, value in _similarities(stacked, trained, plan, ssim_kw).items():
+                values[metric].append(value)
+            if s_index < keep:
+                for kind in KINDS:
+                    kept_maps[kind].append(stacked[kind])
+            step_targets.append(torch.stack(seed_targets))
+            no_signal.append(torch.stack([f[0] for f in step_flags]))
+            numerical.append(torch.stack([f[1] for f in step_flags]))
+
+    shape = (len(plan.modes), len(plan.seeds), len(steps), len(plan.methods), n_images)
+    arrays = {m: _to_numpy(values[m]).reshape(shape).transpose(0, 3, 1, 2, 4) for m in METRICS}
+    no_signal_np = _to_numpy(no_signal).reshape(shape).transpose(0, 3, 1, 2, 4)
+    numerical_np = _to_numpy(numerical).reshape(shape).transpose(0, 3, 1, 2, 4)
+    trained_status = _status(*(_to_numpy([f]) for f in trained_flags))
+    maps = {}
+    h, w = inputs.shape[-2:]
+    for kind in KINDS:
+        if keep:
+            stacked = _to_numpy(kept_maps[kind]).astype(np.float32)
+            stacked = stacked.reshape(len(plan.modes), keep, len(steps), len(plan.methods), n_images, h, w)
+            maps[kind] = stacked.transpose(0, 3, 1, 2, 4, 5, 6)
+        else:
+            maps[kind] = np.zeros((len(plan.modes), len(plan.methods), 0, len(steps), n_images, h, w), np.float32)
+    result_params = {
+        "target_policy": target_policy,
+        "normalizations": dict(plan.normalizations),
+        "data_ranges": {k: get_normalization(v).data_range for k, v in plan.normalizations.items()},
+        "ssim": {"win_size": 7, "gaussian_weights": False, "sigma": 1.5, "use_sample_covariance": True, **ssim_kw},
+        "threshold": float(threshold),
+        "seeds": list(plan.seeds),
+        "attribution_seed": int(attribution_seed),
+        "baseline": baseline,
+        "method_params": plan.method_params,
+        "keep_maps": keep_maps,
+        "std": "population (ddof=0) over seeds of each seed's mean over images",
+    }
+    arrays_mean_out = arrays["ssim_abs"].mean(axis=-1).mean(axis=2)  # (modes, methods, steps)
+    verdicts = tuple(
+        _verdict(method, arrays_mean_out[0, j, 0], trained_status[j], threshold) for j, method in enumerate(plan.methods)
+    )
+    return SanityResult(
+        methods=plan.methods,
+        titles=plan.titles,
+        modes=plan.modes,
+        layers=private.layers,
+        seeds=plan.seeds,
+        map_seeds=plan.seeds[:keep],
+        image=inputs.permute(0, 2, 3, 1).cpu().numpy(),
+        targets=targets.cpu().numpy(),
+        step_targets=_to_numpy(step_targets).reshape(len(plan.modes), len(plan.seeds), len(steps), n_images),
+        values=arrays,
+        trained_maps={kind: trained[kind].cpu().numpy().astype(np.float32) for kind in KINDS},
+        maps=maps,
+        no_signal=no_signal_np,
+        numerical_error=numerical_np,
+        trained_status=trained_status,
+        verdicts=verdicts,
+        params=result_params,
+        provenance=Provenance(
+            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=plan.seeds[0], device=str(inputs.device)
+        ),
+        runtime_s=time.perf_counter() - started,
+        labels=tuple(bundle.labels),
+    )
+
+
+def _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold, params, keep_maps) -> _Plan:
+    from xaicore.explainers.registry import get_method
+
+    if not methods:
+        raise ParameterError("Choose at least one explanation method to check.")
+    specs = [get_method(m) for m in methods]
+    names = tuple(spec.name for spec in specs)
+    if len(set(names)) != len(names):
+        raise ParameterError("Each method can be checked once per run; remove the duplicates.")
+    for spec in specs:
+        if spec.name in bundle.unavailable:
+            raise MethodUnavailable(f"{spec.title} cannot run on {bundle.name}: {bundle.unavailable[spec.name]}")
+    if isinstance(mode, str):
+        modes = MODES if mode == "both" else (mode,)
+    else:
+        modes = tuple(mode)
+    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+        raise ParameterError(f"mode must be 'cascading', 'independent' or 'both'; got {mode!r}.")
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ParameterError("Give at least one randomization seed, each seed once.")
+    if target_policy not in TARGET_POLICIES:
+        raise ParameterError(f"target_policy must be one of {', '.join(TARGET_POLICIES)}; got {target_policy!r}.")
+    if get_normalization(normalization).name == "signed":
+        raise ParameterError(
+            "normalization names how ABSOLUTE maps are scaled ('abs' or 'abs_channel_max'); "
+            "signed maps are always compared too, with the 'signed' normalization."
+        )
+    if not 0.0 < float(threshold) <= 1.0:
+        raise ParameterError(f"The SSIM threshold must be in (0, 1]; got {threshold}.")
+    if keep_maps not in KEEP_MAPS:
+        raise ParameterError(f"keep_maps must be one of {', '.join(KEEP_MAPS)}; got {keep_maps!r}.")
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ParameterError(f"Parameters were given for {', '.join(unknown)}, which is not among the checked methods.")
+    resolved = {spec.name: spec.resolve_params(params.get(spec.name)) for spec in specs}
+    return _Plan(
+        methods=names,
+        titles=tuple(spec.title for spec in specs),
+        modes=tuple(modes),
+        seeds=seeds,
+        normalizations={"abs": normalization, "signed": "signed"},
+        method_params=resolved,
+    )
+
+
+def _ssim_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    allowed = {"win_size", "gaussian_weights", "sigma", "use_sample_covariance"}
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ParameterError(f"Unknown SSIM setting {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
+    return settings
+
+
+def _targets(bundle: ModelBundle, target, logits: torch.Tensor, n: int) -> torch.Tensor:
+    if target is None:
+        return logits.argmax(dim=1)
+    if isinstance(target, (int, str, np.integer)):
+        chosen = [bundle.class_index(target)] * n
+    else:
+        chosen = [bundle.class_index(t) for t in target]
+        if len(chosen) != n:
+            raise ParameterError(f"Give one target for all images or one per image ({n}); got {len(chosen)}.")
+    return torch.tensor(chosen, dtype=torch.long, device=logits.device)
+
+
+class _Explainer:
+    """All methods' raw maps of the inputs by the private model as it currently is."""
+
+    def __init__(self, bundle: ModelBundle, inputs: torch.Tensor, plan: _Plan, *, baseline: str, seed: int) -> None:
+        from xaicore.explainers import api
+
+        self._api = api
+        self._bundle = bundle
+        self._inputs = inputs
+        self._plan = plan
+        self._baseline = baseline
+        self._seed = seed
+
+    def __call__(self, target: torch.Tensor) -> torch.Tensor:
+        """(methods, N, 3, H, W) attributions for ``target`` (N,), sharing passes between methods."""
+        found = self._api.attribute_many(
+            self._bundle,
+            self._inputs,
+            methods=self._plan.methods,
+            target=target,
+            seed=self._seed,
+            params=self._plan.method_params,
+            baseline=self._baseline,
+        )
+        return torch.stack([found[m].values.detach() for m in self._plan.methods])
+
+
+def _prepare(raw: torch.Tensor, plan: _Plan, kind: str) -> torch.Tensor:
+    m, n = raw.shape[:2]
+    maps = prepare_maps(raw.flatten(0, 1), normalization=plan.normalizations[kind])
+    return maps.reshape(m, n, *maps.shape[-2:])
+
+
+def _flags(raw: torch.Tensor, methods: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(methods, N) bool: all-zero raw map, and raw map with NaN or inf."""
+    flat = raw.flatten(2)
+    numerical = ~torch.isfinite(flat).all(dim=2)
+    no_signal = ~numerical & (flat == 0).all(dim=2)
+    return no_signal, numerical
+
+
+def _similarities(
+    stacked: Mapping[str, torch.Tensor], trained: Mapping[str, torch.Tensor], plan: _Plan, ssim_kw: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """SSIM and Spearman of every (step, method, image) map against its trained map, batched."""
+    out = {}
+    for kind in KINDS:
+        randomized = stacked[kind]
+        reference = trained[kind].unsqueeze(0).expand_as(randomized)
+        a = randomized.flatten(0, 2)
+        b = reference.flatten(0, 2)
+        data_range = get_normalization(plan.normalizations[kind]).data_range
+        out[f"ssim_{kind}"] = ssim_batch(a, b, data_range=data_range, **ssim_kw)
+        out[f"spearman_{kind}"] = spearman_batch(a, b)
+    return out
+
+
+def _to_numpy(parts: Sequence[torch.Tensor]) -> np.ndarray:
+    return torch.stack(list(parts)).cpu().numpy()
+
+
+def _status(no_signal: np.ndarray, numerical: np.ndarray) -> np.ndarray:
+    status = np.full(no_signal.shape[1:], "ok", dtype=object)
+    status[no_signal[0]] = "no signal"
+    status[numerical[0]] = "numerical error"
+    return status.astype(str)
+
+
+def _verdict(method: str, value: float, trained_status: np.ndarray, threshold: float) -> Verdict:
+    bad = [s for s in trained_status if s != "ok"]
+    if bad:
+        return Verdict(method, "undetermined", float(value), float(threshold), f"the trained model's map: {bad[0]}")
+    if not np.isfinite(value):
+        return Verdict(method, "undetermined", float(value), float(threshold), "numerical error after randomization")
+    if value >= threshold:
+        return Verdict(
+            method,
+            "fail",
+            float(value),
+            float(threshold),
+            f"SSIM {value:.2f} >= {threshold:.2f} after randomizing the output layer: the map barely changed",
+        )
+    return Verdict(
+        method,
+        "pass",
+        float(value),
+        float(threshold),
+        f"SSIM {value:.2f} < {threshold:.2f} after randomizing the output layer: the map depends on the weights",
+    )
+
+
+def _report(progress: ProgressFn | None, done: int, total: int, message: str) -> None:
+    if progress is not None:
+        progress(done, total, message)
