@@ -1,0 +1,368 @@
+"""Explaining images: :func:`explain` for one image and many methods (the Explain page and the
+CLI), :func:`attribute` and :func:`attribute_many` for batches (sanity checks, faithfulness,
+GAX).
+
+Every method gets its own generator, seeded from ``(seed, method name)``, so its result does
+not depend on which other methods run alongside. The baseline is built from that generator
+too. The shared model is run under ``bundle.lock``; a private copy passed as ``model`` is the
+caller's to guard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xaicore.data.images import image_hash
+from xaicore.errors import MethodUnavailable, ParameterError, UnknownNameError, XaiError
+from xaicore.explainers.baselines import BASELINE_KINDS, make_baseline
+from xaicore.explainers.registry import Attribution, MethodCall, MethodSpec, get_method, list_methods
+from xaicore.explainers.results import (
+    ExplainResult,
+    MethodResult,
+    Prediction,
+    Status,
+    classify_attribution,
+)
+from xaicore.explainers.shared import Outcome, Progress, run_methods
+from xaicore.models.bundle import ModelBundle
+from xaicore.provenance import Provenance
+
+TargetLike = int | Sequence[int] | np.ndarray | torch.Tensor
+TOP_K = 5
+
+
+def method_seed(seed: int, method: str) -> int:
+    """The seed of ``method``'s own generator: a stable hash of ``(seed, method)``."""
+    digest = hashlib.sha256(f"{int(seed)}:{method}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def method_generator(seed: int, method: str, device: torch.device) -> torch.Generator:
+    """A fresh generator on ``device`` seeded with :func:`method_seed`."""
+    return torch.Generator(device=device).manual_seed(method_seed(seed, method))
+
+
+def resolve_methods(methods: Sequence[str] | str | None) -> list[MethodSpec]:
+    """Specs for method names or titles (``None`` or ``"all"``: every method), duplicates dropped."""
+    if methods is None or methods == "all":
+        names: Sequence[str] = list_methods()
+    elif isinstance(methods, str):
+        names = [m for m in methods.split(",") if m.strip()]
+    else:
+        names = methods
+    specs: dict[str, MethodSpec] = {}
+    for name in names:
+        spec = get_method(name.strip())
+        specs.setdefault(spec.name, spec)
+    if not specs:
+        raise ParameterError("No explanation method was chosen; pick at least one.")
+    return list(specs.values())
+
+
+def _check_baseline(kind: str) -> None:
+    if kind not in BASELINE_KINDS:
+        raise ParameterError(f"Unknown baseline {kind!r}; choose one of {', '.join(BASELINE_KINDS)}.")
+
+
+def _target_tensor(bundle: ModelBundle, target: TargetLike, n: int, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(target, dtype=torch.long).to(device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ParameterError(f"Give one target class per image: {n} images but {t.numel()} targets.")
+    bad = (t < 0) | (t >= bundle.num_classes)
+    if bool(bad.any()):
+        raise ParameterError(
+            f"Class {int(t[bad][0])} is out of range: {bundle.name} has classes 0 to {bundle.num_classes - 1}."
+        )
+    return t.contiguous()
+
+
+def _cam_layer(bundle: ModelBundle, model: nn.Module) -> nn.Module:
+    try:
+        return model.get_submodule(bundle.cam_layer)
+    except AttributeError as exc:
+        raise MethodUnavailable(f"The model has no layer named {bundle.cam_layer!r} for CAM methods.") from exc
+
+
+@contextlib.contextmanager
+def _guard(bundle: ModelBundle, model: nn.Module) -> Iterator[None]:
+    if model is bundle.model:
+        with bundle.lock:
+            yield
+    else:
+        yield
+
+
+def _make_call(
+    bundle: ModelBundle,
+    spec: MethodSpec,
+    *,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    seed: int,
+    params: dict[str, Any],
+    baseline: str,
+) -> MethodCall:
+    generator = method_generator(seed, spec.name, inputs.device)
+    return MethodCall(
+        model=model,
+        inputs=inputs,
+        target=target,
+        baseline=make_baseline(baseline, inputs, generator=generator),
+        generator=generator,
+        params=params,
+        layer=_cam_layer(bundle, model) if spec.needs_layer else None,
+    )
+
+
+def _prepare_inputs(bundle: ModelBundle, inputs: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 3:
+        raise ParameterError("Inputs must be a tensor of images shaped (N, 3, H, W); see ModelBundle.to_input.")
+    device = next(model.parameters()).device
+    return inputs.detach().to(device=device, dtype=torch.float32).contiguous()
+
+
+def attribute_many(
+    bundle: ModelBundle,
+    inputs: torch.Tensor,
+    *,
+    methods: Sequence[str],
+    target: TargetLike,
+    seed: int = 0,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    baseline: str = "black",
+    model: nn.Module | None = None,
+) -> dict[str, Attribution]:
+    """Several methods on one batch, sharing passes (see :mod:`xaicore.explainers.shared`).
+
+    Each result equals :func:`attribute` for that method alone. Raises the first error.
+
+    Parameters
+    ----------
+    bundle:
+        The model bundle (layer names, classes, unavailable methods, lock).
+    inputs:
+        (N, 3, H, W) pixel-space images in [0, 1].
+    methods:
+        Method names or titles.
+    target:
+        One class index for all images or one per image.
+    seed:
+        Seed of every method's own generator.
+    params:
+        Method name -> parameter overrides.
+    baseline:
+        Baseline kind, see :data:`xaicore.explainers.baselines.BASELINE_KINDS`.
+    model:
+        A private copy (e.g. randomized) to explain instead of ``bundle.model``.
+    """
+    specs = resolve_methods(list(methods))
+    outcomes = _run(bundle, inputs, specs, target=target, seed=seed, params=params, baseline=baseline, model=model)
+    results: dict[str, Attribution] = {}
+    for name, outcome in outcomes.items():
+        if outcome.error is not None:
+            raise outcome.error
+        results[name] = outcome.attribution  # type: ignore[assignment]
+    return results
+
+
+def attribute(
+    bundle: ModelBundle,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    target: TargetLike,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    baseline: str = "black",
+    model: nn.Module | None = None,
+) -> Attribution:
+    """One method on a batch: attributions (N, 3, H, W) in input resolution, delta if any.
+
+    Raises :class:`MethodUnavailable` for methods in ``bundle.unavailable``,
+    :class:`ParameterError` for bad targets, parameters or baselines. ``model`` (a private
+    copy of ``bundle.model``) is explained instead of the shared model when given; the CAM
+    layer is looked up by ``bundle.cam_layer`` in whichever model is used.
+    """
+    spec = get_method(method)
+    result = attribute_many(
+        bundle,
+        inputs,
+        methods=[spec.name],
+        target=target,
+        seed=seed,
+        params={spec.name: dict(params or {})},
+        baseline=baseline,
+        model=model,
+    )
+    return result[spec.name]
+
+
+def _resolve_params(specs: Sequence[MethodSpec], params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict]:
+    given: dict[str, Mapping[str, Any]] = {}
+    for key, value in (params or {}).items():
+        try:
+            given[get_method(key).name] = value
+        except UnknownNameError as exc:
+            raise ParameterError(f"Parameters were given for {key!r}, which is not an explanation method.") from exc
+    return {spec.name: spec.resolve_params(given.get(spec.name)) for spec in specs}
+
+
+def _run(
+    bundle: ModelBundle,
+    inputs: torch.Tensor,
+    specs: Sequence[MethodSpec],
+    *,
+    target: TargetLike,
+    seed: int,
+    params: Mapping[str, Mapping[str, Any]] | None,
+    baseline: str,
+    model: nn.Module | None,
+    progress: Progress | None = None,
+) -> dict[str, Outcome]:
+    model = bundle.model if model is None else model
+    _check_baseline(baseline)
+    resolved = _resolve_params(specs, params)
+    x = _prepare_inputs(bundle, inputs, model)
+    t = _target_tensor(bundle, target, x.shape[0], x.device)
+    outcomes: dict[str, Outcome] = {}
+    calls: dict[str, MethodCall] = {}
+    for spec in specs:
+        if spec.name in bundle.unavailable:
+            outcomes[spec.name] = Outcome(None, MethodUnavailable(bundle.unavailable[spec.name]), 0.0)
+            continue
+        try:
+            calls[spec.name] = _make_call(
+                bundle, spec, model=model, inputs=x, target=t, seed=seed, params=resolved[spec.name], baseline=baseline
+            )
+        except XaiError as exc:
+            outcomes[spec.name] = Outcome(None, exc, 0.0)
+    if calls:
+        skipped = len(outcomes)
+
+        def report(done: int, _total: int, title: str) -> None:
+            progress(done + skipped, len(specs), title)  # type: ignore[misc]
+
+        with _guard(bundle, model):
+            outcomes.update(run_methods(calls, progress=None if progress is None else report))
+    return {spec.name: outcomes[spec.name] for spec in specs}
+
+
+def _top_predictions(bundle: ModelBundle, logits: torch.Tensor) -> tuple[Prediction, ...]:
+    probs = torch.softmax(logits.float(), dim=-1)
+    values, indices = probs.topk(min(TOP_K, probs.numel()))
+    return tuple(
+        Prediction(index=int(i), label=bundle.labels[int(i)], probability=float(p))
+        for p, i in zip(values.tolist(), indices.tolist())
+    )
+
+
+def _reason(error: BaseException, title: str) -> str:
+    if isinstance(error, XaiError):
+        return str(error)
+    return f"{title} failed: {type(error).__name__}: {error}"
+
+
+def _method_result(spec: MethodSpec, outcome: Outcome, *, target: int, params: dict[str, Any]) -> MethodResult:
+    common = dict(method=spec.name, title=spec.title, target=target, params=params, runtime_s=outcome.runtime_s)
+    if outcome.error is not None:
+        status = Status.UNAVAILABLE if isinstance(outcome.error, MethodUnavailable) else Status.FAILED
+        return MethodResult(status=status, attribution=None, reason=_reason(outcome.error, spec.title), **common)
+    attribution = outcome.attribution
+    values = attribution.values[0].detach().float().cpu().numpy()  # type: ignore[union-attr]
+    delta = attribution.delta  # type: ignore[union-attr]
+    status = classify_attribution(values)
+    reason = {
+        Status.NO_SIGNAL: "Every attribution value is zero: this method sees no evidence for the class here.",
+        Status.NUMERICAL_ERROR: "The attribution contains NaN or infinite values (a numerical error in the model or method).",
+    }.get(status, "")
+    return MethodResult(
+        status=status,
+        attribution=values,
+        delta=None if delta is None else float(delta.reshape(-1)[0]),
+        reason=reason,
+        shared_with=outcome.shared_with,
+        **common,
+    )
+
+
+def explain(
+    bundle: ModelBundle,
+    image: np.ndarray,
+    *,
+    methods: Sequence[str] | str | None = None,
+    target: int | str | None = None,
+    seed: int = 0,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    baseline: str = "black",
+    progress: Progress | None = None,
+) -> ExplainResult:
+    """Explain one image with several methods.
+
+    Parameters
+    ----------
+    bundle:
+        The model.
+    image:
+        (H, W, 3) array in [0, 1], any size (resized to the model's input size).
+    methods:
+        Names or titles; ``None`` or ``"all"`` for every method.
+    target:
+        Class index or label; ``None`` for the predicted class.
+    seed:
+        Seed for the stochastic methods and the noise baseline.
+    params:
+        Method name -> parameter overrides.
+    baseline:
+        ``"black"``, ``"blur"``, ``"mean"`` or ``"noise"``.
+    progress:
+        ``progress(done, total, title)`` called before each method starts.
+
+    Returns
+    -------
+    ExplainResult
+        Top-5 predictions and one :class:`MethodResult` per method. A method that raises
+        becomes FAILED (or UNAVAILABLE) with a plain reason; the others still run. Bad names,
+        parameters, baselines or targets raise before any work.
+    """
+    started = time.perf_counter()
+    specs = resolve_methods(methods)
+    resolved = _resolve_params(specs, params)
+    _check_baseline(baseline)
+    target_index = None if target is None else bundle.class_index(target)
+    array = np.asarray(image, dtype=np.float32)
+    x = bundle.to_input(array)
+    logits = bundle.logits(x)[0]
+    if target_index is None:
+        target_index = int(logits.argmax())
+    outcomes = _run(
+        bundle, x, specs, target=target_index, seed=seed, params=resolved, baseline=baseline, model=None, progress=progress
+    )
+    results = tuple(
+        _method_result(spec, outcomes[spec.name], target=target_index, params=resolved[spec.name]) for spec in specs
+    )
+    if progress is not None:
+        progress(len(specs), len(specs), "")
+    return ExplainResult(
+        image=x[0].permute(1, 2, 0).detach().cpu().numpy(),
+        image_hash=image_hash(array),
+        target=target_index,
+        target_label=bundle.labels[target_index],
+        predictions=_top_predictions(bundle, logits),
+        methods=results,
+        baseline=baseline,
+        provenance=Provenance(
+            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(bundle.device)
+        ),
+        total_runtime_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,184 @@
+"""Plain gradients of a class score, the building block of most methods.
+
+:func:`gradient_pass` is the one forward and one backward pass that Saliency, Input x
+Gradient and Grad-CAM share: a forward hook keeps the CAM layer's activation, and one
+``torch.autograd.grad`` call returns the gradients with respect to the input and to that
+activation. Nothing is accumulated into ``.grad`` of the model's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from xaicore.device import run_chunked
+from xaicore.errors import MethodUnavailable
+
+# Rough activation memory per image as a multiple of the input's bytes (forward + backward of
+# a VGG/ResNet-style network); only sets the first chunk size, run_chunked halves it on OOM.
+ACTIVATION_FACTOR = 120
+CPU_CHUNK_BYTES = 512 * 2**20
+GPU_MEMORY_SHARE = 0.5
+MAX_CHUNK = 256
+
+
+def chunk_size(sample: torch.Tensor) -> int:
+    """How many images like ``sample`` (C, H, W) to push through the model at once.
+
+    From free device memory on CUDA (half of it), from a fixed 512 MiB budget on the CPU;
+    between 1 and :data:`MAX_CHUNK`.
+    """
+    per_item = sample.numel() * sample.element_size() * ACTIVATION_FACTOR
+    if sample.device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(sample.device)
+        budget = int(free * GPU_MEMORY_SHARE)
+    else:
+        budget = CPU_CHUNK_BYTES
+    return max(1, min(MAX_CHUNK, budget // max(1, per_item)))
+
+
+def grad_leaf(inputs: torch.Tensor) -> torch.Tensor:
+    """``inputs`` detached from any graph, as a leaf that requires grad (what captum expects)."""
+    return inputs.detach().requires_grad_(True)
+
+
+def target_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The logit of each row's target class: (N,) from (N, C) logits and (N,) targets."""
+    return logits.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def input_gradients(model: nn.Module, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d logit[target] / d input for each row of ``points`` (N, 3, H, W)."""
+    with torch.enable_grad():
+        x = points.detach().requires_grad_(True)
+        scores = target_scores(model(x), target)
+        (grad,) = torch.autograd.grad(scores.sum(), x)
+    return grad
+
+
+def sample_gradients(
+    model: nn.Module,
+    make_points: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    total: int,
+    *,
+    reduce: Callable[[int, int, torch.Tensor], torch.Tensor],
+    example: torch.Tensor,
+) -> torch.Tensor:
+    """Gradients at ``total`` sample points, computed in memory-sized chunks and reduced.
+
+    Parameters
+    ----------
+    model:
+        The pixel-space classifier.
+    make_points:
+        ``(start, stop) -> (points, target)`` for sample indices ``start:stop``.
+    total:
+        Number of sample points.
+    reduce:
+        ``(start, stop, gradients) -> partial`` turns one chunk's gradients into a partial
+        result (for example a weighted sum per image); partials are added up.
+    example:
+        One input image (C, H, W), used to size the chunks.
+    """
+
+    def run(start: int, stop: int) -> torch.Tensor:
+        pts, tgt = make_points(start, stop)
+        return reduce(start, stop, input_gradients(model, pts, tgt))
+
+    return run_chunked(run, total, chunk=chunk_size(example), combine=_add_all)
+
+
+def _add_all(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+@dataclass(frozen=True)
+class GradientPass:
+    """What one forward+backward pass yields: the input gradient, the layer's activation
+    and its gradient (``None`` for what was not asked for)."""
+
+    input_grad: torch.Tensor | None
+    activation: torch.Tensor | None
+    layer_grad: torch.Tensor | None
+
+
+def gradient_pass(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    layer: nn.Module | None = None,
+    want_input: bool = True,
+) -> GradientPass:
+    """One forward and one backward pass for gradients wrt the input and/or ``layer``'s output.
+
+    The forward hook that keeps the activation is removed on every path.
+    """
+    captured: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _args: object, output: object) -> None:
+        captured.append(output)  # type: ignore[arg-type]
+
+    handle = layer.register_forward_hook(keep) if layer is not None else None
+    try:
+        with torch.enable_grad():
+            x = inputs.detach().requires_grad_(True)
+            scores = target_scores(model(x), target)
+    finally:
+        if handle is not None:
+            handle.remove()
+    wrt: list[torch.Tensor] = [x] if want_input else []
+    activation = None
+    if layer is not None:
+        activation = _single_activation(captured)
+        wrt.append(activation)
+    if not wrt:
+        return GradientPass(None, None, None)
+    grads = torch.autograd.grad(scores.sum(), wrt)
+    input_grad = grads[0] if want_input else None
+    layer_grad = grads[-1] if layer is not None else None
+    return GradientPass(
+        input_grad=input_grad,
+        activation=None if activation is None else activation.detach(),
+        layer_grad=layer_grad,
+    )
+
+
+def _single_activation(captured: list[object]) -> torch.Tensor:
+    if not captured:
+        raise MethodUnavailable("The CAM layer did not run in the forward pass, so there is no activation to use.")
+    if len(captured) > 1:
+        raise MethodUnavailable("The CAM layer runs more than once per forward pass; choose a layer used once.")
+    out = captured[0]
+    if not isinstance(out, torch.Tensor):
+        raise MethodUnavailable("The CAM layer's output is not a single tensor; choose a convolutional layer.")
+    return out
+
+
+def chunked_gradient_pass(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    layer: nn.Module | None = None,
+    want_input: bool = True,
+) -> GradientPass:
+    """:func:`gradient_pass` over the batch in memory-sized chunks of images (halved on OOM)."""
+
+    def run(start: int, stop: int) -> GradientPass:
+        return gradient_pass(model, inputs[start:stop], target[start:stop], layer=layer, want_input=want_input)
+
+    def combine(parts: Sequence[GradientPass]) -> GradientPass:
+        def cat(field: str) -> torch.Tensor | None:
+            values = [getattr(p, field) for p in parts]
+            return None if values[0] is None else torch.cat(values)
+
+        return GradientPass(cat("input_grad"), cat("activation"), cat("layer_grad"))
+
+    return run_chunked(run, inputs.shape[0], chunk=chunk_size(inputs[0]), combine=combine)

@@ -1,0 +1,296 @@
+"""The catalogue of explanation methods: what each computes, its parameters and flags.
+
+Importing this module registers every method, in the order the dashboard shows them. The
+algorithms live one per module next to this one; the functions here only bind a
+:class:`~xaicore.explainers.registry.MethodCall` to them. Deterministic methods run over the
+images in memory-sized chunks; the sampling methods draw all their randomness from
+``call.generator`` first and then chunk over (sample, image) pairs themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from captum.attr import InputXGradient, Saliency
+
+from xaicore.device import run_chunked
+from xaicore.errors import MethodUnavailable
+from xaicore.explainers import cam, deeplift, integrated, lrp, modified_relu, occlusion, shap, smoothgrad
+from xaicore.explainers.baselines import jittered_references
+from xaicore.explainers.gradients import chunk_size, grad_leaf
+from xaicore.explainers.registry import Attribution, MethodCall, Param, register_method
+
+
+def over_image_chunks(call: MethodCall, compute: Callable[[MethodCall], Attribution]) -> Attribution:
+    """Run a deterministic method over the batch in chunks of images (halved on OOM)."""
+
+    def part(start: int, stop: int) -> Attribution:
+        return compute(
+            MethodCall(
+                model=call.model,
+                inputs=call.inputs[start:stop],
+                target=call.target[start:stop],
+                baseline=call.baseline[start:stop],
+                generator=call.generator,
+                params=call.params,
+                layer=call.layer,
+            )
+        )
+
+    def combine(parts: list[Attribution]) -> Attribution:
+        if len(parts) == 1:
+            return parts[0]
+        deltas = [p.delta for p in parts]
+        delta = None if any(d is None for d in deltas) else torch.cat(deltas)  # type: ignore[arg-type]
+        return Attribution(values=torch.cat([p.values for p in parts]), delta=delta)
+
+    return run_chunked(part, call.inputs.shape[0], chunk=chunk_size(call.inputs[0]), combine=combine)
+
+
+def _layer(call: MethodCall) -> torch.nn.Module:
+    if call.layer is None:
+        raise MethodUnavailable("This method needs a convolutional layer, and none was given for this model.")
+    return call.layer
+
+
+@register_method(
+    "saliency",
+    title="Saliency",
+    description="""The absolute gradient of the class score with respect to each pixel: how much a tiny
+    change of that pixel would change the score. Cheap (one backward pass) but noisy, and it
+    describes the model's local sensitivity, not which pixels the decision rests on; it often
+    lights up edges everywhere.""",
+    single_pass=True,
+)
+def _saliency(call: MethodCall) -> Attribution:
+    def compute(c: MethodCall) -> Attribution:
+        return Attribution(Saliency(c.model).attribute(grad_leaf(c.inputs), target=c.target, abs=True).detach())
+
+    return over_image_chunks(call, compute)
+
+
+@register_method(
+    "input_x_gradient",
+    title="Input x Gradient",
+    description="""The gradient multiplied by the pixel value: a first-order estimate of each pixel's
+    contribution relative to a black image. One backward pass. Inherits the gradient's noise,
+    and dark pixels get no attribution whatever their importance.""",
+    single_pass=True,
+)
+def _input_x_gradient(call: MethodCall) -> Attribution:
+    def compute(c: MethodCall) -> Attribution:
+        return Attribution(InputXGradient(c.model).attribute(grad_leaf(c.inputs), target=c.target).detach())
+
+    return over_image_chunks(call, compute)
+
+
+@register_method(
+    "deconvolution",
+    title="Deconvolution",
+    description="""Backpropagates the class score but lets only positive signals through every ReLU,
+    whatever the ReLU saw in the forward pass (Zeiler and Fergus). Produces crisp, image-like
+    maps, but they depend little on the class asked for or on the trained weights: it largely
+    reconstructs the image's edges and fails the sanity checks.""",
+    hook_based=True,
+    single_pass=True,
+)
+def _deconvolution(call: MethodCall) -> Attribution:
+    return over_image_chunks(
+        call, lambda c: Attribution(modified_relu.deconvolution(c.model, c.inputs, c.target))
+    )
+
+
+@register_method(
+    "guided_backprop",
+    title="Guided Backprop",
+    description="""The gradient, keeping at every ReLU only positive gradients where the neuron was
+    active (Springenberg et al.). Sharp, detailed maps of the object's edges; but they barely
+    change when the model's weights are randomized or another class is asked for, so they show
+    what the image contains more than what the model used.""",
+    hook_based=True,
+    single_pass=True,
+)
+def _guided_backprop(call: MethodCall) -> Attribution:
+    return over_image_chunks(
+        call, lambda c: Attribution(modified_relu.guided_backprop(c.model, c.inputs, c.target))
+    )
+
+
+@register_method(
+    "gradcam",
+    title="Grad-CAM",
+    description="""Weights the channels of a late convolutional layer by their average gradient and
+    sums them, giving a coarse map of where the class's evidence is, upsampled to the image
+    (Selvaraju et al.). Class-discriminative and passes the sanity checks, but blurry: its
+    resolution is that of the layer (8x8 for the default model), and it depends on the layer.""",
+    params=(Param("relu", True, "keep only the positive evidence (as in the paper)"),),
+    needs_layer=True,
+    single_pass=True,
+)
+def _gradcam(call: MethodCall) -> Attribution:
+    def compute(c: MethodCall) -> Attribution:
+        raw = cam.layer_cam(c.model, _layer(c), c.inputs, c.target)
+        return Attribution(cam.upsample_cam(raw, relu=bool(c.params["relu"]), size=tuple(c.inputs.shape[-2:])))
+
+    return over_image_chunks(call, compute)
+
+
+@register_method(
+    "guided_gradcam",
+    title="Guided Grad-CAM",
+    description="""Guided Backprop multiplied by the (positive) Grad-CAM map: fine detail restricted to
+    the region Grad-CAM finds. Sharper than Grad-CAM and more class-specific than Guided
+    Backprop, but it inherits Guided Backprop's insensitivity to the model's weights.""",
+    needs_layer=True,
+    hook_based=True,
+)
+def _guided_gradcam(call: MethodCall) -> Attribution:
+    def compute(c: MethodCall) -> Attribution:
+        guided = modified_relu.guided_backprop(c.model, c.inputs, c.target)
+        return Attribution(cam.guided_gradcam(guided, cam.layer_cam(c.model, _layer(c), c.inputs, c.target)))
+
+    return over_image_chunks(call, compute)
+
+
+@register_method(
+    "integrated_gradients",
+    title="Integrated Gradients",
+    description="""Averages the gradient along the straight path from the baseline to the image and
+    multiplies by the difference (Sundararajan et al.); the attributions add up to the change
+    of the score from baseline to image (the delta reports how well). Principled, but the map
+    depends strongly on the baseline chosen, and costs one backward pass per step.""",
+    params=(Param("steps", 16, "points on the path (Gauss-Legendre rule)", minimum=1, maximum=1024),),
+    needs_baseline=True,
+)
+def _integrated_gradients(call: MethodCall) -> Attribution:
+    return integrated.integrated_gradients(
+        call.model, call.inputs, call.baseline, call.target, steps=int(call.params["steps"])
+    )
+
+
+@register_method(
+    "smoothgrad",
+    title="SmoothGrad",
+    description="""The gradient averaged over copies of the image with Gaussian noise added (Smilkov et
+    al.): removes much of the gradient's speckle and gives cleaner maps. Costs one backward pass
+    per sample, depends on the noise level, and is still a (smoothed) sensitivity map.""",
+    params=(
+        Param("samples", 16, "noisy copies averaged", minimum=1, maximum=1024),
+        Param("noise", 0.15, "noise standard deviation, as a fraction of the pixel range", minimum=0.0, maximum=1.0),
+    ),
+    stochastic=True,
+)
+def _smoothgrad(call: MethodCall) -> Attribution:
+    noise = smoothgrad.draw_noise(
+        call.inputs, samples=int(call.params["samples"]), noise=float(call.params["noise"]), generator=call.generator
+    )
+    return Attribution(smoothgrad.smoothgrad(call.model, call.inputs, call.target, noise))
+
+
+@register_method(
+    "deeplift",
+    title="DeepLift",
+    description="""Compares every neuron with its value on the baseline and shares the change of the
+    score out to the pixels with the rescale rule (Shrikumar et al.); one pass, and the
+    attributions should add up to the change of the score (the delta reports how well; some
+    layer combinations such as ReLU before max-pooling break it). Depends on the baseline.""",
+    hook_based=True,
+    needs_baseline=True,
+)
+def _deeplift(call: MethodCall) -> Attribution:
+    return over_image_chunks(call, lambda c: deeplift.deeplift(c.model, c.inputs, c.baseline, c.target))
+
+
+@register_method(
+    "deeplift_shap",
+    title="DeepLiftShap",
+    description="""DeepLift averaged over several references (the chosen baseline with random
+    jitter), approximating SHAP values (Lundberg and Lee). Less tied to one baseline than
+    DeepLift, at one pass per reference; the result varies with the seed.""",
+    params=(
+        Param("references", 8, "references per image", minimum=1, maximum=256),
+        Param("reference_noise", 0.1, "standard deviation of the jitter added to the baseline", minimum=0.0, maximum=1.0),
+    ),
+    hook_based=True,
+    stochastic=True,
+    needs_baseline=True,
+)
+def _deeplift_shap(call: MethodCall) -> Attribution:
+    refs = jittered_references(
+        call.baseline,
+        count=int(call.params["references"]),
+        noise=float(call.params["reference_noise"]),
+        generator=call.generator,
+    )
+    return deeplift.deeplift_shap(call.model, call.inputs, call.target, refs)
+
+
+@register_method(
+    "gradient_shap",
+    title="GradientShap",
+    description="""Gradients at random points between random references (the baseline with jitter)
+    and the image, times the difference, averaged (expected gradients; Lundberg and Lee). A
+    stochastic Integrated Gradients over many baselines: smoother than IG, noisier with few
+    samples, and the result varies with the seed.""",
+    params=(
+        Param("samples", 16, "random (reference, path point) samples", minimum=1, maximum=1024),
+        Param("reference_noise", 0.1, "standard deviation of the jitter added to the baseline", minimum=0.0, maximum=1.0),
+    ),
+    stochastic=True,
+    needs_baseline=True,
+)
+def _gradient_shap(call: MethodCall) -> Attribution:
+    refs, alphas = shap.draw_samples(
+        call.baseline,
+        samples=int(call.params["samples"]),
+        reference_noise=float(call.params["reference_noise"]),
+        generator=call.generator,
+    )
+    return Attribution(shap.gradient_shap(call.model, call.inputs, call.target, refs, alphas))
+
+
+@register_method(
+    "occlusion",
+    title="Occlusion",
+    description="""Slides a patch of baseline over the image and records how much the class score drops
+    at each position (Zeiler and Fergus). Model-agnostic and easy to read, but coarse (the
+    patch size sets the resolution), blind to evidence spread over several patches, and costs
+    one forward pass per position.""",
+    params=(
+        Param("window", 0, "patch side in pixels; 0 = 1/8 of the image side", minimum=0, maximum=4096),
+        Param("stride", 0, "step between patches in pixels; 0 = half the window", minimum=0, maximum=4096),
+    ),
+    needs_baseline=True,
+)
+def _occlusion(call: MethodCall) -> Attribution:
+    values = occlusion.occlusion(
+        call.model,
+        call.inputs,
+        call.baseline,
+        call.target,
+        window=int(call.params["window"]),
+        stride=int(call.params["stride"]),
+    )
+    return Attribution(values)
+
+
+@register_method(
+    "lrp",
+    title="LRP",
+    description="""Layer-wise Relevance Propagation (Bach et al.): passes the class score back layer by
+    layer, sharing it among inputs by their contributions (gamma rule on convolutions, epsilon
+    rule elsewhere), so relevance is roughly conserved (the delta reports how well). Only for
+    models built from layers it has rules for; with plain epsilon rules it equals
+    Input x Gradient.""",
+    params=(
+        Param("epsilon", 1e-6, "stabilizer of the epsilon rule (absorbs weak relevance)", minimum=0.0, maximum=10.0),
+        Param("gamma", 0.25, "extra weight of positive contributions in convolutions; 0 = epsilon rule", minimum=0.0, maximum=10.0),
+    ),
+    hook_based=True,
+)
+def _lrp(call: MethodCall) -> Attribution:
+    return over_image_chunks(
+        call,
+        lambda c: lrp.lrp(c.model, c.inputs, c.target, epsilon=float(c.params["epsilon"]), gamma=float(c.params["gamma"])),
+    )
