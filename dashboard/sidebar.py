@@ -237,7 +237,7 @@ def _image_section() -> None:
     if image is None:
         st.info("Choose a sample or upload an image.")
         return
-    st.image(image.array, caption=image.name, width="stretch", clamp=True)
+    st.image(image.array, caption=image.name, width=160, clamp=True)
     for notice in image.notices:
         st.caption(notice)
     if image.description:
