@@ -8,6 +8,7 @@ methods that finished. View controls live in a fragment and only redraw the stor
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import streamlit as st
@@ -27,6 +28,15 @@ METHODS = "explain.w.methods"
 METHODS_MODEL = "explain.w.methods_model"  # fingerprint the method selection belongs to
 
 
+def _number_format(default: int | float) -> dict:
+    """Step and display format of a number widget: whole steps for integers; for floats, a
+    step no larger than 0.01 and no larger than the default's order of magnitude (1e-6 ...)."""
+    if isinstance(default, int):
+        return {"step": 1}
+    step = 0.01 if default <= 0 else min(0.01, 10.0 ** math.floor(math.log10(default)))
+    return {"step": step, "format": "%g"}
+
+
 def _method_settings(methods: list[str]) -> dict[str, dict]:
     """Per-method parameter widgets (defaults from the registry), inside one expander."""
     chosen: dict[str, dict] = {}
@@ -44,7 +54,7 @@ def _method_settings(methods: list[str]) -> dict[str, dict]:
                     values[param.name] = st.checkbox(label, key=key, help=param.help)
                 elif isinstance(param.default, (int, float)):
                     values[param.name] = st.number_input(
-                        label, key=key, help=param.help,
+                        label, key=key, help=param.help, **_number_format(param.default),
                         min_value=type(param.default)(param.minimum) if param.minimum is not None else None,
                         max_value=type(param.default)(param.maximum) if param.maximum is not None else None,
                     )
