@@ -1,0 +1,283 @@
+"""The Explain page in Streamlit's AppTest: runs, caching, degenerate maps, downloads, errors.
+
+Uploads go through the sidebar's real ``st.file_uploader`` (AppTest can set its files); a
+hand-built model is made the session's model through the sidebar's checkpoint choice
+(see ``apptest_support``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dashboard import render, state
+from tests.dashboard import apptest_support as support
+from xaicore import heatmaps
+from xaicore.data.images import image_hash
+from xaicore.explainers.registry import list_methods
+from xaicore.explainers.results import MethodResult, Status
+from xaicore.models.bundle import fingerprint
+
+PAGE = "pages/explain.py"
+METHODS = "explain.w.methods"  # the page's method multiselect
+FAST = ["saliency", "input_x_gradient", "gradcam", "guided_backprop", "integrated_gradients"]
+
+
+def _stored(at) -> list:
+    """The explanations in the session's result store, oldest first."""
+    store = at.session_state[state._STORE_KEY]
+    return [value for key, value in store._items.items() if key[0] == "explain"]
+
+
+def _open(*, auto: bool = False):
+    """A new session on the Explain page; without automatic runs nothing is computed yet."""
+    at = support.start()
+    at.session_state["explain.w.auto"] = auto
+    return support.open_page(at, PAGE)
+
+
+def _explain(at, methods: list[str]):
+    """Choose ``methods`` on the Explain page and press Run."""
+    at.multiselect(key=METHODS).set_value(methods)
+    return _run(at)
+
+
+def _run(at):
+    at.button(key="explain.act.run").click()
+    return at.run()
+
+
+@pytest.fixture(scope="module")
+def sample_page():
+    """The Explain page on the first sample with the default model, every method run."""
+    return support.open_page(support.start(), PAGE)
+
+
+def test_explain_page_runs_every_available_method_on_a_sample(sample_page):
+    at = sample_page
+    assert not at.exception and support.errors(at) == []
+    bundle = at.session_state[state.MODEL_KEY]
+    available = [m for m in list_methods() if m not in bundle.unavailable]
+    stored = _stored(at)
+    assert sorted(r.methods[0].method for r in stored) == sorted(available)
+    image = at.session_state[state.IMAGE_KEY]
+    target = at.session_state[state.TARGET_KEY]
+    assert all(r.image_hash == image.hash and r.target == target for r in stored)
+    # One tile per method, each with its runtime and status line, plus the input image.
+    status_lines = [c for c in support.captions(at) if " ms · " in c]
+    assert len(status_lines) == len(available)
+    assert len(at.main.image) == len(available) + 1
+
+
+def test_top_five_predictions_are_shown(sample_page):
+    table = sample_page.dataframe[0].value
+    assert list(table["rank"]) == [1, 2, 3, 4, 5]
+    assert list(table["probability"]) == sorted(table["probability"], reverse=True)
+    assert table["class"][0] == sample_page.session_state[state.TARGET_KEY]
+
+
+def test_rerun_and_view_changes_reuse_stored_results(sample_page):
+    at = sample_page
+    before = {id(r) for r in _stored(at)}
+    at.run()
+    at.radio(key="explain.w.view").set_value("positive").run()
+    at.slider(key="explain.w.alpha").set_value(0.3).run()
+    assert {id(r) for r in _stored(at)} == before
+    assert not at.exception and support.errors(at) == []
+
+
+def test_downloads_hold_the_grid_the_raw_attributions_and_the_record(sample_page):
+    at = sample_page
+    assert [b.label for b in at.download_button] == ["Grid (PNG)", "Attributions (.npz)", "Record (JSON)"]
+    result = render.combine_results(_stored(at))
+    with np.load(io.BytesIO(render.npz_bytes(result.attributions()))) as npz:
+        assert sorted(npz.files) == sorted(m.method for m in result.methods if m.attribution is not None)
+        for m in result.methods:
+            if m.attribution is not None:
+                np.testing.assert_array_equal(npz[m.method], m.attribution)
+    record = json.loads(render.json_bytes(result.record()))
+    bundle = at.session_state[state.MODEL_KEY]
+    assert record["provenance"]["model_fingerprint"] == bundle.fingerprint
+    assert [m["method"] for m in record["methods"]] == [m.method for m in result.methods]
+    png = Image.open(io.BytesIO(render.grid_png(result, view="all", alpha=0.5)))
+    expected = heatmaps.grid_image(result, mode="all", overlay_image=True, alpha=0.5)
+    np.testing.assert_array_equal(np.asarray(png.convert("RGB")), expected)
+
+
+def test_explain_page_runs_on_an_uploaded_png():
+    rng = np.random.default_rng(11)
+    pixels = rng.integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
+    at = support.upload_image(_open(), "upload.png", support.png_bytes(pixels))
+    at.multiselect(key=METHODS).set_value(["saliency", "gradcam"]).run()
+    assert support.errors(at) == [] and not at.exception
+    assert any("press Run" in i.value for i in at.info)  # automatic runs are off
+    at = _run(at)
+    expected_hash = image_hash(pixels.astype(np.float32) / 255.0)
+    fresh = [r for r in _stored(at) if r.image_hash == expected_hash]
+    assert sorted(r.methods[0].method for r in fresh) == ["gradcam", "saliency"]
+    assert all(r.methods[0].status is Status.OK for r in fresh)
+
+
+def test_only_missing_methods_run_when_the_selection_grows():
+    at = _explain(_open(), ["saliency"])
+    first = {r.methods[0].method: r for r in _stored(at)}
+    at = _explain(at, ["saliency", "gradcam"])
+    now = {r.methods[0].method: r for r in _stored(at)}
+    assert now["saliency"] is first["saliency"]
+    assert "gradcam" in now
+
+
+def test_degenerate_maps_are_shown_as_no_signal_and_numerical_error():
+    at = support.use_model(_open(), support.degenerate_bundle())
+    at = _explain(at, FAST)
+    at.selectbox(key="xai.w.target").set_value(0)  # class 0: the constant logit
+    at = _run(at)
+    assert not at.exception and support.errors(at) == []
+    lines = [c for c in support.captions(at) if " ms · " in c]
+    assert len(lines) == len(FAST) and all("no signal" in c for c in lines)
+    at.selectbox(key="xai.w.target").set_value(1)  # class 1: NaN gradients
+    at = _run(at)
+    lines = [c for c in support.captions(at) if " ms · " in c]
+    saliency = next(c for c, m in zip(lines, FAST) if m == "saliency")
+    assert "numerical error" in saliency
+    at.selectbox(key="xai.w.target").set_value(2)  # class 2: an ordinary class
+    at = _run(at)
+    lines = [c for c in support.captions(at) if " ms · " in c]
+    assert all(" · ok" in c for c in lines)
+
+
+@pytest.mark.parametrize(
+    ("values", "status"),
+    [(np.zeros((3, 6, 6), np.float32), Status.NO_SIGNAL), (np.full((3, 6, 6), np.nan, np.float32), Status.NUMERICAL_ERROR)],
+)
+def test_degenerate_tiles_are_neutral_grey_with_their_status(values, status):
+    image = np.random.default_rng(0).random((6, 6, 3)).astype(np.float32)
+    result = MethodResult(method="saliency", title="Saliency", status=status, attribution=values,
+                          target=0, params={}, runtime_s=0.01)
+    picture, note = render.tile(image, result, view="all", alpha=0.6)
+    assert note == status.value
+    assert picture.shape == (6, 6, 3) and np.all(picture == heatmaps.NEUTRAL_GREY)
+
+
+def test_ok_tile_equals_xaicore_heatmap_over_the_image():
+    rng = np.random.default_rng(1)
+    image = rng.random((6, 6, 3)).astype(np.float32)
+    values = rng.normal(size=(3, 6, 6)).astype(np.float32)
+    result = MethodResult(method="saliency", title="Saliency", status=Status.OK, attribution=values,
+                          target=0, params={}, runtime_s=0.01)
+    picture, note = render.tile(image, result, view="positive", alpha=0.4)
+    expected = heatmaps.heatmap_tile(values, mode="positive", image=image, alpha=0.4)
+    np.testing.assert_array_equal(picture, expected.rgb)
+    assert note == ""
+
+
+def test_unavailable_methods_are_listed_with_their_reason_and_not_offered():
+    reason = "This test model has no LRP rules."
+    at = support.use_model(_open(), support.degenerate_bundle(unavailable={"lrp": reason}))
+    assert "lrp" not in at.multiselect(key=METHODS).options
+    expander = next(e for e in at.expander if e.label.startswith("Not available"))
+    assert any(reason in m.value for m in expander.markdown)
+
+
+def test_a_bad_upload_keeps_the_previous_results():
+    at = _explain(_open(), ["saliency"])
+    image = at.session_state[state.IMAGE_KEY]
+    stored = _stored(at)
+    at = support.upload_image(at, "broken.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 20)
+    (message,) = support.errors(at)
+    assert "broken.jpg" in message
+    assert at.session_state[state.IMAGE_KEY] is image
+    assert _stored(at) == stored and len(at.main.image) == 2  # input + the saliency tile
+
+
+def test_an_unexpected_error_becomes_one_sentence(monkeypatch):
+    at = _open()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr("xaicore.explainers.api.explain", broken)
+    at = _explain(at, ["occlusion"])
+    assert not at.exception
+    assert support.errors(at) == [state.UNEXPECTED]
+    assert all("secret" not in m.value for m in at.markdown)
+
+
+def _held_bytes(store: state.ResultStore) -> int:
+    """Bytes of the arrays a result store holds."""
+    total = 0
+    for value in store._items.values():
+        for result in value if isinstance(value, tuple) else (value,):
+            for array in (getattr(result, "image", None), *(m.attribution for m in getattr(result, "methods", ()))):
+                total += array.nbytes if isinstance(array, np.ndarray) else 0
+    return total
+
+
+def test_memory_levels_off_over_many_uploads_and_explanations():
+    """24 uploads, each explained, in one session: the store holds at most its capacity,
+    so the bytes it keeps stop growing once it is full."""
+    at = _open()
+    at.multiselect(key=METHODS).set_value(["saliency"])
+    at.toggle(key="explain.w.auto").set_value(True)
+    held = []
+    rng = np.random.default_rng(5)
+    for i in range(24):
+        pixels = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+        at = support.upload_image(at, f"u{i}.png", support.png_bytes(pixels))
+        store = at.session_state[state._STORE_KEY]
+        assert len(store) <= state.RESULT_CAPACITY
+        held.append(_held_bytes(store))
+    assert support.errors(at) == [] and not at.exception
+    # Each upload adds one prediction and one explanation entry: full after 16 uploads.
+    assert max(held[17:]) == min(held[17:]) == held[-1] > held[10]
+    assert held[-1] <= state.RESULT_CAPACITY * _held_bytes_per_entry(at)
+
+
+def _held_bytes_per_entry(at) -> int:
+    bundle = at.session_state[state.MODEL_KEY]
+    h, w = bundle.input_size
+    return (3 * h * w * 4) * 2  # the model input and one attribution, float32
+
+
+def test_an_interrupted_run_keeps_finished_groups_and_does_not_repeat_them(monkeypatch):
+    """The run stops (as a rerun would) while the second group starts: the first group's
+    results are kept, and the next run computes only what is missing."""
+    import streamlit as st
+
+    from xaicore.explainers import api
+
+    real = api.explain
+    calls: list[tuple[str, ...]] = []
+
+    def interrupted(*args, methods, **kwargs):
+        calls.append(tuple(methods))
+        if len(calls) == 2:
+            st.stop()  # what a rerun request does at the next Streamlit call
+        return real(*args, methods=methods, **kwargs)
+
+    at = _open()
+    monkeypatch.setattr(api, "explain", interrupted)
+    at = _explain(at, FAST)
+    done = sorted(r.methods[0].method for r in _stored(at))
+    assert calls[0] == tuple(m for m in FAST if m != "integrated_gradients")  # the shared-pass group
+    assert done == sorted(calls[0])
+    calls.clear()
+    at = _run(at)
+    assert calls == [("integrated_gradients",)]
+    assert sorted(r.methods[0].method for r in _stored(at)) == sorted(FAST)
+    bundle = at.session_state[state.MODEL_KEY]
+    assert not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in bundle.model.modules())
+    assert fingerprint(bundle.model) == bundle.fingerprint
+
+
+def test_a_parameter_change_is_a_new_result_and_reaches_the_method():
+    at = _explain(_open(), ["smoothgrad"])
+    at.number_input(key="explain.w.param.smoothgrad.samples").set_value(4)
+    at = _run(at)
+    runs = [r.methods[0] for r in _stored(at) if r.methods[0].method == "smoothgrad"]
+    assert [m.params["samples"] for m in runs] == [16, 4]
+    assert not np.array_equal(runs[0].attribution, runs[1].attribution)
