@@ -32,6 +32,7 @@ All randomization happens on one private copy of the model made at the start; th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -155,6 +156,13 @@ class SanityResult:
     def verdict(self, method: str) -> Verdict:
         return self.verdicts[self._index(self.methods, method, "method")]
 
+    def with_threshold(self, threshold: float) -> "SanityResult":
+        """The same result judged with another SSIM threshold (nothing is recomputed)."""
+        _check_threshold(threshold)
+        verdicts = _verdicts(self.values["ssim_abs"], self.trained_status, self.methods, threshold)
+        params = {**self.params, "threshold": float(threshold)}
+        return dataclasses.replace(self, verdicts=verdicts, params=params)
+
     def _slice(self, metric: str, mode: str, method: str) -> np.ndarray:
         if metric not in self.values:
             raise ParameterError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
@@ -260,6 +268,41 @@ class SanityResult:
 # ---------------------------------------------------------------------- computing
 
 
+@dataclass
+class _StepOutputs:
+    """What the steps of one schedule and seed produced, in step order (mutable, internal)."""
+
+    maps: dict[str, list[torch.Tensor]]
+    no_signal: list[torch.Tensor]
+    numerical: list[torch.Tensor]
+    targets: list[torch.Tensor]
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> "_StepOutputs":
+        return cls({k: [] for k in KINDS}, [], [], [])
+
+    def append(self, maps: Mapping[str, torch.Tensor], flags: tuple[torch.Tensor, torch.Tensor], target) -> None:
+        for kind in KINDS:
+            self.maps[kind].append(maps[kind])
+        self.no_signal.append(flags[0])
+        self.numerical.append(flags[1])
+        self.targets.append(target)
+
+    def extend(self, other: "_StepOutputs") -> None:
+        for kind in KINDS:
+            self.maps[kind].extend(other.maps[kind])
+        self.no_signal.extend(other.no_signal)
+        self.numerical.extend(other.numerical)
+        self.targets.extend(other.targets)
+
+    def first(self) -> "_StepOutputs":
+        """The first step's outputs (and values, when set)."""
+        return _StepOutputs(
+            {k: v[:1] for k, v in self.maps.items()}, self.no_signal[:1], self.numerical[:1], self.targets[:1], self.values
+        )
+
+
 @dataclass(frozen=True)
 class _Plan:
     methods: tuple[str, ...]
@@ -340,43 +383,53 @@ def run_sanity(
     targets = _targets(private, target, trained_logits, n_images)
     trained_raw = explain(targets)
     trained = {kind: _prepare(trained_raw, plan, kind) for kind in KINDS}
-    trained_flags = _flags(trained_raw, plan.methods)
+    trained_flags = _flags(trained_raw)
     _report(progress, 1, total, "trained model")
 
     keep = {"none": 0, "first": 1, "all": len(plan.seeds)}[keep_maps]
     values = {m: [] for m in METRICS}
     kept_maps: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
     step_targets, no_signal, numerical = [], [], []
+    # Step 0 randomizes only the output layer, with the same weights in both schedules: the
+    # second schedule reuses the first one's step-0 maps and values instead of recomputing them.
+    output_step: dict[int, _StepOutputs] = {}
     done = 1
     for mode_name in plan.modes:
         schedule = randomizer.cascading if mode_name == "cascading" else randomizer.independent
         for s_index, seed in enumerate(plan.seeds):
-            step_maps: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
-            step_flags: list[tuple[torch.Tensor, torch.Tensor]] = []
-            seed_targets = []
+            reused = output_step.get(seed)
+            outs = _StepOutputs.empty()
             with schedule(seed=seed) as schedule_steps:
                 for step in schedule_steps:
-                    if target_policy == "randomized_prediction":
-                        with torch.no_grad():
-                            step_target = private.model(inputs).argmax(dim=1)
+                    if step.index == 0 and reused is not None:
+                        outs.extend(reused)
                     else:
-                        step_target = targets
-                    raw = explain(step_target)
-                    for kind in KINDS:
-                        step_maps[kind].append(_prepare(raw, plan, kind))
-                    step_flags.append(_flags(raw, plan.methods))
-                    seed_targets.append(step_target)
+                        if target_policy == "randomized_prediction":
+                            with torch.no_grad():
+                                step_target = private.model(inputs).argmax(dim=1)
+                        else:
+                            step_target = targets
+                        raw = explain(step_target)
+                        outs.append({kind: _prepare(raw, plan, kind) for kind in KINDS}, _flags(raw), step_target)
                     done += 1
                     _report(progress, done, total, f"{mode_name}, seed {seed}: randomized {step.layer}")
-            stacked = {kind: torch.stack(step_maps[kind]) for kind in KINDS}  # (steps, methods, N, H, W)
-            for metric, value in _similarities(stacked, trained, plan, ssim_kw).items():
-                values[metric].append(value)
+            fresh = 1 if reused is not None else 0
+            stacked = {kind: torch.stack(outs.maps[kind]) for kind in KINDS}  # (steps, methods, N, H, W)
+            new_values = _similarities({k: v[fresh:] for k, v in stacked.items()}, trained, plan, ssim_kw)
+            seed_values = {
+                m: torch.cat([reused.values[m], new_values[m]]) if reused is not None else new_values[m] for m in METRICS
+            }
+            if reused is None:
+                outs.values = {m: v[: v.numel() // len(steps)] for m, v in seed_values.items()}
+                output_step[seed] = outs.first()
+            for metric in METRICS:
+                values[metric].append(seed_values[metric])
             if s_index < keep:
                 for kind in KINDS:
                     kept_maps[kind].append(stacked[kind])
-            step_targets.append(torch.stack(seed_targets))
-            no_signal.append(torch.stack([f[0] for f in step_flags]))
-            numerical.append(torch.stack([f[1] for f in step_flags]))
+            step_targets.append(torch.stack(outs.targets))
+            no_signal.append(torch.stack(outs.no_signal))
+            numerical.append(torch.stack(outs.numerical))
 
     shape = (len(plan.modes), len(plan.seeds), len(steps), len(plan.methods), n_images)
     arrays = {m: _to_numpy(values[m]).reshape(shape).transpose(0, 3, 1, 2, 4) for m in METRICS}
@@ -405,10 +458,7 @@ def run_sanity(
         "keep_maps": keep_maps,
         "std": "population (ddof=0) over seeds of each seed's mean over images",
     }
-    arrays_mean_out = arrays["ssim_abs"].mean(axis=-1).mean(axis=2)  # (modes, methods, steps)
-    verdicts = tuple(
-        _verdict(method, arrays_mean_out[0, j, 0], trained_status[j], threshold) for j, method in enumerate(plan.methods)
-    )
+    verdicts = _verdicts(arrays["ssim_abs"], trained_status, plan.methods, threshold)
     return SanityResult(
         methods=plan.methods,
         titles=plan.titles,
@@ -463,8 +513,7 @@ def _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold,
             "normalization names how ABSOLUTE maps are scaled ('abs' or 'abs_channel_max'); "
             "signed maps are always compared too, with the 'signed' normalization."
         )
-    if not 0.0 < float(threshold) <= 1.0:
-        raise ParameterError(f"The SSIM threshold must be in (0, 1]; got {threshold}.")
+    _check_threshold(threshold)
     if keep_maps not in KEEP_MAPS:
         raise ParameterError(f"keep_maps must be one of {', '.join(KEEP_MAPS)}; got {keep_maps!r}.")
     params = dict(params or {})
@@ -480,6 +529,11 @@ def _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold,
         normalizations={"abs": normalization, "signed": "signed"},
         method_params=resolved,
     )
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < float(threshold) <= 1.0:
+        raise ParameterError(f"The SSIM threshold must be in (0, 1]; got {threshold}.")
 
 
 def _ssim_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -536,7 +590,7 @@ def _prepare(raw: torch.Tensor, plan: _Plan, kind: str) -> torch.Tensor:
     return maps.reshape(m, n, *maps.shape[-2:])
 
 
-def _flags(raw: torch.Tensor, methods: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def _flags(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(methods, N) bool: all-zero raw map, and raw map with NaN or inf."""
     flat = raw.flatten(2)
     numerical = ~torch.isfinite(flat).all(dim=2)
@@ -569,6 +623,14 @@ def _status(no_signal: np.ndarray, numerical: np.ndarray) -> np.ndarray:
     status[no_signal[0]] = "no signal"
     status[numerical[0]] = "numerical error"
     return status.astype(str)
+
+
+def _verdicts(
+    ssim_abs: np.ndarray, trained_status: np.ndarray, methods: Sequence[str], threshold: float
+) -> tuple[Verdict, ...]:
+    """One verdict per method from the (modes, methods, seeds, steps, images) SSIM of absolute maps."""
+    output_only = ssim_abs[0, :, :, 0].mean(axis=-1).mean(axis=-1)  # step 0, mean over images then seeds
+    return tuple(_verdict(m, output_only[j], trained_status[j], threshold) for j, m in enumerate(methods))
 
 
 def _verdict(method: str, value: float, trained_status: np.ndarray, threshold: float) -> Verdict:

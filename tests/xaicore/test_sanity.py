@@ -274,3 +274,21 @@ def test_unavailable_methods_are_refused_before_any_work(image):
     with pytest.raises(MethodUnavailable, match="functional ReLU"):
         run_sanity(blocked, image, methods=("saliency", "guided_backprop"), progress=lambda *a: calls.append(a))
     assert calls == []
+
+
+def test_with_threshold_rejudges_without_recomputing(both):
+    values = sorted(v.value for v in both.verdicts)
+    middle = (values[2] + values[3]) / 2
+    judged = both.with_threshold(middle)
+    assert [v.status for v in judged.verdicts] == ["fail" if v.value >= middle else "pass" for v in both.verdicts]
+    assert sum(v.status == "fail" for v in judged.verdicts) == 3
+    assert judged.params["threshold"] == middle and both.params["threshold"] == 0.9
+    assert judged.values is both.values
+    with pytest.raises(ParameterError, match="threshold"):
+        both.with_threshold(0.0)
+
+
+def test_schedule_order_does_not_change_values(bundle, image, both):
+    reverse = run_sanity(bundle, image, methods=METHODS, mode=("independent", "cascading"), seeds=(0, 1))
+    for metric in METRICS:
+        np.testing.assert_array_equal(reverse.values[metric][::-1], both.values[metric])
