@@ -26,6 +26,8 @@ until the end.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -140,6 +142,41 @@ class FaithfulnessResult:
         if kind == "deletion":
             shown = ~shown
         return np.where(shown[..., None], self.images[image], self.backgrounds[image])
+
+    def summary(self, *, image: int = 0) -> list[dict[str, Any]]:
+        """One row per ranking for ``image``: both AUCs, their difference, and the comparison
+        with the random control ("better on both", "worse on both", "mixed", "no signal",
+        "control"; "no control" when the result has none)."""
+        control = self.by_method().get(RANDOM) if self.params.get("random_control") else None
+        rows = []
+        for c in self.curves:
+            ins, dele = float(c.insertion_auc[image]), float(c.deletion_auc[image])
+            if c.control:
+                verdict = "control"
+            elif c.no_signal[image]:
+                verdict = "no signal"
+            elif control is None:
+                verdict = "no control"
+            else:
+                better = (ins > float(control.insertion_auc[image]), dele < float(control.deletion_auc[image]))
+                verdict = {(True, True): "better on both", (False, False): "worse on both"}.get(better, "mixed")
+            rows.append(
+                {"method": c.method, "insertion_auc": ins, "deletion_auc": dele, "difference": ins - dele, "vs_random": verdict}
+            )
+        return rows
+
+    def to_csv(self) -> str:
+        """CSV text, one row per ranking, image, curve and step: pixels, fraction, probability."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["method", "image", "curve", "step", "pixels", "fraction", "probability"])
+        for c in self.curves:
+            for n in range(len(self.target)):
+                for kind in KINDS:
+                    values = getattr(c, kind)[n]
+                    for j, (k, f, p) in enumerate(zip(self.steps, self.fractions, values)):
+                        writer.writerow([c.method, n, kind, j, int(k), repr(float(f)), repr(float(p))])
+        return buffer.getvalue()
 
     def record(self) -> dict[str, Any]:
         """JSON-ready record: definition, parameters, steps, per-ranking curves and AUCs, provenance."""
@@ -339,7 +376,7 @@ def insertion_deletion(
         raise ParameterError(f"batch_size must be at least 1; got {batch_size}.")
     lock = bundle.lock if model is None else contextlib.nullcontext()
     probs = _curve_probabilities(net, x, bg, ranks, torch.as_tensor(steps, device=device), tgt, batch, lock=lock)
-    probs = probs.view(len(names), n, 2, len(steps)).cpu().numpy()  # the one host transfer
+    probs = probs.view(len(names), n, 2, len(steps)).to(torch.float64).cpu().numpy()  # the one host transfer
 
     ranks_np = ranks.view(len(names), n, h, w).cpu().numpy()
     flags = torch.stack(no_signal).cpu().numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
@@ -242,3 +244,29 @@ def test_given_background_and_record(tmp_path):
     assert record["methods"]["m"]["deletion_auc"] == pytest.approx(result.get("m").deletion_auc.tolist())
     assert record["steps"] == [0, 32, 64] and "trapezoid" in record["definition"]
     assert record["provenance"]["model_fingerprint"] == bundle.fingerprint
+
+
+def test_summary_compares_with_the_control_and_csv_holds_every_point():
+    rng = np.random.default_rng(1)
+    weights = rng.normal(0.0, 0.3, (6, 6))
+    bundle = linear_bundle(weights)
+    images = torch.from_numpy(rng.random((2, 3, 6, 6))).float()
+    contribution = images * torch.from_numpy(weights).float()
+    flat = torch.zeros(2, 6, 6)
+    flat[1, 0, 0] = 1.0
+    result = insertion_deletion(
+        bundle, images, {"best": contribution, "reversed": -contribution, "flat": flat}, target=0, step_fraction=0.1
+    )
+    for n in range(2):
+        verdicts = {row["method"]: row["vs_random"] for row in result.summary(image=n)}
+        assert verdicts["best"] == "better on both" and verdicts["reversed"] == "worse on both"
+        assert verdicts[RANDOM] == "control"
+        assert verdicts["flat"] == ("no signal" if n == 0 else verdicts["flat"])
+        row = result.summary(image=n)[0]
+        assert row["difference"] == pytest.approx(row["insertion_auc"] - row["deletion_auc"])
+    rows = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert len(rows) == 4 * 2 * 2 * len(result.steps)
+    picked = [float(r["probability"]) for r in rows if r["method"] == "best" and r["image"] == "1" and r["curve"] == "deletion"]
+    np.testing.assert_array_equal(picked, result.get("best").deletion[1])
+    without = insertion_deletion(bundle, images, {"best": contribution}, target=0, random_control=False)
+    assert [r["vs_random"] for r in without.summary()] == ["no control"]
