@@ -13,7 +13,9 @@ Where ground-truth object masks exist (generated scenes, samples with masks, a m
 uploads), the *share of positive relevance* on an object is the sum of the positive part of the
 channel-summed raw attribution inside the object's mask, divided by the sum over the whole
 image (0 when the map has no positive relevance). It is reported for the object of the class
-asked for ("on object") and for the other objects together ("on others").
+asked for ("on object") and for the other objects together ("on others"; NaN when the image has
+no other masked object). Masks are resized to the model's input size by nearest neighbour at
+pixel centres (:func:`xaicore.data.images.resize_mask`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from xaicore.errors import MethodUnavailable, ParameterError
 from xaicore.models.bundle import ModelBundle
@@ -329,10 +330,10 @@ def _status(raw: torch.Tensor) -> np.ndarray:
 
 
 def _resize_masks(masks: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    t = torch.from_numpy(masks.astype(np.float32)).unsqueeze(1)
-    if tuple(t.shape[-2:]) != tuple(size):
-        t = F.interpolate(t, size=tuple(size), mode="nearest")
-    return t.squeeze(1).numpy() > 0.5
+    """Masks at the model's input size (nearest-neighbour at pixel centres, as images.resize_mask)."""
+    from xaicore.data.images import resize_mask
+
+    return np.stack([resize_mask(m, (int(size[0]), int(size[1]))) for m in masks])
 
 
 def _relevance_shares(
@@ -346,9 +347,14 @@ def _relevance_shares(
         own = [n for n, lab in enumerate(labels) if lab == cls]
         if not own:
             continue
-        mine = masks[own].any(axis=0)
-        others = masks[[n for n in range(len(labels)) if labels[n] != cls]].any(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            on_object[:, c] = np.where(total[:, c] > 0, (positive[:, c] * mine).sum(axis=(1, 2)) / total[:, c], 0.0)
-            on_others[:, c] = np.where(total[:, c] > 0, (positive[:, c] * others).sum(axis=(1, 2)) / total[:, c], 0.0)
+        rest = [n for n in range(len(labels)) if labels[n] != cls]
+        on_object[:, c] = _share(positive[:, c], masks[own].any(axis=0), total[:, c])
+        if rest:
+            on_others[:, c] = _share(positive[:, c], masks[rest].any(axis=0), total[:, c])
     return on_object, on_others
+
+
+def _share(positive: np.ndarray, mask: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """(methods,) share of ``positive`` (methods, H, W) inside ``mask``; 0 where ``total`` is 0."""
+    inside = (positive * mask).sum(axis=(1, 2))
+    return np.divide(inside, total, out=np.zeros_like(inside), where=total > 0)

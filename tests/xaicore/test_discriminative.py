@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
 from xaicore.bench.sanity import normalize_reference, spearman_reference
@@ -71,8 +70,8 @@ def test_a_scene_gives_its_classes_and_relevance_shares(bundle, scene):
     result = compare_classes(bundle, scene, methods=METHODS)
     assert result.classes == (0, 2)
     assert result.masks.shape == (2, 16, 16)
-    expected_masks = F.interpolate(torch.from_numpy(scene.masks.astype(np.float32))[:, None], size=(16, 16), mode="nearest")
-    np.testing.assert_array_equal(result.masks, expected_masks[:, 0].numpy() > 0.5)
+    # 32 -> 16 pixels, nearest neighbour at pixel centres: every second pixel starting at 1
+    np.testing.assert_array_equal(result.masks, scene.masks[:, 1::2, 1::2])
     positive_cases = 0
     for k, method in enumerate(METHODS):
         for c, cls in enumerate(result.classes):
@@ -99,6 +98,13 @@ def test_explicit_masks_and_a_class_without_mask(bundle, scene):
     assert np.isnan(result.on_object[0, 1]) and np.isnan(result.on_others[0, 1])
     record = result.record()
     assert record["methods"]["saliency"]["relevance_share"]["class1"]["on_object"] is None
+
+
+def test_a_single_uploaded_mask_has_no_other_object(bundle, scene):
+    own = scene.masks[list(scene.labels).index(2)]
+    result = compare_classes(bundle, scene.image, methods=("saliency",), classes=(2, 0), masks=own, mask_labels=(2,))
+    assert np.isfinite(result.on_object[0, 0]) and np.isnan(result.on_others[0, 0])
+    assert np.isnan(result.on_object[0, 1])
 
 
 def test_identical_classes_maps_for_a_class_independent_method():
