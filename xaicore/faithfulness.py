@@ -41,6 +41,7 @@ from torch import nn
 
 from xaicore.device import run_chunked
 from xaicore.errors import ParameterError, UnknownNameError
+from xaicore.explainers.baselines import make_baseline
 from xaicore.models.bundle import ModelBundle, fingerprint
 from xaicore.provenance import Provenance
 
@@ -246,25 +247,7 @@ def make_background(kind: str | torch.Tensor, inputs: torch.Tensor) -> torch.Ten
         return given.contiguous()
     if kind not in BACKGROUNDS:
         raise ParameterError(f"Unknown background {kind!r}; choose black, blur, mean, or pass an image tensor.")
-    if kind == "black":
-        return torch.zeros_like(inputs)
-    if kind == "mean":
-        return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs).contiguous()
-    return _gaussian_blur(inputs, sigma=_BLUR_SIGMA_FRACTION * min(inputs.shape[-2:]))
-
-
-_BLUR_SIGMA_FRACTION = 5 / 64  # Gaussian sigma as a share of the smaller image side
-
-
-def _gaussian_blur(images: torch.Tensor, *, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma + 0.5))
-    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    out = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="replicate")
-    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return torch.nn.functional.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return make_baseline(kind, inputs, generator=torch.Generator(device=inputs.device))
 
 
 def _relevance(name: str, attribution: torch.Tensor | np.ndarray, shape: tuple[int, int, int], device) -> torch.Tensor:

@@ -238,6 +238,9 @@ def test_given_background_and_record(tmp_path):
     result = insertion_deletion(bundle, images, {"m": torch.randn(1, 3, 8, 8)}, target=2, step_fraction=0.5, background=grey)
     np.testing.assert_array_equal(result.backgrounds, np.full((1, 8, 8, 3), 0.5, dtype=np.float32))
     np.testing.assert_array_equal(result.masked_image("m", step=0, kind="insertion"), result.backgrounds[0])
+    mean = make_background("mean", images)
+    np.testing.assert_allclose(mean[0, :, 3, 5], images[0].mean(dim=(1, 2)), atol=1e-6)
+    assert torch.equal(make_background("black", images), torch.zeros_like(images))
     path = result.save(tmp_path)
     record = json.loads(path.read_text())
     assert record["params"]["background"] == "given" and record["params"]["step_pixels"] == 32
