@@ -1,0 +1,217 @@
+"""Faithfulness: insertion and deletion curves of the selected methods on the sidebar's image.
+
+Maps come from each method with its default parameters and a black baseline, stored under the
+Explain page's keys, so maps the Explain page already computed with those settings are reused.
+The curves of all maps are computed in one call to :func:`xaicore.faithfulness.insertion_deletion`
+and the finished result is stored. Everything below the settings sits in a fragment: choosing a
+step (slider, or a click on a curve point) redraws the masked images from the stored pixel ranks,
+without running the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import render, state, sidebar
+from xaicore.explainers.api import explain
+from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.results import Status
+from xaicore.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
+
+PREFIX = "faith.w."
+METHODS = "faith.w.methods"
+METHODS_MODEL = "faith.w.methods_model"
+STEP = "faith.w.step"
+PREVIEW = "faith.w.preview"
+EXPLAIN_BASELINE = "black"
+FRACTIONS = (1.0, 0.5, 0.25)
+RANDOM_TITLE = "Random order (control)"
+
+
+def _title(method: str) -> str:
+    return RANDOM_TITLE if method == RANDOM else get_method(method).title
+
+
+def _default_methods(available: list[str]) -> list[str]:
+    """Single-pass methods: quick enough to measure on every image change."""
+    return [name for name in available if get_method(name).single_pass]
+
+
+def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) -> dict[str, object]:
+    """Each method's stored explanation (Explain page keys), running the missing ones one by one."""
+    keys = {
+        name: state.result_key(
+            "explain", fingerprint=bundle.fingerprint, image=image.hash, method=name,
+            params=get_method(name).resolve_params(None), seed=seed, baseline=EXPLAIN_BASELINE, target=target,
+        )
+        for name in methods
+    }
+    todo = [name for name in methods if state.get_result(keys[name]) is None]
+    if todo:
+        bar = st.progress(0.0, text="Explaining…")
+        for done, name in enumerate(todo):
+            bar.progress(done / len(todo), text=f"Running {get_method(name).title} ({done + 1} of {len(todo)})")
+            result = explain(bundle, image.array, methods=[name], target=target, seed=seed, baseline=EXPLAIN_BASELINE)
+            state.put_result(keys[name], result)
+        bar.empty()
+    return {name: state.get_result(keys[name]) for name in methods}
+
+
+def _curves(bundle, image, target: int, methods: list[str], *, step: float, fraction: float, background: str, seed: int):
+    """The stored faithfulness result for these settings, computed when missing; and skipped methods."""
+    explained = _explanations(bundle, image, target, methods, seed=seed)
+    usable, skipped = {}, {}
+    for name, result in explained.items():
+        item = result.methods[0]
+        if item.status is Status.OK:
+            usable[name] = item.attribution[None]
+        else:
+            skipped[name] = render.status_line(item)
+    key = state.result_key(
+        "faithfulness", fingerprint=bundle.fingerprint, image=image.hash, target=target, methods=list(usable),
+        step=step, fraction=fraction, background=background, seed=seed,
+    )
+    found = state.get_result(key)
+    if found is None:
+        with st.spinner("Measuring insertion and deletion curves…"):
+            first = next(iter(explained.values()))
+            found = insertion_deletion(
+                bundle, bundle.to_input(first.image), usable, target=target,
+                step_fraction=step, fraction=fraction, background=background, seed=seed,
+            )
+        state.put_result(key, found)
+    return found, skipped
+
+
+def auc_rows(result) -> list[dict[str, object]]:
+    """The result's summary with method titles, for the table."""
+    return [
+        {"method": _title(r["method"]), "insertion AUC": r["insertion_auc"], "deletion AUC": r["deletion_auc"],
+         "insertion − deletion": r["difference"], "vs random": r["vs_random"]}
+        for r in result.summary()
+    ]
+
+
+def curves_figure(result, kind: str, *, step: int) -> go.Figure:
+    """Plotly chart of the ``kind`` curves of every ranking; the random control dashed."""
+    fig = go.Figure()
+    x = result.fractions * 100
+    for curves in result.curves:
+        values = getattr(curves, kind)[0]
+        auc = float(getattr(curves, f"{kind}_auc")[0])
+        is_random = curves.method == RANDOM
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=values, mode="lines+markers", name=f"{_title(curves.method)} (AUC {auc:.3f})",
+                line={"dash": "dash", "color": "gray"} if is_random else {},
+                marker={"size": 4},
+                customdata=np.stack([np.full(len(x), curves.method, dtype=object), np.arange(len(x))], axis=1),
+                hovertemplate="%{x:.1f}% of pixels: p = %{y:.3f}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.add_vline(x=float(x[step]), line={"color": "black", "width": 1, "dash": "dot"})
+    verb = "inserted into the background" if kind == "insertion" else "deleted from the image"
+    fig.update_layout(
+        title=f"{kind.capitalize()}: most relevant pixels {verb} first",
+        xaxis_title="pixels changed (%)", yaxis_title=f"probability of class {result.target[0]}",
+        yaxis_range=[0, 1.02], legend={"orientation": "h", "y": -0.25}, margin={"t": 50, "b": 10}, height=420,
+    )
+    return fig
+
+
+def _select_point(chart_key: str) -> None:
+    """A click on a curve point: show that method's masked images at that step."""
+    event = st.session_state.get(chart_key)
+    points = event["selection"]["points"] if event else []
+    if points and points[0].get("customdata") is not None:
+        method, step = points[0]["customdata"]
+        st.session_state[PREVIEW] = str(method)
+        st.session_state[STEP] = int(step)
+
+
+@st.fragment
+def _view(result, skipped: dict[str, str]) -> None:
+    """Table, charts, the masked-image preview and downloads; redraws alone."""
+    methods = [c.method for c in result.curves]
+    if st.session_state.get(PREVIEW) not in methods:
+        st.session_state[PREVIEW] = methods[0]
+    last = len(result.steps) - 1
+    if not 0 <= int(st.session_state.get(STEP, 0)) <= last:
+        st.session_state[STEP] = 0
+    step = int(st.session_state.get(STEP, 0))
+    st.dataframe(
+        auc_rows(result), hide_index=True,
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("insertion AUC", "deletion AUC", "insertion − deletion")},
+    )
+    st.caption("A faithful map has a high insertion AUC and a low deletion AUC, and beats the random order on both. "
+               "Click a point of a curve to see the image the model saw there.")
+    for name, line in skipped.items():
+        st.caption(f"{get_method(name).title} is left out: {line}")
+    left, right = st.columns(2)
+    for column, kind in zip((left, right), KINDS):
+        chart_key = f"faith.chart.{kind}"
+        column.plotly_chart(
+            curves_figure(result, kind, step=step), key=chart_key,
+            on_select=lambda k=chart_key: _select_point(k), selection_mode="points",
+        )
+    pick, slide = st.columns([1, 2])
+    method = pick.selectbox("Masked images of", methods, key=PREVIEW, format_func=_title)
+    step = slide.slider(
+        "Step", 0, last, key=STEP,
+        help="Curve point: how many of the most relevant pixels are inserted or deleted.",
+    )
+    curves = result.get(method)
+    k = int(result.steps[step])
+    cols = st.columns(3)
+    cols[0].image(result.images[0], caption="image", width="stretch", clamp=True)
+    for col, kind in zip(cols[1:], KINDS):
+        probability = float(getattr(curves, kind)[0][step])
+        col.image(
+            result.masked_image(method, step=step, kind=kind), width="stretch", clamp=True,
+            caption=f"{kind}: {k} pixels ({100 * k / result.params['num_pixels']:.0f}%), p = {probability:.3f}",
+        )
+    stem = f"faithfulness-class{int(result.target[0])}"
+    a, b = st.columns(2)
+    a.download_button("Curves (CSV)", lambda: result.to_csv().encode(), file_name=f"{stem}.csv", mime="text/csv",
+                      on_click="ignore", key="faith.act.csv")
+    b.download_button("Record (JSON)", lambda: render.json_bytes(result.record()), file_name=f"{stem}.json",
+                      mime="application/json", on_click="ignore", key="faith.act.json")
+
+
+def main() -> None:
+    state.keep_widget_values(PREFIX)
+    st.title("Faithfulness")
+    st.caption("Insertion and deletion (Petsiuk et al. 2018): follow the probability of the class while the most "
+               "relevant pixels of a map are put into a blank background, or removed from the image, first.")
+    bundle, image, target = state.current_model(), state.current_image(), state.current_target()
+    if bundle is None or image is None or target is None:
+        st.info("Choose a model and an image in the sidebar.")
+        return
+    available = [n for n in list_methods() if n not in bundle.unavailable]
+    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:
+        st.session_state[METHODS_MODEL] = bundle.fingerprint
+        st.session_state[METHODS] = _default_methods(available)
+    selected = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    st.caption(f"Class {target}: {bundle.labels[target]}. Maps use each method's default parameters, black baseline.")
+    c1, c2, c3, c4 = st.columns(4)
+    st.session_state.setdefault("faith.w.step_pct", 1.0)
+    st.session_state.setdefault("faith.w.seed", 0)
+    step_pct = c1.number_input("Step (% of pixels)", min_value=0.1, max_value=10.0, step=0.5, key="faith.w.step_pct")
+    fraction = c2.selectbox("Curve end (share of pixels)", FRACTIONS, key="faith.w.fraction")
+    background = c3.selectbox("Background", BACKGROUNDS, key="faith.w.background",
+                              help="What deleted pixels become, and where insertion starts from.")
+    seed = int(c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="faith.w.seed"))
+    if not selected:
+        st.info("Choose at least one method.")
+        return
+    result, skipped = _curves(
+        bundle, image, target, selected, step=float(step_pct) / 100, fraction=float(fraction), background=background, seed=seed
+    )
+    _view(result, skipped)
+
+
+sidebar.render()
+with state.guarded("the Faithfulness page"):
+    main()
