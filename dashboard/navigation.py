@@ -44,6 +44,8 @@ class PageSpec:
 PAGES: list[PageSpec] = [
     PageSpec("home.py", "Home", ":material/home:", default=True),
     PageSpec("explain.py", "Explain", ":material/compare:"),
+    PageSpec("sanity.py", "Sanity checks", ":material/shuffle:"),
+    PageSpec("classes.py", "Class discriminativeness", ":material/call_split:"),
     PageSpec("faithfulness.py", "Faithfulness", ":material/trending_down:"),
 ]
 

@@ -1,0 +1,125 @@
+"""Class discriminativeness: does an explanation change with the class asked for?
+
+Each method explains two or more classes of the sidebar's image; the maps are shown side by
+side with the SSIM between them (lower: more class-discriminative), and, where object masks
+exist (generated scenes, or a mask uploaded here), the share of positive relevance on each
+object. Finished results are kept in the session's result store; view controls sit in a
+fragment and only redraw the stored maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dashboard import render, sanity_render, sidebar, state
+from xaicore.data.images import load_mask
+from xaicore.discriminative import compare_classes
+from xaicore.errors import XaiError
+from xaicore.explainers.registry import get_method, list_methods
+
+SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
+W = "classes.w."
+METHODS = W + "methods"
+METHODS_MODEL = "classes.methods_model"
+MASK = "classes.mask"  # (file id, mask array or error) of the uploaded mask
+
+
+def _default_classes(bundle, image) -> list[int]:
+    if image.masks is not None and len(set(image.mask_labels)) >= 2:
+        return list(dict.fromkeys(image.mask_labels))
+    return [p.index for p in state.predictions(bundle, image)[:2]]
+
+
+def _uploaded_mask(bundle, image) -> tuple[np.ndarray, int] | None:
+    """A mask uploaded on this page with the class of its object, or ``None``."""
+    with st.expander("Object mask (optional)"):
+        st.caption("A black-and-white image of the image's size: white marks one object. Generated scenes "
+                   "bring their own masks.")
+        upload = st.file_uploader("Mask image", key="classes.act.mask")
+        st.session_state.setdefault(W + "mask_class", None)
+        cls = st.selectbox("Class of the object in the mask", list(range(bundle.num_classes)), key=W + "mask_class",
+                           format_func=lambda c: f"{c}: {bundle.labels[c]}", placeholder="choose its class")
+        if upload is None:
+            return None
+        last = st.session_state.get(MASK)
+        if last is None or last[0] != upload.file_id:
+            try:
+                found = load_mask(upload.getvalue(), size=image.array.shape[:2], name=upload.name)
+            except XaiError as exc:
+                found = str(exc)
+            st.session_state[MASK] = last = (upload.file_id, found)
+        if isinstance(last[1], str):
+            st.error(last[1])
+            return None
+        return (last[1], cls) if cls is not None else None
+
+
+def main() -> None:
+    state.keep_widget_values(W)
+    st.title("Class discriminativeness")
+    st.markdown(
+        "Explain two classes present in one image side by side. A useful method highlights only the "
+        "object of the class asked for (low SSIM between the maps); a poor one draws every edge either "
+        "way (SSIM near 1)."
+    )
+    bundle, image = state.current_model(), state.current_image()
+    if bundle is None or image is None:
+        st.info("Choose a model and an image in the sidebar.")
+        return
+    available = [n for n in list_methods() if n not in bundle.unavailable]
+    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:
+        st.session_state[METHODS_MODEL] = bundle.fingerprint
+        st.session_state[METHODS] = [m for m in SINGLE_PASS if m in available]
+    methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    classes_key = f"{W}classes.{bundle.fingerprint[:12]}.{image.hash[:12]}"  # defaults follow model and image
+    st.session_state.setdefault(classes_key, _default_classes(bundle, image))
+    classes = st.multiselect("Classes", list(range(bundle.num_classes)), key=classes_key,
+                             format_func=lambda c: f"{c}: {bundle.labels[c]}")
+    uploaded = _uploaded_mask(bundle, image)
+    if len(methods) == 0 or len(classes) < 2:
+        st.info("Choose at least one method and two classes.")
+        return
+    if uploaded is not None:
+        masks, mask_labels, mask_source = uploaded[0][None], (uploaded[1],), "upload"
+    elif image.masks is not None and image.mask_labels:
+        masks, mask_labels, mask_source = image.masks, tuple(image.mask_labels), "scene"
+    else:
+        masks, mask_labels, mask_source = None, None, "none"
+    key = state.result_key(
+        "classes", fingerprint=bundle.fingerprint, image=image.hash, methods=tuple(methods), classes=tuple(classes),
+        masks=mask_source if mask_source != "upload" else st.session_state[MASK][0], mask_labels=mask_labels,
+    )
+    result = state.get_result(key)
+    if result is None:
+        with st.spinner("Explaining each class…"):
+            result = compare_classes(bundle, image.array, methods=methods, classes=classes, masks=masks,
+                                     mask_labels=mask_labels)
+        state.put_result(key, result)
+    _results(result)
+
+
+@st.fragment
+def _results(result) -> None:
+    with state.guarded("the class comparison"):
+        view = st.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
+                        key=W + "view")
+        for method, title in zip(result.methods, result.titles, strict=True):
+            tiles = sanity_render.class_tiles(result, method=method, view=view)
+            st.markdown(f"**{title}** · SSIM between the maps {result.pair_ssim(method):.2f}")
+            st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=160, output_format="PNG")
+        st.plotly_chart(sanity_render.classes_ssim_figure(result), key="classes.chart.ssim")
+        relevance = sanity_render.relevance_figure(result)
+        if relevance is not None:
+            st.plotly_chart(relevance, key="classes.chart.relevance")
+        else:
+            st.caption("No object masks for this image: choose a generated scene or upload a mask to see how much "
+                       "relevance falls on each object.")
+        stem = f"classes-{result.provenance.model_fingerprint[:8]}-{'-'.join(map(str, result.classes))}"
+        st.download_button("Record (JSON)", lambda: render.json_bytes(result.record()), file_name=f"{stem}.json",
+                           mime="application/json", on_click="ignore", key="classes.act.json")
+
+
+sidebar.render()
+with state.guarded("the Class discriminativeness page"):
+    main()

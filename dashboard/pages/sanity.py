@@ -1,0 +1,149 @@
+"""Sanity checks: does each explanation depend on the model's weights?
+
+The weights are randomized layer by layer on a private copy of the model (cascading from the
+output layer down, or one layer at a time) and every method's map is compared with the
+trained model's map. A finished check is kept in the session's result store, keyed by model,
+image, class and settings; a rerun that interrupts a check (any widget change) stores nothing.
+The SSIM threshold of the verdict only re-judges the stored values. View controls sit in a
+fragment and only redraw the stored maps and charts.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import render, sanity_render, sidebar, state
+from xaicore.explainers.registry import get_method, list_methods
+from xaicore.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
+from xaicore.similarity import NORMALIZATIONS
+
+SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
+MODES = {"both": "Both", "cascading": "Cascading", "independent": "Independent"}
+POLICIES = {"original": "the class explained on the trained model", "randomized_prediction": "the randomized model's own prediction"}
+ABS_NORMALIZATIONS = [n for n in NORMALIZATIONS if n != "signed"]
+W = "sanity.w."
+METHODS = W + "methods"
+METHODS_MODEL = "sanity.methods_model"
+
+
+def _settings(bundle) -> dict:
+    available = [n for n in list_methods() if n not in bundle.unavailable]
+    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:  # a new model: its single-pass methods
+        st.session_state[METHODS_MODEL] = bundle.fingerprint
+        st.session_state[METHODS] = [m for m in SINGLE_PASS if m in available]
+    methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    a, b, c = st.columns(3)
+    st.session_state.setdefault(W + "mode", "both")
+    mode = a.radio("Randomization", list(MODES), format_func=MODES.get, key=W + "mode", horizontal=True,
+                   help="Cascading: from the output layer down, cumulatively. Independent: one layer at a time.")
+    st.session_state.setdefault(W + "seeds", 5)
+    seeds = int(b.number_input("Seeds", min_value=1, max_value=20, step=1, key=W + "seeds",
+                               help="Each seed draws other random weights; the spread over seeds is shown."))
+    st.session_state.setdefault(W + "threshold", DEFAULT_THRESHOLD)
+    threshold = c.slider("Fail threshold (SSIM)", 0.5, 1.0, step=0.01, key=W + "threshold",
+                         help="A method fails when its map after randomizing the output layer keeps a mean SSIM "
+                              "at or above this value.")
+    d, e = st.columns(2)
+    policy = d.radio("Explain, on the randomized model", list(POLICIES), format_func=POLICIES.get, key=W + "policy")
+    normalization = e.selectbox("Normalization of absolute maps", ABS_NORMALIZATIONS, key=W + "normalization",
+                                help="; ".join(f"{n}: {NORMALIZATIONS[n].description}" for n in ABS_NORMALIZATIONS))
+    return {"methods": methods, "mode": mode, "seeds": seeds, "threshold": threshold,
+            "policy": policy, "normalization": normalization}
+
+
+def _run(bundle, image, target: int, settings: dict):
+    """Run the check with a progress bar naming the layer; the caller stores the finished result."""
+    bar = st.progress(0.0, text="Explaining with the trained model…")
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.progress(done / total, text=f"{message} ({done} of {total})")
+
+    result = run_sanity(
+        bundle, image.array, methods=settings["methods"], mode=settings["mode"],
+        seeds=tuple(range(settings["seeds"])), target=target, target_policy=settings["policy"],
+        normalization=settings["normalization"], progress=progress,
+    )
+    bar.empty()
+    return result
+
+
+@st.fragment
+def _results(result) -> None:
+    with state.guarded("the sanity-check results"):
+        st.subheader("Verdicts")
+        st.dataframe(
+            sanity_render.verdict_rows(result), hide_index=True,
+            column_config={"SSIM after output layer": st.column_config.NumberColumn(format="%.3f"),
+                           "threshold": st.column_config.NumberColumn(format="%.2f")},
+        )
+        st.caption(f"Rule: fails when the mean SSIM (absolute maps, {result.params['normalizations']['abs']} "
+                   f"normalization) after randomizing only the output layer is at or above the threshold.")
+
+        st.subheader("Similarity to the trained model's map")
+        a, b = st.columns(2)
+        mode = result.modes[0]
+        if len(result.modes) > 1:
+            state.forget_if_not_in(W + "view_mode", result.modes)
+            mode = a.radio("Schedule", list(result.modes), key=W + "view_mode", horizontal=True)
+        metric = b.selectbox("Measure", METRICS, format_func=sanity_render.METRIC_TITLES.get, key=W + "metric")
+        fig = sanity_render.similarity_figure(result, mode=mode, metric=metric)
+        st.plotly_chart(fig, key="sanity.chart")
+
+        st.subheader("Heatmaps as the layers are randomized")
+        view = st.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
+                        key=W + "view")
+        st.caption(f"{mode} schedule, seed {result.map_seeds[0]}; the first tile is the trained model's map.")
+        for method, title in zip(result.methods, result.titles, strict=True):
+            tiles = sanity_render.strip(result, method=method, mode=mode, view=view)
+            st.markdown(f"**{title}** · {result.verdict(method).status}")
+            st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=110, output_format="PNG")
+
+        stem = f"sanity-{result.provenance.model_fingerprint[:8]}-class{int(result.targets[0])}"
+        c1, c2, c3 = st.columns(3)
+        c1.download_button("All values (CSV)", result.to_csv, file_name=f"{stem}.csv", mime="text/csv",
+                           on_click="ignore", key="sanity.act.csv")
+        c2.download_button("Chart (HTML)", lambda: sanity_render.figure_html(fig), file_name=f"{stem}-{mode}-{metric}.html",
+                           mime="text/html", on_click="ignore", key="sanity.act.html")
+        c3.download_button("Record (JSON)", lambda: render.json_bytes(result.record()), file_name=f"{stem}.json",
+                           mime="application/json", on_click="ignore", key="sanity.act.json")
+
+
+def main() -> None:
+    state.keep_widget_values(W)
+    st.title("Sanity checks")
+    st.markdown(
+        "Randomize the model's weights layer by layer and watch each explanation. A method whose "
+        "map stays the same when the weights that make the prediction are destroyed (high SSIM) "
+        "does not explain the model (Adebayo et al. 2018)."
+    )
+    bundle, image, target = state.current_model(), state.current_image(), state.current_target()
+    if bundle is None or image is None or target is None:
+        st.info("Choose a model and an image in the sidebar.")
+        return
+    settings = _settings(bundle)
+    if not settings["methods"]:
+        st.info("Choose at least one method.")
+        return
+    key = state.result_key(
+        "sanity", fingerprint=bundle.fingerprint, image=image.hash, target=target,
+        methods=tuple(settings["methods"]), mode=settings["mode"], seeds=settings["seeds"],
+        policy=settings["policy"], normalization=settings["normalization"],
+    )
+    run = st.button("Run the check", type="primary", key="sanity.act.run")
+    result = state.get_result(key)
+    if result is None and run:
+        result = _run(bundle, image, target, settings)
+        state.put_result(key, result)  # only a finished check is stored
+    if result is None:
+        steps = len(bundle.layers) * settings["seeds"] * (2 if settings["mode"] == "both" else 1)
+        st.info(f"Press *Run the check*: {steps} randomized models, {len(settings['methods'])} methods each, "
+                f"on {bundle.name} for class {bundle.labels[target]}.")
+        return
+    st.caption(f"Explaining class {bundle.labels[target]} · {len(result.layers)} layers · "
+               f"seeds 0–{settings['seeds'] - 1} · computed in {result.runtime_s:.1f} s")
+    _results(result.with_threshold(settings["threshold"]))
+
+
+sidebar.render()
+with state.guarded("the Sanity checks page"):
+    main()

@@ -1,0 +1,206 @@
+"""Drawing finished sanity-check and class-discriminativeness results (no computation here).
+
+Heatmap strips are drawn from the normalized maps the results keep; charts are Plotly figures
+built from the stored values. Used by ``pages/sanity.py`` and ``pages/classes.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from xaicore import heatmaps
+from xaicore.discriminative import ClassesResult
+from xaicore.explainers.results import Status
+from xaicore.sanity import SanityResult
+
+VIEWS = {"all": "All (signed)", "positive": "Positive only"}
+METRIC_TITLES = {
+    "ssim_abs": "SSIM, absolute maps",
+    "ssim_signed": "SSIM, signed maps",
+    "spearman_abs": "Spearman, absolute maps",
+    "spearman_signed": "Spearman, signed maps",
+}
+COLORS = qualitative.Plotly
+
+
+def map_tile(m: np.ndarray, *, view: str, image: np.ndarray | None = None, alpha: float = 0.6) -> tuple[np.ndarray, str]:
+    """One normalized 2-D map (signed, in [-1, 1]) as uint8 RGB in a view, and its status note.
+
+    A degenerate view (all zero, NaN or inf) becomes the neutral grey tile with its status
+    ("no signal", "numerical error") instead of a stretched picture.
+    """
+    status = heatmaps.view_status(m, mode=view)
+    if status is not Status.OK:
+        return heatmaps.grey_tile(*m.shape), heatmaps.STATUS_TEXT[status]
+    scaled = heatmaps.scale_map(m, mode=view)
+    rgb = heatmaps.colorize(scaled, cmap="diverging" if view == "all" else "heat")
+    if image is not None:
+        rgb = heatmaps.overlay(image, rgb, alpha=alpha, weight=np.abs(scaled))
+    return heatmaps.to_uint8(rgb), ""
+
+
+def strip(
+    result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0, alpha: float = 0.6, over_image: bool = True
+) -> list[tuple[np.ndarray, str]]:
+    """The trained map then one map per randomization step (first kept seed), with captions."""
+    if not result.map_seeds:
+        return []
+    j = result.methods.index(method)
+    i = result.modes.index(mode)
+    image = result.image[image_index] if over_image else None
+    tiles = []
+    picture, note = map_tile(result.trained_maps["signed"][j, image_index], view=view, image=image, alpha=alpha)
+    tiles.append((picture, "trained" + (f" ({note})" if note else "")))
+    ssim = result.values["ssim_abs"][i, j, 0, :, image_index]
+    for t, layer in enumerate(result.steps):
+        picture, note = map_tile(result.maps["signed"][i, j, 0, t, image_index], view=view, image=image, alpha=alpha)
+        prefix = "up to " if mode == "cascading" and t > 0 else ""
+        caption = f"{prefix}{layer} · SSIM {ssim[t]:.2f}" + (f" ({note})" if note else "")
+        tiles.append((picture, caption))
+    return tiles
+
+
+def similarity_figure(result: SanityResult, *, mode: str, metric: str) -> go.Figure:
+    """Mean ``metric`` against the randomized layer, one line per method with a +-1 std band."""
+    fig = go.Figure()
+    x = list(result.steps)
+    for j, (method, title) in enumerate(zip(result.methods, result.titles, strict=True)):
+        color = COLORS[j % len(COLORS)]
+        mean = result.mean(metric, mode=mode, method=method)
+        std = result.std(metric, mode=mode, method=method)
+        fig.add_trace(
+            go.Scatter(
+                x=x + x[::-1],
+                y=np.concatenate([mean + std, (mean - std)[::-1]]).tolist(),
+                fill="toself",
+                fillcolor=_transparent(color),
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=method,
+                name=f"{title} ±1 std",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=mean.tolist(),
+                mode="lines+markers",
+                name=title,
+                legendgroup=method,
+                line={"color": color},
+                customdata=std.tolist(),
+                hovertemplate=f"{title}<br>%{{x}}<br>mean %{{y:.3f}} ± %{{customdata:.3f}}<extra></extra>",
+            )
+        )
+    if metric == "ssim_abs":
+        threshold = float(result.params["threshold"])
+        fig.add_hline(y=threshold, line_dash="dash", line_color="grey", annotation_text=f"fail threshold {threshold:g}")
+    order = "from the output layer down, cumulatively" if mode == "cascading" else "one layer at a time"
+    fig.update_layout(
+        title=f"{METRIC_TITLES[metric]} vs the trained model ({mode}: {order}; {len(result.seeds)} seeds)",
+        xaxis_title="randomized layer",
+        yaxis_title=METRIC_TITLES[metric].split(",")[0],
+        yaxis_range=[min(-0.05, _lowest(result, metric, mode) - 0.05), 1.05],
+        legend_title="method",
+        margin={"t": 60},
+    )
+    return fig
+
+
+def _lowest(result: SanityResult, metric: str, mode: str) -> float:
+    lows = [np.nanmin(result.mean(metric, mode=mode, method=m) - result.std(metric, mode=mode, method=m)) for m in result.methods]
+    finite = [v for v in lows if np.isfinite(v)]
+    return float(min(finite)) if finite else 0.0
+
+
+def _transparent(color: str, alpha: float = 0.18) -> str:
+    color = color.lstrip("#")
+    r, g, b = (int(color[k : k + 2], 16) for k in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def verdict_rows(result: SanityResult) -> list[dict[str, Any]]:
+    """One row per method: verdict, SSIM after randomizing the output layer, threshold, reason."""
+    return [
+        {
+            "method": title,
+            "verdict": verdict.status,
+            "SSIM after output layer": verdict.value,
+            "threshold": verdict.threshold,
+            "why": verdict.reason,
+        }
+        for title, verdict in zip(result.titles, result.verdicts, strict=True)
+    ]
+
+
+def figure_html(fig: go.Figure) -> bytes:
+    """A self-contained HTML file of ``fig`` (plotly.js embedded: works offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode()
+
+
+# ------------------------------------------------------------------ class-discriminativeness
+
+
+def class_tiles(result: ClassesResult, *, method: str, view: str, alpha: float = 0.6) -> list[tuple[np.ndarray, str]]:
+    """Each class's map for ``method``, over the image, with captions."""
+    k = result.methods.index(method)
+    tiles = []
+    for c, label in enumerate(result.class_labels):
+        picture, note = map_tile(result.maps["signed"][k, c], view=view, image=result.image, alpha=alpha)
+        caption = f"{label} ({result.probabilities[c]:.0%})"
+        if result.on_object is not None and np.isfinite(result.on_object[k, c]):
+            caption += f" · {result.on_object[k, c]:.0%} on the object"
+        tiles.append((picture, caption + (f" · {note}" if note else "")))
+    return tiles
+
+
+def classes_ssim_figure(result: ClassesResult) -> go.Figure:
+    """Mean SSIM between the class maps, one bar per method (lower: more class-discriminative)."""
+    values = [result.pair_ssim(m) for m in result.methods]
+    fig = go.Figure(
+        go.Bar(
+            x=list(result.titles),
+            y=values,
+            marker_color=[COLORS[j % len(COLORS)] for j in range(len(values))],
+            text=[f"{v:.2f}" for v in values],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(
+        title=f"SSIM between the maps of {' and '.join(result.class_labels)} (lower: more class-discriminative)",
+        yaxis_title="SSIM",
+        yaxis_range=[min(0.0, min(values) - 0.05), 1.1],
+    )
+    return fig
+
+
+def relevance_figure(result: ClassesResult) -> go.Figure | None:
+    """Share of positive relevance on the asked-for object and on the other objects, per method
+    and class (``None`` without masks)."""
+    if result.on_object is None or result.on_others is None:
+        return None
+    fig = go.Figure()
+    for c, label in enumerate(result.class_labels):
+        if not np.isfinite(result.on_object[:, c]).any():
+            continue
+        fig.add_trace(go.Bar(x=list(result.titles), y=result.on_object[:, c].tolist(), name=f"{label}: on the {label}"))
+        fig.add_trace(
+            go.Bar(
+                x=list(result.titles),
+                y=result.on_others[:, c].tolist(),
+                name=f"{label}: on the other object",
+                marker_pattern_shape="/",
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        title="Share of positive relevance on each object, by the class asked for",
+        yaxis_title="share of positive relevance",
+        yaxis_range=[0, 1],
+    )
+    return fig
