@@ -292,3 +292,51 @@ def test_schedule_order_does_not_change_values(bundle, image, both):
     reverse = run_sanity(bundle, image, methods=METHODS, mode=("independent", "cascading"), seeds=(0, 1))
     for metric in METRICS:
         np.testing.assert_array_equal(reverse.values[metric][::-1], both.values[metric])
+
+
+def test_cli_writes_sanity_json_and_maps(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from xaicore.cli.main import main
+    from xaicore.models import loading
+
+    tiny = tiny_bundle(seed=0)
+    monkeypatch.setattr(loading, "load_model", lambda name, **_: tiny)
+    picture = tmp_path / "in.png"
+    Image.fromarray((tiny_image(seed=1).numpy() * 255).astype(np.uint8)).save(picture)
+    out = tmp_path / "out"
+    code = main(["sanity", str(picture), "--methods", "saliency,gradcam", "--mode", "both", "--seeds", "2",
+                 "--save-maps", "--out", str(out)])
+    assert code == 0
+    record = json.loads((out / "sanity.json").read_text())
+    assert list(record["methods"]) == ["saliency", "gradcam"]
+    entry = record["methods"]["gradcam"]
+    assert entry["layers_forward_order"] == list(tiny.layers)
+    assert np.array(entry["modes"]["independent"]["ssim_abs"]["per_seed"]).shape == (2, 3)
+    assert entry["verdict"]["status"] in ("pass", "fail")
+    with np.load(out / "sanity_maps.npz") as npz:
+        assert npz["randomized_abs"].shape == (2, 2, 2, 3, 1, 16, 16)
+        # anyone can recompute a stored value from the saved maps
+        a = npz["randomized_abs"][1, 1, 1, 2, 0].astype(np.float64)
+        b = npz["trained_abs"][1, 0].astype(np.float64)
+        assert structural_similarity(a, b, data_range=1.0) == pytest.approx(
+            entry["modes"]["independent"]["ssim_abs"]["per_seed"][1][2], abs=1e-6
+        )
+    printed = capsys.readouterr().out
+    assert "Grad-CAM" in printed and "sanity.json" in printed
+    assert main(["sanity", str(picture), "--seeds", "0", "--out", str(out)]) == 2
+    assert main(["sanity", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+
+
+def test_cli_classes_on_a_scene_sample(tmp_path, monkeypatch):
+    from xaicore.cli.main import main
+    from xaicore.data.samples import list_samples
+    from xaicore.models import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda name, **_: tiny_bundle(seed=0, num_classes=8))
+    scene = next(n for n in list_samples() if n.startswith("scene:"))
+    assert main(["classes", scene, "--methods", "saliency,guided_backprop", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "classes.json").read_text())
+    assert len(record["classes"]) == 2 and record["mask_labels"] is not None
+    assert set(record["methods"]["guided_backprop"]["relevance_share"]) == set(record["class_labels"])
+    assert main(["classes", scene, "--classes", "class1,class1", "--out", str(tmp_path)]) == 2
