@@ -273,3 +273,16 @@ def test_summary_compares_with_the_control_and_csv_holds_every_point():
     np.testing.assert_array_equal(picked, result.get("best").deletion[1])
     without = insertion_deletion(bundle, images, {"best": contribution}, target=0, random_control=False)
     assert [r["vs_random"] for r in without.summary()] == ["no control"]
+
+
+def test_benchmark_workload_agrees_with_its_step_loop(monkeypatch):
+    from xaicore.bench.common import BenchContext
+    from xaicore.bench.faithfulness import WORKLOAD
+
+    monkeypatch.setattr("xaicore.bench.faithfulness.STEP_FRACTION", 0.1)  # 11 points: a quick run
+    bundle = tiny_bundle(seed=6, size=16)
+    figures = WORKLOAD.run(BenchContext(bundle=bundle, device=torch.device("cpu"), batch=16, repeats=1))
+    assert figures["equal"] and figures["max_abs_difference"] <= 1e-5
+    assert figures["curve_points"] == len(curve_steps(256, step_fraction=0.1, fraction=1.0)) == 11
+    assert figures["masked_images"] == 2 * figures["curve_points"] * len(figures["methods"].split(", "))
+    assert figures["speedup_vs_loop"] > 0 and figures["cost_in_floor_units"] > 0
