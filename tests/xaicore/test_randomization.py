@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from xaicore.errors import ParameterError, UnknownNameError
@@ -193,3 +195,21 @@ def test_refuses_layers_it_cannot_reinitialize_or_does_not_know():
         rand.randomize("net.relu1", seed=0)
     with pytest.raises(ParameterError, match="no randomizable layers"):
         LayerRandomizer(bundle.model, ())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**40), picks=st.lists(st.sampled_from(FORWARD), min_size=1, max_size=5))
+def test_any_sequence_of_randomize_and_restore_comes_back_exactly(seed, picks):
+    bundle = _SHARED
+    private, rand = LayerRandomizer.from_bundle(bundle)
+    for name in picks:
+        rand.randomize(name, seed=seed)
+        module = private.model.get_submodule(name)
+        bound = 1 / math.sqrt(module.weight[0].numel())
+        assert module.weight.abs().max() <= bound and module.bias.abs().max() <= bound
+    assert set(rand.changed) == set(picks)
+    rand.restore_all()
+    assert fingerprint(private.model) == bundle.fingerprint
+
+
+_SHARED = tiny_bundle(seed=9)
