@@ -1,0 +1,207 @@
+"""``xai bench explain``: every explanation method against the model's own speed.
+
+Measured in one process on one generated image at the model's input size: the time of one
+plain forward+backward pass (the unit), each method's time through :func:`attribute` and in
+units of that pass, all methods together through :func:`explain` (shared passes), and a plain
+reference: captum's classes with their default settings (one call per method, no shared
+passes, occlusion one perturbation per forward pass), and for SmoothGrad / GradientShap a
+loop over samples of captum's Saliency fed with the same noise. The reference runs on a
+private copy of the model. ``equal`` says whether a method's map matches its reference within
+1e-4 of the map's largest value. The single-pass methods are also timed on a batch, against
+the floor at that batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
+    Deconvolution,
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    LRP,
+    Occlusion,
+    Saliency,
+)
+
+from xaicore.bench.common import BenchContext, Workload, best_time, pass_time
+from xaicore.data.shapes import generate
+from xaicore.explainers import lrp, shap, smoothgrad
+from xaicore.explainers.api import attribute, explain, method_generator
+from xaicore.explainers.baselines import jittered_references, make_baseline
+from xaicore.explainers.occlusion import auto_window
+from xaicore.explainers.registry import get_method, list_methods
+from xaicore.models.bundle import ModelBundle
+
+IMAGE_SEED = 7
+SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam")
+TARGET_ALL_S = 3.0
+TARGET_SINGLE_PASS_UNITS = 1.5
+TOLERANCE = 1e-4  # relative to the map's largest value
+
+Reference = Callable[[], torch.Tensor]
+
+
+def bench_image(bundle: ModelBundle) -> np.ndarray:
+    """One generated shape image at (at least) the model's input size."""
+    side = max(32, max(bundle.input_size))
+    images, _labels = generate(1, seed=IMAGE_SEED, size=side)
+    return images[0]
+
+
+def _sample_loop(model: torch.nn.Module, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    saliency = Saliency(model)
+    return torch.stack([saliency.attribute(p.unsqueeze(0), target=target, abs=False)[0] for p in points])
+
+
+def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[str, Reference]:
+    """Plain captum calls per method, with the same parameters and baselines as the defaults."""
+    model = ref.model
+    layer = ref.module(ref.cam_layer)
+    size = tuple(x.shape[-2:])
+
+    def defaults(name: str) -> dict[str, Any]:
+        return get_method(name).resolve_params(None)
+
+    def setup(name: str) -> tuple[torch.Tensor, torch.Generator]:
+        g = method_generator(0, name, x.device)
+        return make_baseline("black", x, generator=g), g
+
+    def gradcam() -> torch.Tensor:
+        cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+        return LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear").expand(-1, 3, -1, -1)
+
+    def integrated() -> torch.Tensor:
+        b, _ = setup("integrated_gradients")
+        return IntegratedGradients(model).attribute(x, baselines=b, target=target, n_steps=defaults("integrated_gradients")["steps"])
+
+    def smooth() -> torch.Tensor:
+        _, g = setup("smoothgrad")
+        p = defaults("smoothgrad")
+        noise = smoothgrad.draw_noise(x, samples=p["samples"], noise=p["noise"], generator=g)
+        return _sample_loop(model, x[0] + noise[:, 0], target).mean(0, keepdim=True)
+
+    def deeplift_shap() -> torch.Tensor:
+        b, g = setup("deeplift_shap")
+        p = defaults("deeplift_shap")
+        refs = jittered_references(b, count=p["references"], noise=p["reference_noise"], generator=g)
+        return DeepLiftShap(model).attribute(x, baselines=refs[:, 0], target=target)
+
+    def gradient_shap() -> torch.Tensor:
+        b, g = setup("gradient_shap")
+        p = defaults("gradient_shap")
+        refs, alphas = shap.draw_samples(b, samples=p["samples"], reference_noise=p["reference_noise"], generator=g)
+        r = refs[:, 0]
+        points = r + alphas[:, 0].view(-1, 1, 1, 1) * (x[0] - r)
+        return (_sample_loop(model, points, target) * (x[0] - r)).mean(0, keepdim=True)
+
+    def occlusion() -> torch.Tensor:
+        b, _ = setup("occlusion")
+        p = defaults("occlusion")
+        window, stride = auto_window(*size, p["window"], p["stride"])
+        return Occlusion(model).attribute(
+            x, sliding_window_shapes=(3, window, window), strides=(3, stride, stride), baselines=b, target=target
+        )
+
+    def lrp_reference() -> torch.Tensor:
+        # captum's LRP cannot run on a model with Flatten by itself: the copy prepared by
+        # xaicore (shape-only layers passed through, same rules) is the plain equivalent
+        p = defaults("lrp")
+        with torch.no_grad():
+            z = model.normalize(x)
+        net = lrp.prepare_copy(model.net, epsilon=p["epsilon"], gamma=p["gamma"])
+        return LRP(net).attribute(z.requires_grad_(True), target=target)
+
+    def deeplift() -> torch.Tensor:
+        b, _ = setup("deeplift")
+        return DeepLift(model).attribute(x, baselines=b, target=target)
+
+    return {
+        "saliency": lambda: Saliency(model).attribute(x, target=target, abs=True),
+        "input_x_gradient": lambda: InputXGradient(model).attribute(x, target=target),
+        "deconvolution": lambda: Deconvolution(model).attribute(x, target=target),
+        "guided_backprop": lambda: GuidedBackprop(model).attribute(x, target=target),
+        "gradcam": gradcam,
+        "guided_gradcam": lambda: GuidedGradCam(model, layer).attribute(x, target=target, interpolate_mode="bilinear"),
+        "integrated_gradients": integrated,
+        "smoothgrad": smooth,
+        "deeplift": deeplift,
+        "deeplift_shap": deeplift_shap,
+        "gradient_shap": gradient_shap,
+        "occlusion": occlusion,
+        "lrp": lrp_reference,
+    }
+
+
+def _equal(ours: torch.Tensor, reference: torch.Tensor) -> bool:
+    scale = float(reference.abs().max()) or 1.0
+    return bool(torch.allclose(ours, reference.to(ours.dtype), rtol=0.0, atol=TOLERANCE * scale))
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    bundle = ctx.bundle
+    image = bench_image(bundle)
+    x = bundle.to_input(image)
+    target = bundle.logits(x).argmax(1)
+    unit = pass_time(bundle, batch=1)["forward_backward_s"]
+    ref_bundle = bundle.private_copy()
+    plain = references(ref_bundle, x.clone(), target.clone())
+    names = [n for n in list_methods() if n not in bundle.unavailable]
+
+    methods: dict[str, Any] = {}
+    for name in names:
+        seconds = best_time(lambda: attribute(bundle, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats)
+        ref_seconds = best_time(plain[name], device=ctx.device, repeats=ctx.repeats)
+        entry: dict[str, Any] = {
+            "s": seconds,
+            "passes": seconds / unit,
+            "reference_s": ref_seconds,
+            "speedup": ref_seconds / seconds,
+        }
+        entry["equal"] = _equal(attribute(bundle, x, method=name, target=target).values, plain[name]().detach())
+        methods[name] = entry
+
+    all_s = best_time(lambda: explain(bundle, image, methods=names), device=ctx.device, repeats=ctx.repeats)
+    ref_all = sum(m["reference_s"] for m in methods.values())
+    batch = max(1, ctx.batch)
+    floor_b = pass_time(bundle, batch=batch)["forward_backward_s"]
+    xb = x.expand(batch, -1, -1, -1).contiguous()
+    tb = target.expand(batch).contiguous()
+    batched = {
+        name: best_time(lambda: attribute(bundle, xb, method=name, target=tb), device=ctx.device, repeats=ctx.repeats)
+        / floor_b
+        for name in SINGLE_PASS
+        if name in names
+    }
+    return {
+        "image": f"{x.shape[-2]}x{x.shape[-1]}",
+        "pass_s": unit,
+        "methods": methods,
+        "all_methods_s": all_s,
+        "all_methods_passes": all_s / unit,
+        "reference_all_s": ref_all,
+        "speedup_all": ref_all / all_s,
+        f"single_pass_floor_units_batch_{batch}": batched,
+        "targets": {
+            f"all_methods_within_{TARGET_ALL_S:g}s": all_s <= TARGET_ALL_S,
+            f"single_pass_within_{TARGET_SINGLE_PASS_UNITS:g}_passes": {
+                n: methods[n]["passes"] <= TARGET_SINGLE_PASS_UNITS for n in SINGLE_PASS if n in methods
+            },
+        },
+    }
+
+
+WORKLOAD = Workload(
+    "explain",
+    "every explanation method on one image: time, time in forward+backward passes, shared passes, plain captum reference",
+    run,
+)
