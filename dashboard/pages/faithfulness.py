@@ -48,15 +48,16 @@ def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) 
         )
         for name in methods
     }
-    todo = [name for name in methods if state.get_result(keys[name]) is None]
+    found = {name: state.get_result(keys[name]) for name in methods}
+    todo = [name for name in methods if found[name] is None]
     if todo:
         bar = st.progress(0.0, text="Explaining…")
         for done, name in enumerate(todo):
             bar.progress(done / len(todo), text=f"Running {get_method(name).title} ({done + 1} of {len(todo)})")
-            result = explain(bundle, image.array, methods=[name], target=target, seed=seed, baseline=EXPLAIN_BASELINE)
-            state.put_result(keys[name], result)
+            found[name] = explain(bundle, image.array, methods=[name], target=target, seed=seed, baseline=EXPLAIN_BASELINE)
+            state.put_result(keys[name], found[name])
         bar.empty()
-    return {name: state.get_result(keys[name]) for name in methods}
+    return found
 
 
 def _curves(bundle, image, target: int, methods: list[str], *, step: float, fraction: float, background: str, seed: int):
