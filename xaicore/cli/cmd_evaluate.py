@@ -1,0 +1,148 @@
+"""``xai evaluate DATA``: explanation methods scored over a set of images, resumably.
+
+Writes into ``--out DIR``: ``settings.json``, ``rows.jsonl`` (one row per image and method,
+appended as each batch of images finishes), and at the end ``summary.json`` / ``summary.csv``
+(per method: mean and 95% interval of every metric, and the difference from the random
+control), ``rows.csv``, and the report card ``report.json`` / ``report.md``. Rerun on the same
+DIR with the same settings to continue an interrupted run; other settings are refused (see
+:mod:`xaicore.evalstore`). ``--sanity``, ``--classes`` and ``--co`` add the results of
+``xai sanity``, ``xai classes`` and ``xai co-scores`` to the report card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+DEFAULT_METRICS = "insertion,deletion,pointing,mass,rank,runtime"
+BAR_WIDTH = 30
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score explanation methods over a set of images (faithfulness, localization, runtime)",
+        description="Data-set evaluation with resumable output and a report card.",
+    )
+    p.add_argument("data", help="a folder or zip of images (labels from sub-folders, <stem>.mask.png masks), "
+                                "generated:N[:SEED], scenes:N[:SEED] (with object masks) or samples")
+    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names, or 'all' (default: the single-pass methods)")
+    p.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated subset of {DEFAULT_METRICS}")
+    p.add_argument("--target", default="label", choices=("label", "predicted"),
+                   help="explain the true class when known (label, default) or always the predicted class")
+    p.add_argument("--seed", type=int, default=0, help="seed of stochastic methods and the random control (default 0)")
+    p.add_argument("--baseline", default="black", help="baseline of the methods that need one (default black)")
+    p.add_argument("--step", type=float, default=0.01, help="insertion/deletion step as a fraction of the pixels (default 0.01)")
+    p.add_argument("--fraction", type=float, default=1.0, help="end of the curves as a fraction of the pixels (default 1)")
+    p.add_argument("--background", default="black", choices=("black", "blur", "mean"), help="what replaces removed pixels")
+    p.add_argument("--batch", type=int, default=8, help="images per batch; rows are written batch by batch (default 8)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--sanity", type=Path, default=None, help="sanity.json of `xai sanity`, added to the report card")
+    p.add_argument("--classes", type=Path, default=None, help="classes.json of `xai classes`, added to the report card")
+    p.add_argument("--co", type=Path, default=None, help="CSV rows of `xai co-scores`, added to the report card")
+    p.add_argument("--out", type=Path, required=True, help="output folder (rerun on it to resume)")
+    p.set_defaults(func=run)
+
+
+def default_methods() -> list[str]:
+    """The single-pass methods of the registry: one forward and one backward pass per image."""
+    from xaicore.explainers.registry import get_method, list_methods
+
+    return [name for name in list_methods() if get_method(name).single_pass]
+
+
+class ProgressBar:
+    """A one-line text bar on ``stream``, redrawn in place: ``[#####.....] 3/6 images  message``."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        filled = int(BAR_WIDTH * done / total) if total else BAR_WIDTH
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {done}/{total} images  {message[:50]:<50}")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    from xaicore.errors import ParameterError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParameterError(f"The {what} file {str(path)!r} cannot be read as JSON.") from exc
+
+
+def read_co_rows(path: Path) -> list[dict[str, str]]:
+    from xaicore.errors import ParameterError
+
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ParameterError(f"The CO-score file {str(path)!r} cannot be read as CSV.") from exc
+    if rows and not {"method", "variant", "co", "correct"} <= set(rows[0]):
+        raise ParameterError(f"{str(path)!r} lacks the columns method, variant, co and correct of `xai co-scores`.")
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from xaicore.cli.cmd_sanity import parse_methods
+    from xaicore.data.evalsets import parse_data
+    from xaicore.evalstore import evaluate_in_folder
+    from xaicore.evaluate import make_settings
+    from xaicore.models.loading import load_model
+    from xaicore.report import build_report
+
+    bundle = load_model(args.model)
+    image_set = parse_data(args.data, class_names=bundle.labels, size=bundle.input_size, limit=args.limit)
+    for notice in image_set.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    methods = default_methods() if args.methods is None else parse_methods(args.methods)
+    settings = make_settings(
+        bundle, image_set, methods=methods, metrics=args.metrics, data=str(args.data), target=args.target,
+        seed=args.seed, baseline=args.baseline, step_fraction=args.step, fraction=args.fraction,
+        background=args.background, batch_size=args.batch,
+    )
+    for method, reason in settings.skipped.items():
+        print(f"note: {method} is left out: {reason}", file=sys.stderr)
+    bar = ProgressBar()
+    try:
+        evaluation = evaluate_in_folder(bundle, image_set, settings, args.out, progress=bar)
+    finally:
+        bar.close()
+    card = build_report(
+        evaluation.summary,
+        sanity=None if args.sanity is None else read_json(args.sanity, "sanity"),
+        classes=None if args.classes is None else read_json(args.classes, "classes"),
+        co=None if args.co is None else read_co_rows(args.co),
+    )
+    (args.out / "report.json").write_text(json.dumps(card.record(), indent=2, allow_nan=False))
+    (args.out / "report.md").write_text(card.markdown())
+    _print_table(evaluation.summary)
+    print()
+    for line in card.summary:
+        print(line)
+    print(f"\n{evaluation.runtime_s:.1f} s; wrote {args.out}/summary.json, summary.csv, rows.jsonl, rows.csv, report.json, report.md")
+    return 0
+
+
+def _print_table(summary) -> None:
+    metrics = [m for m in summary.settings.metrics]
+    print(f"{'method':<22}" + "".join(f"{m:>24}" for m in metrics))
+    for entry in summary.methods:
+        cells = "".join(f"{entry.metrics[m].text(3) if m in entry.metrics else '-':>24}" for m in metrics)
+        print(f"{entry.title:<22}{cells}")
