@@ -91,6 +91,11 @@ class ResultStore:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
+    def items(self) -> list[tuple[Hashable, Any]]:
+        """A snapshot of the (key, value) pairs, least recently used first; marks nothing as used."""
+        with self._lock:
+            return list(self._items.items())
+
     def __contains__(self, key: object) -> bool:
         with self._lock:
             return key in self._items
