@@ -123,7 +123,7 @@ def _guided_backprop(call: MethodCall) -> Attribution:
     description="""Weights the channels of a late convolutional layer by their average gradient and
     sums them, giving a coarse map of where the class's evidence is, upsampled to the image
     (Selvaraju et al.). Class-discriminative and passes the sanity checks, but blurry: its
-    resolution is that of the layer (8x8 for the default model), and it depends on the layer.""",
+    resolution is that of the layer (16x16 for the default model), and it depends on the layer.""",
     params=(Param("relu", True, "keep only the positive evidence (as in the paper)"),),
     needs_layer=True,
     single_pass=True,

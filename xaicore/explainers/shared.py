@@ -148,10 +148,8 @@ def run_methods(calls: Mapping[str, MethodCall], *, progress: Progress | None = 
     names = list(calls)
     users = [n for n in names if n in PASS_METHODS or n == "guided_gradcam"]
     if len(users) >= 2:
-        if not runner.shared_pass(users):
-            runner.pass_users = ()
-    wants_guided = "guided_gradcam" in calls
-    smart_guided = wants_guided and ("guided_backprop" in calls or "guided_gradcam" in runner.pass_users)
+        runner.shared_pass(users)  # on failure every user runs alone below
+    smart_guided = "guided_gradcam" in calls and ("guided_backprop" in calls or "guided_gradcam" in runner.pass_users)
     for name in names:
         if name in runner.outcomes:
             continue
