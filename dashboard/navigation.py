@@ -46,6 +46,8 @@ PAGES: list[PageSpec] = [
     PageSpec("explain.py", "Explain", ":material/compare:"),
     PageSpec("sanity.py", "Sanity checks", ":material/shuffle:"),
     PageSpec("classes.py", "Class discriminativeness", ":material/call_split:"),
+    PageSpec("gax.py", "GAX", ":material/auto_graph:"),
+    PageSpec("co_scores.py", "AX / CO scores", ":material/leaderboard:"),
     PageSpec("faithfulness.py", "Faithfulness", ":material/trending_down:"),
 ]
 

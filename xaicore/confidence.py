@@ -14,10 +14,13 @@ dashboard) keeps every finished row when the run is interrupted.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -261,17 +264,19 @@ class CoScoreResult:
             "provenance": self.provenance.to_dict(),
         }
 
-    def write_csv(self, path: Any) -> None:
-        """Write the rows as CSV (one line per image, method and variant)."""
-        import csv
-        from pathlib import Path
-
+    def csv_text(self) -> str:
+        """The rows as CSV text: a header, then one line per image, method and variant."""
         columns = self.table()
-        with Path(path).open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            for values in zip(*columns.values()):
-                writer.writerow(["" if v is None else v for v in values])
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for values in zip(*columns.values()):
+            writer.writerow(["" if v is None else v for v in values])
+        return buffer.getvalue()
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write :meth:`csv_text` to ``path``."""
+        Path(path).write_text(self.csv_text())
 
 
 def co_gaps(rows: Sequence[CoRow], *, methods: Sequence[str], variants: Sequence[str]) -> tuple[CoGap, ...]:

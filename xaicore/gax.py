@@ -131,6 +131,18 @@ class GaxImageResult:
     def final_co(self) -> float:
         return float(self.co_curve[-1])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save: history ``frames`` and their ``steps``, ``scale``, the CO curve
+        ``co``, the final ``heatmap`` and the ``image`` (model input, (H, W, 3))."""
+        return {
+            "frames": self.history.frames,
+            "steps": self.history.steps,
+            "scale": np.float64(self.history.scale),
+            "co": self.co_curve,
+            "heatmap": self.heatmap,
+            "image": self.image,
+        }
+
     def record(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -183,17 +195,18 @@ class GaxResult:
         }
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``gax.json`` and ``gax_history.npz`` (keys ``frames_<i>``, ``steps_<i>``,
-        ``co_<i>``, ``heatmap_<i>``, ``image_<i>`` per image, and ``scale``) into ``out_dir``."""
+        """Write ``gax.json`` (:meth:`record`) and ``gax_history.npz`` into ``out_dir``.
+
+        The npz holds :meth:`GaxImageResult.arrays` of each image; with one image the keys are
+        plain (``frames``, ``steps``, ``co``, ``heatmap``, ``image``, ``scale``), with several
+        they end in ``_<image index>``.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {"scale": np.float64(self.images[0].history.scale)}
+        arrays: dict[str, np.ndarray] = {}
         for i, image in enumerate(self.images):
-            arrays[f"frames_{i}"] = image.history.frames
-            arrays[f"steps_{i}"] = image.history.steps
-            arrays[f"co_{i}"] = image.co_curve
-            arrays[f"heatmap_{i}"] = image.heatmap
-            arrays[f"image_{i}"] = image.image
+            suffix = "" if len(self.images) == 1 else f"_{i}"
+            arrays.update({f"{key}{suffix}": value for key, value in image.arrays().items()})
         npz = out / "gax_history.npz"
         np.savez_compressed(npz, **arrays)
         js = out / "gax.json"

@@ -42,13 +42,14 @@ class ConvNet(nn.Module):
         return self.mean(self.head(self.pool(self.relu(self.conv(x))))).flatten(1)
 
 
-def make_bundle(net: nn.Module, *, size: int, num_classes: int, dtype: torch.dtype = torch.float32) -> ModelBundle:
+def make_bundle(net: nn.Module, *, size: int, num_classes: int, dtype: torch.dtype = torch.float32,
+                cam_layer: str = "net") -> ModelBundle:
     model = PixelSpaceModel(net).to(dtype).eval()
     return ModelBundle(
         model=model,
         labels=tuple(f"class{i}" for i in range(num_classes)),
         input_size=(size, size),
-        cam_layer="net",
+        cam_layer=cam_layer,
         layers=(),
         name="gax test net",
         fingerprint=fingerprint(model),
@@ -61,4 +62,5 @@ def linear_bundle(weight: torch.Tensor, bias: torch.Tensor, *, size: int) -> Mod
 
 
 def conv_bundle(*, size: int = 8, num_classes: int = 4, seed: int = 0, dtype: torch.dtype = torch.float64) -> ModelBundle:
-    return make_bundle(ConvNet(num_classes, seed=seed), size=size, num_classes=num_classes, dtype=dtype)
+    return make_bundle(ConvNet(num_classes, seed=seed), size=size, num_classes=num_classes, dtype=dtype,
+                       cam_layer="net.conv")

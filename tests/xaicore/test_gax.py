@@ -228,4 +228,10 @@ def test_save_writes_json_and_npz(net_bundle, images, batched, tmp_path):
     with np.load(npz) as data:
         np.testing.assert_array_equal(data["frames_1"], batched[1].history.frames)
         np.testing.assert_array_equal(data["steps_1"], batched[1].history.steps)
-        assert float(data["scale"]) == pytest.approx(1 / 127)
+        np.testing.assert_array_equal(data["co_1"], batched[1].co_curve)
+        assert float(data["scale_0"]) == pytest.approx(1 / 127)
+    single = run_gax(net_bundle, images[0], target_co=-1e9, max_steps=1)
+    _, npz = single.save(tmp_path / "one")
+    with np.load(npz) as data:
+        assert sorted(data.files) == ["co", "frames", "heatmap", "image", "scale", "steps"]
+        np.testing.assert_array_equal(data["image"], single[0].image)

@@ -1,0 +1,193 @@
+"""AX / CO scores: how much each explainer's heatmap, added to the image, raises the model's
+confidence, over an image set, split into correctly and wrongly predicted images.
+
+The run goes batch by batch (:func:`xaicore.confidence.iter_co_rows`); every finished batch's
+rows are kept in the session at once, so the Stop button (or any rerun) keeps them and the
+partial result is shown. A complete result goes into the session's result store.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import render, sidebar, state
+from xaicore.confidence import VARIANTS, CoScoreResult, iter_co_rows, summarize
+from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
+from xaicore.explainers.registry import get_method, list_methods
+
+GENERATED, SAMPLES, UPLOAD = "Generated test set", "Samples", "Upload a zip"
+FAST = ("saliency", "input_x_gradient", "gradcam", "guided_backprop")
+METHODS = "co.w.methods"
+PARTIAL = "co.partial"  # {"key", "rows", "skipped", "done", "total"} of the run in flight or stopped
+BATCH = 16
+
+
+@st.cache_data(max_entries=4, show_spinner="Generating images…")
+def _generated_set(n: int, seed: int) -> ImageSet:
+    return generated_test_set(n, seed=seed)
+
+
+def _generated(bundle, n: int, seed: int) -> ImageSet:
+    image_set = _generated_set(n, seed)
+    if tuple(image_set.class_names) != tuple(bundle.labels):
+        st.caption("These shapes are labelled with the default model's classes, not this model's: labels are left out.")
+        items = tuple(ImageItem(name=i.name, array=i.array, label=None) for i in image_set.items)
+        return ImageSet(items=items, class_names=tuple(bundle.labels), notices=image_set.notices)
+    return image_set
+
+
+def _samples(bundle) -> ImageSet:
+    items = []
+    for name in state.sample_names():
+        sample = state.sample_image(name)
+        label = sample.label if sample.label is not None and sample.label < bundle.num_classes else None
+        items.append(ImageItem(name=name, array=sample.array, label=label))
+    return ImageSet(items=tuple(items), class_names=tuple(bundle.labels))
+
+
+def _image_set(bundle) -> tuple[ImageSet | None, str]:
+    """The chosen image set and a key naming it (None while a zip is awaited)."""
+    source = st.radio("Images", [GENERATED, SAMPLES, UPLOAD], horizontal=True, key="co.w.source")
+    if source == GENERATED:
+        st.session_state.setdefault("co.w.n", 64)
+        a, b = st.columns(2)
+        n = int(a.number_input("Number of images", min_value=2, max_value=2000, step=16, key="co.w.n"))
+        seed = int(b.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="co.w.seed"))
+        return _generated(bundle, n, seed), f"generated:{n}:{seed}"
+    if source == SAMPLES:
+        return _samples(bundle), "samples"
+    upload = st.file_uploader("Zip of images (labels from sub-folder names)", type=["zip"], key="co.act.zip",
+                              help="Sub-folders named like the model's classes label their images; others stay unlabelled.")
+    if upload is None:
+        return None, ""
+    image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, size=bundle.input_size)
+    for notice in image_set.notices:
+        st.caption(notice)
+    return image_set, f"zip:{upload.file_id}"
+
+
+def _run(bundle, image_set: ImageSet, key, *, methods: list[str], variants: list[str], seed: int) -> CoScoreResult:
+    """Run batch by batch, keeping each finished batch's rows in the session as it comes."""
+    total = len(image_set) * len(methods)
+    partial = {"key": key, "rows": [], "skipped": {}, "done": 0, "total": total}
+    st.session_state[PARTIAL] = partial
+    bar = st.progress(0.0, text="Starting…")
+    for batch in iter_co_rows(bundle, image_set, methods=methods, variants=variants, seed=seed, batch_size=BATCH,
+                              skipped=partial["skipped"]):
+        partial["rows"].extend(batch.rows)
+        partial["done"] += batch.stop - batch.start
+        bar.progress(partial["done"] / total,
+                     text=f"{get_method(batch.method).title}: images {batch.start + 1}–{batch.stop} of {len(image_set)}")
+    bar.empty()
+    del st.session_state[PARTIAL]
+    return _summarize(bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed,
+                      complete=True)
+
+
+def _summarize(bundle, partial: dict, *, methods, variants, n_images: int, seed: int, complete: bool) -> CoScoreResult:
+    return summarize(bundle, partial["rows"], methods=methods, variants=variants, n_images=n_images,
+                     complete=complete, skipped=partial["skipped"], seed=seed)
+
+
+def box_figure(result: CoScoreResult, variant: str) -> go.Figure:
+    """Box plots of the CO scores per method, correctly and wrongly predicted side by side."""
+    fig = go.Figure()
+    for correct, name, colour in ((True, "correct", "seagreen"), (False, "wrong", "indianred")):
+        rows = [r for r in result.rows if r.variant == variant and r.correct is correct]
+        fig.add_trace(go.Box(x=[get_method(r.method).title for r in rows], y=[r.co for r in rows], name=name,
+                             marker_color=colour, boxmean=True))
+    fig.update_layout(boxmode="group", height=360, yaxis_title="CO score",
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=f"AX variant {variant}")
+    return fig
+
+
+def gap_rows(result: CoScoreResult) -> list[dict]:
+    """One table row per method and variant: group sizes, means, and the gaps."""
+    return [
+        {"method": get_method(g.method).title, "variant": g.variant, "correct": g.n_correct, "wrong": g.n_wrong,
+         "mean (correct)": g.mean_correct, "mean (wrong)": g.mean_wrong, "mean gap": g.mean_gap,
+         "median gap": g.median_gap}
+        for g in result.gaps if g.method not in result.skipped
+    ]
+
+
+def _show(result: CoScoreResult) -> None:
+    if not result.complete:
+        images = len({r.image for r in result.rows})
+        st.warning(f"Stopped early: rows of {images} of {result.n_images} images are shown. Press Run to start again.")
+    for method, reason in result.skipped.items():
+        st.caption(f"{get_method(method).title} was left out: {reason}")
+    if not result.rows:
+        return
+    st.subheader("Gap between correctly and wrongly predicted images")
+    for gap in result.gaps:
+        if gap.method in result.skipped:
+            continue
+        title = get_method(gap.method).title
+        if gap.mean_gap is None:
+            st.markdown(f"- **{title}** ({gap.variant}): no gap, {gap.n_correct} correct and {gap.n_wrong} wrong "
+                        "predictions with a label.")
+        else:
+            st.markdown(f"- **{title}** ({gap.variant}): mean CO of correct minus wrong = {gap.mean_gap:+.3f}, "
+                        f"median {gap.median_gap:+.3f} ({gap.n_correct} correct, {gap.n_wrong} wrong)")
+    for variant in result.variants:
+        st.plotly_chart(box_figure(result, variant), key=f"co.chart.{variant}")
+    st.dataframe(gap_rows(result), hide_index=True)
+    st.subheader("All rows")
+    st.dataframe(result.table(), hide_index=True)
+    a, b = st.columns(2)
+    a.download_button("Rows (CSV)", result.csv_text().encode(), file_name="co_scores.csv", mime="text/csv",
+                      on_click="ignore", key="co.act.csv")
+    b.download_button("Summary (JSON)", render.json_bytes(result.record()), file_name="co_scores.json",
+                      mime="application/json", on_click="ignore", key="co.act.json")
+
+
+def main() -> None:
+    state.keep_widget_values("co.w.")
+    st.title("AX and CO scores over an image set")
+    bundle = state.current_model()
+    if bundle is None:
+        st.info("Choose a model in the sidebar.")
+        return
+    st.caption(
+        "Each method's heatmap for the predicted class, divided by its absolute maximum, is added to the image "
+        "(x + h) or multiplied with it (x · h); the CO score κ·(f(x + h) − f(x)) is taken against the true class "
+        "when known, else the predicted one."
+    )
+    image_set, set_key = _image_set(bundle)
+    available = [n for n in list_methods() if n not in bundle.unavailable]
+    st.session_state.setdefault(METHODS, [m for m in FAST if m in available])
+    state.forget_if_not_in(METHODS, available)
+    methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    st.session_state.setdefault("co.w.variants", list(VARIANTS))
+    variants = st.multiselect("AX variants", list(VARIANTS), key="co.w.variants")
+    seed = int(st.session_state.get("co.w.seed", 0))
+    a, b = st.columns(2)
+    run = a.button("Run", type="primary", key="co.act.run", width="stretch")
+    b.button("Stop", key="co.act.stop", width="stretch", help="Stops after the batch in flight; finished rows stay.")
+    if image_set is None:
+        st.info("Upload a zip of images to score.")
+        return
+    if not methods or not variants:
+        st.info("Choose at least one method and one variant.")
+        return
+    key = state.result_key("co", fingerprint=bundle.fingerprint, images=set_key, methods=methods,
+                           variants=variants, seed=seed)
+    result = state.get_result(key)
+    if result is None and run:
+        result = _run(bundle, image_set, key, methods=methods, variants=variants, seed=seed)
+        state.put_result(key, result)
+    partial = st.session_state.get(PARTIAL)
+    if result is None and partial is not None and partial["key"] == key:
+        result = _summarize(bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed,
+                            complete=False)
+    if result is None:
+        st.info(f"Press Run to score {len(image_set)} images with {len(methods)} methods.")
+        return
+    _show(result)
+
+
+sidebar.render()
+with state.guarded("the AX / CO page"):
+    main()

@@ -1,0 +1,110 @@
+"""Pictures of a GAX history (NumPy and Pillow only): per-channel tiles and an animated GIF.
+
+The R, G and B channels of a heatmap (or of the change between two steps) are drawn with the
+diverging blue-white-red map of :mod:`xaicore.heatmaps` on one *shared* scale, the largest
+absolute value over the three channels, so the channels can be compared; an all-zero view is a
+neutral grey tile, never a stretched picture.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from xaicore import heatmaps
+from xaicore.errors import ParameterError
+from xaicore.explainers.results import Status
+from xaicore.gax import GaxImageResult
+
+CHANNEL_NAMES = ("R", "G", "B")
+
+
+@dataclass(frozen=True)
+class ChannelTiles:
+    """Three uint8 (H, W, 3) tiles (R, G, B), the shared scale they were drawn with, and the
+    status of the view (OK, NO_SIGNAL when every value is zero, NUMERICAL_ERROR for NaN/inf)."""
+
+    tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+    scale: float
+    status: Status
+
+
+def channel_tiles(values: np.ndarray, *, scale: float | None = None) -> ChannelTiles:
+    """Tiles of a (3, H, W) map on one diverging scale: ``scale``, or the map's absolute maximum."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or values.shape[0] != 3:
+        raise ParameterError("A GAX map has shape (3, H, W).")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise ParameterError(f"The colour scale must be a positive number; got {scale!r}.")
+    grey = heatmaps.grey_tile(*values.shape[1:])
+    if not np.all(np.isfinite(values)):
+        return ChannelTiles((grey, grey, grey), float("nan"), Status.NUMERICAL_ERROR)
+    peak = float(np.max(np.abs(values)))
+    if peak == 0.0:
+        return ChannelTiles((grey, grey, grey), 0.0 if scale is None else float(scale), Status.NO_SIGNAL)
+    used = peak if scale is None else float(scale)
+    tiles = tuple(heatmaps.to_uint8(heatmaps.colorize(np.clip(v / used, -1.0, 1.0))) for v in values)
+    return ChannelTiles(tiles, used, Status.OK)  # type: ignore[arg-type]
+
+
+def frame_indices(count: int, *, max_frames: int) -> list[int]:
+    """At most ``max_frames`` indices of ``range(count)``, evenly spread, first and last kept."""
+    if max_frames < 2:
+        raise ParameterError("An animation needs at least two frames.")
+    if count <= max_frames:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, max_frames)})
+
+
+def evolution_gif(
+    result: GaxImageResult,
+    *,
+    upscale: int = 3,
+    frame_ms: int = 100,
+    max_frames: int = 120,
+) -> bytes:
+    """An animated GIF of the heatmap's R, G and B channels, step by step.
+
+    Every frame uses the same scale (1: ``tanh`` keeps the heatmap in [-1, 1]) so colours mean
+    the same thing throughout; each carries its step and CO score. Long histories are thinned
+    to ``max_frames`` frames, first and last kept; the last frame is held longer.
+    """
+    if upscale < 1 or frame_ms < 10:
+        raise ParameterError("upscale must be at least 1 and frame_ms at least 10.")
+    history = result.history
+    indices = frame_indices(len(history), max_frames=max_frames)
+    font = ImageFont.load_default()
+    frames = [
+        _gif_frame(history.heatmap(i), step=int(history.steps[i]), co=float(result.co_curve[int(history.steps[i])]),
+                   upscale=upscale, font=font)
+        for i in indices
+    ]
+    durations = [frame_ms] * (len(frames) - 1) + [max(frame_ms, 1500)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return buffer.getvalue()
+
+
+def _gif_frame(heatmap: np.ndarray, *, step: int, co: float, upscale: int, font) -> Image.Image:
+    drawn = channel_tiles(heatmap, scale=1.0)
+    gap = np.full((heatmap.shape[1], 2, 3), 255, dtype=np.uint8)
+    strip = np.concatenate([drawn.tiles[0], gap, drawn.tiles[1], gap, drawn.tiles[2]], axis=1)
+    picture = Image.fromarray(strip).resize((strip.shape[1] * upscale, strip.shape[0] * upscale), Image.NEAREST)
+    canvas = Image.new("RGB", (picture.width, picture.height + 16), "white")
+    canvas.paste(picture, (0, 16))
+    ImageDraw.Draw(canvas).text((2, 2), f"step {step}   CO {co:.2f}   (R | G | B)", fill="black", font=font)
+    return canvas.convert("P", palette=Image.ADAPTIVE, colors=255)
+
+
+def gif_frame_count(data: bytes) -> int:
+    """Number of frames of a GIF file (for checks and captions)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return int(getattr(image, "n_frames", 1))
+
+
+__all__: Sequence[str] = ("CHANNEL_NAMES", "ChannelTiles", "channel_tiles", "frame_indices", "evolution_gif",
+                          "gif_frame_count")
