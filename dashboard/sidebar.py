@@ -73,6 +73,14 @@ def _model_menu() -> dict[str, str]:
     return menu
 
 
+def _architectures(menu: dict[str, str]) -> list[str]:
+    """Architectures a checkpoint may have: the listed torchvision models first, then the rest."""
+    from xaicore.models.zoo import torchvision_names
+
+    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL)]
+    return listed + [name for name in torchvision_names() if name not in listed]
+
+
 def _model_section() -> None:
     st.header("Model")
     menu = _model_menu()
@@ -82,7 +90,7 @@ def _model_section() -> None:
     if choice == DEFAULT_MODEL:
         bundle = state.shared_model(DEFAULT_MODEL)
     elif choice == UPLOAD_MODEL:
-        bundle = _checkpoint_form([name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL)])
+        bundle = _checkpoint_form(_architectures(menu))
     else:
         random = st.toggle(
             "Random weights", key=W_RANDOM,

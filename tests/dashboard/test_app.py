@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -235,3 +237,48 @@ def _raise_both() -> None:
     with state.guarded("test"):
         raise RuntimeError("internal detail that must not reach the browser")
     st.markdown("after")
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def _checkpoint_form(at: AppTest, data: bytes, *, name: str, arch: str, classes: str) -> AppTest:
+    at.selectbox(key=sidebar.W_MODEL).set_value(sidebar.UPLOAD_MODEL).run()
+    at.file_uploader(key=f"{sidebar.W_CKPT_FORM}.file").set_value((name, data, "application/octet-stream"))
+    at.selectbox(key=f"{sidebar.W_CKPT}.arch").set_value(arch)
+    at.text_area(key=f"{sidebar.W_CKPT}.classes").set_value(classes)
+    at.number_input(key=f"{sidebar.W_CKPT}.size").set_value(64)
+    at.button(key=f"FormSubmitter:{sidebar.W_CKPT_FORM}-Load checkpoint").click()
+    return at.run()
+
+
+def test_an_uploaded_checkpoint_is_this_sessions_model_only():
+    from xaicore.models.zoo import build_net
+
+    net = build_net("squeezenet1_1", num_classes=3)
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    at = _checkpoint_form(support.start(), buffer.getvalue(), name="mine.pt", arch="squeezenet1_1",
+                          classes="cat\ndog\nbird")
+    assert not at.exception and support.errors(at) == []
+    bundle = at.session_state[state.MODEL_KEY]
+    assert bundle is at.session_state[state.UPLOADED_MODEL_KEY]
+    assert bundle.labels == ("cat", "dog", "bird") and bundle.input_size == (64, 64)
+    assert at.session_state[state.TARGET_KEY] in (0, 1, 2)
+    other = support.start()  # another browser session shares models, not uploads
+    assert state.UPLOADED_MODEL_KEY not in other.session_state
+    assert other.session_state[state.MODEL_KEY].source == "default"
+
+
+def test_a_pickled_module_is_refused_with_one_sentence():
+    from xaicore.models.zoo import build_net
+
+    buffer = io.BytesIO()
+    torch.save(build_net("squeezenet1_1", num_classes=3), buffer)  # a whole module, not a state dict
+    at = _checkpoint_form(support.start(), buffer.getvalue(), name="module.pt", arch="squeezenet1_1",
+                          classes="a, b, c")
+    assert not at.exception
+    (message,) = support.errors(at)
+    assert "state dict" in message and "Traceback" not in message
+    assert at.session_state[state.MODEL_KEY] is None
+    assert state.UPLOADED_MODEL_KEY not in at.session_state
