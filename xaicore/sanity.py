@@ -269,37 +269,27 @@ class SanityResult:
 
 
 @dataclass
-class _StepOutputs:
-    """What the steps of one schedule and seed produced, in step order (mutable, internal)."""
+class _ScheduleOutputs:
+    """What the steps of one schedule and seed produced, in step order (internal).
 
-    maps: dict[str, list[torch.Tensor]]
-    no_signal: list[torch.Tensor]
-    numerical: list[torch.Tensor]
-    targets: list[torch.Tensor]
-    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    ``maps[kind]`` (steps, methods, N, H, W); ``no_signal`` and ``numerical`` (steps, methods,
+    N); ``targets`` (steps, N); ``values[metric]`` flat (steps * methods * N,).
+    """
 
-    @classmethod
-    def empty(cls) -> "_StepOutputs":
-        return cls({k: [] for k in KINDS}, [], [], [])
+    maps: dict[str, torch.Tensor]
+    no_signal: torch.Tensor
+    numerical: torch.Tensor
+    targets: torch.Tensor
+    values: dict[str, torch.Tensor]
 
-    def append(self, maps: Mapping[str, torch.Tensor], flags: tuple[torch.Tensor, torch.Tensor], target) -> None:
-        for kind in KINDS:
-            self.maps[kind].append(maps[kind])
-        self.no_signal.append(flags[0])
-        self.numerical.append(flags[1])
-        self.targets.append(target)
-
-    def extend(self, other: "_StepOutputs") -> None:
-        for kind in KINDS:
-            self.maps[kind].extend(other.maps[kind])
-        self.no_signal.extend(other.no_signal)
-        self.numerical.extend(other.numerical)
-        self.targets.extend(other.targets)
-
-    def first(self) -> "_StepOutputs":
-        """The first step's outputs (and values, when set)."""
-        return _StepOutputs(
-            {k: v[:1] for k, v in self.maps.items()}, self.no_signal[:1], self.numerical[:1], self.targets[:1], self.values
+    def first_step(self) -> "_ScheduleOutputs":
+        per_step = self.values[METRICS[0]].numel() // self.targets.shape[0]
+        return _ScheduleOutputs(
+            {k: v[:1] for k, v in self.maps.items()},
+            self.no_signal[:1],
+            self.numerical[:1],
+            self.targets[:1],
+            {m: v[:per_step] for m, v in self.values.items()},
         )
 
 
@@ -372,79 +362,19 @@ def run_sanity(
     plan = _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold, params, keep_maps)
     ssim_kw = _ssim_settings(ssim_settings)
     private, randomizer = LayerRandomizer.from_bundle(bundle)
-    inputs = private.to_input(image_or_inputs.detach() if isinstance(image_or_inputs, torch.Tensor) else image_or_inputs)
-    n_images = inputs.shape[0]
-    steps = tuple(reversed(private.layers))
-    total = 1 + len(plan.modes) * len(plan.seeds) * len(steps)
+    raw_input = image_or_inputs.detach() if isinstance(image_or_inputs, torch.Tensor) else image_or_inputs
+    inputs = private.to_input(raw_input)
     explain = _Explainer(private, inputs, plan, baseline=baseline, seed=attribution_seed)
-
     with torch.no_grad():
-        trained_logits = private.model(inputs)
-    targets = _targets(private, target, trained_logits, n_images)
+        targets = _targets(private, target, private.model(inputs), inputs.shape[0])
     trained_raw = explain(targets)
     trained = {kind: _prepare(trained_raw, plan, kind) for kind in KINDS}
-    trained_flags = _flags(trained_raw)
-    _report(progress, 1, total, "trained model")
-
-    keep = {"none": 0, "first": 1, "all": len(plan.seeds)}[keep_maps]
-    values = {m: [] for m in METRICS}
-    kept_maps: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
-    step_targets, no_signal, numerical = [], [], []
-    # Step 0 randomizes only the output layer, with the same weights in both schedules: the
-    # second schedule reuses the first one's step-0 maps and values instead of recomputing them.
-    output_step: dict[int, _StepOutputs] = {}
-    done = 1
-    for mode_name in plan.modes:
-        schedule = randomizer.cascading if mode_name == "cascading" else randomizer.independent
-        for s_index, seed in enumerate(plan.seeds):
-            reused = output_step.get(seed)
-            outs = _StepOutputs.empty()
-            with schedule(seed=seed) as schedule_steps:
-                for step in schedule_steps:
-                    if step.index == 0 and reused is not None:
-                        outs.extend(reused)
-                    else:
-                        if target_policy == "randomized_prediction":
-                            with torch.no_grad():
-                                step_target = private.model(inputs).argmax(dim=1)
-                        else:
-                            step_target = targets
-                        raw = explain(step_target)
-                        outs.append({kind: _prepare(raw, plan, kind) for kind in KINDS}, _flags(raw), step_target)
-                    done += 1
-                    _report(progress, done, total, f"{mode_name}, seed {seed}: randomized {step.layer}")
-            fresh = 1 if reused is not None else 0
-            stacked = {kind: torch.stack(outs.maps[kind]) for kind in KINDS}  # (steps, methods, N, H, W)
-            new_values = _similarities({k: v[fresh:] for k, v in stacked.items()}, trained, plan, ssim_kw)
-            seed_values = {
-                m: torch.cat([reused.values[m], new_values[m]]) if reused is not None else new_values[m] for m in METRICS
-            }
-            if reused is None:
-                outs.values = {m: v[: v.numel() // len(steps)] for m, v in seed_values.items()}
-                output_step[seed] = outs.first()
-            for metric in METRICS:
-                values[metric].append(seed_values[metric])
-            if s_index < keep:
-                for kind in KINDS:
-                    kept_maps[kind].append(stacked[kind])
-            step_targets.append(torch.stack(outs.targets))
-            no_signal.append(torch.stack(outs.no_signal))
-            numerical.append(torch.stack(outs.numerical))
-
-    shape = (len(plan.modes), len(plan.seeds), len(steps), len(plan.methods), n_images)
-    arrays = {m: _to_numpy(values[m]).reshape(shape).transpose(0, 3, 1, 2, 4) for m in METRICS}
-    no_signal_np = _to_numpy(no_signal).reshape(shape).transpose(0, 3, 1, 2, 4)
-    numerical_np = _to_numpy(numerical).reshape(shape).transpose(0, 3, 1, 2, 4)
-    trained_status = _status(*(_to_numpy([f]) for f in trained_flags))
-    maps = {}
-    h, w = inputs.shape[-2:]
-    for kind in KINDS:
-        if keep:
-            stacked = _to_numpy(kept_maps[kind]).astype(np.float32)
-            stacked = stacked.reshape(len(plan.modes), keep, len(steps), len(plan.methods), n_images, h, w)
-            maps[kind] = stacked.transpose(0, 3, 1, 2, 4, 5, 6)
-        else:
-            maps[kind] = np.zeros((len(plan.modes), len(plan.methods), 0, len(steps), n_images, h, w), np.float32)
+    runner = _Runner(
+        randomizer, explain, plan, trained=trained, targets=targets, target_policy=target_policy,
+        ssim_kw=ssim_kw, progress=progress,
+    )
+    outputs = [runner.schedule(m, s) for m in plan.modes for s in plan.seeds]
+    trained_status = _status(*(f.unsqueeze(0).cpu().numpy() for f in _flags(trained_raw)))
     result_params = {
         "target_policy": target_policy,
         "normalizations": dict(plan.normalizations),
@@ -458,7 +388,8 @@ def run_sanity(
         "keep_maps": keep_maps,
         "std": "population (ddof=0) over seeds of each seed's mean over images",
     }
-    verdicts = _verdicts(arrays["ssim_abs"], trained_status, plan.methods, threshold)
+    keep = {"none": 0, "first": 1, "all": len(plan.seeds)}[keep_maps]
+    arrays = _assemble(outputs, plan, keep=keep, steps=len(private.layers))
     return SanityResult(
         methods=plan.methods,
         titles=plan.titles,
@@ -468,20 +399,118 @@ def run_sanity(
         map_seeds=plan.seeds[:keep],
         image=inputs.permute(0, 2, 3, 1).cpu().numpy(),
         targets=targets.cpu().numpy(),
-        step_targets=_to_numpy(step_targets).reshape(len(plan.modes), len(plan.seeds), len(steps), n_images),
-        values=arrays,
+        step_targets=arrays.step_targets,
+        values=arrays.values,
         trained_maps={kind: trained[kind].cpu().numpy().astype(np.float32) for kind in KINDS},
-        maps=maps,
-        no_signal=no_signal_np,
-        numerical_error=numerical_np,
+        maps=arrays.maps,
+        no_signal=arrays.no_signal,
+        numerical_error=arrays.numerical,
         trained_status=trained_status,
-        verdicts=verdicts,
+        verdicts=_verdicts(arrays.values["ssim_abs"], trained_status, plan.methods, threshold),
         params=result_params,
         provenance=Provenance(
             model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=plan.seeds[0], device=str(inputs.device)
         ),
         runtime_s=time.perf_counter() - started,
         labels=tuple(bundle.labels),
+    )
+
+
+class _Runner:
+    """Runs the schedules on the private copy, one (mode, seed) at a time, reporting progress.
+
+    Step 0 randomizes only the output layer, with the same weights in both schedules, so the
+    second schedule of a seed reuses the first one's step-0 outputs instead of recomputing them.
+    """
+
+    def __init__(self, randomizer: LayerRandomizer, explain: "_Explainer", plan: _Plan, *, trained, targets,
+                 target_policy: str, ssim_kw: Mapping[str, Any], progress: ProgressFn | None) -> None:
+        self._randomizer = randomizer
+        self._explain = explain
+        self._plan = plan
+        self._trained = trained
+        self._targets = targets
+        self._policy = target_policy
+        self._ssim_kw = ssim_kw
+        self._progress = progress
+        self._total = 1 + len(plan.modes) * len(plan.seeds) * len(randomizer.layers)
+        self._done = 1
+        self._output_step: dict[int, _ScheduleOutputs] = {}
+        _report(progress, 1, self._total, "trained model")
+
+    def schedule(self, mode: str, seed: int) -> _ScheduleOutputs:
+        reused = self._output_step.get(seed)
+        maps: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
+        flags: list[tuple[torch.Tensor, torch.Tensor]] = []
+        targets: list[torch.Tensor] = []
+        schedule = self._randomizer.cascading if mode == "cascading" else self._randomizer.independent
+        with schedule(seed=seed) as steps:
+            for step in steps:
+                if step.index == 0 and reused is not None:
+                    step_maps = {k: reused.maps[k][0] for k in KINDS}
+                    step_flags, target = (reused.no_signal[0], reused.numerical[0]), reused.targets[0]
+                else:
+                    step_maps, step_flags, target = self._step()
+                for kind in KINDS:
+                    maps[kind].append(step_maps[kind])
+                flags.append(step_flags)
+                targets.append(target)
+                self._done += 1
+                _report(self._progress, self._done, self._total, f"{mode}, seed {seed}: randomized {step.layer}")
+        stacked = {kind: torch.stack(maps[kind]) for kind in KINDS}
+        skip = 0 if reused is None else 1
+        values = _similarities({k: v[skip:] for k, v in stacked.items()}, self._trained, self._plan, self._ssim_kw)
+        if reused is not None:
+            values = {m: torch.cat([reused.values[m], values[m]]) for m in METRICS}
+        out = _ScheduleOutputs(
+            stacked, torch.stack([f[0] for f in flags]), torch.stack([f[1] for f in flags]), torch.stack(targets), values
+        )
+        if reused is None:
+            self._output_step[seed] = out.first_step()
+        return out
+
+    def _step(self) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Maps, flags and target of the private model as it is now."""
+        target = self._targets
+        if self._policy == "randomized_prediction":
+            with torch.no_grad():
+                target = self._randomizer.model(self._explain.inputs).argmax(dim=1)
+        raw = self._explain(target)
+        return {kind: _prepare(raw, self._plan, kind) for kind in KINDS}, _flags(raw), target
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    values: dict[str, np.ndarray]
+    maps: dict[str, np.ndarray]
+    no_signal: np.ndarray
+    numerical: np.ndarray
+    step_targets: np.ndarray
+
+
+def _assemble(outputs: Sequence[_ScheduleOutputs], plan: _Plan, *, keep: int, steps: int) -> _Arrays:
+    """Stack the per-(mode, seed) outputs into the result's axes (one host transfer per array)."""
+    modes, seeds, methods = len(plan.modes), len(plan.seeds), len(plan.methods)
+    n, h, w = outputs[0].maps["abs"].shape[-3:]
+    shape = (modes, seeds, steps, methods, n)
+
+    def axes(parts: list[torch.Tensor]) -> np.ndarray:  # (modes, methods, seeds, steps, N)
+        return torch.stack(parts).cpu().numpy().reshape(shape).transpose(0, 3, 1, 2, 4)
+
+    maps = {}
+    for kind in KINDS:
+        kept = [o.maps[kind] for i, o in enumerate(outputs) if i % seeds < keep]
+        if kept:
+            stacked = torch.stack(kept).cpu().numpy().astype(np.float32)
+            maps[kind] = stacked.reshape(modes, keep, steps, methods, n, h, w).transpose(0, 3, 1, 2, 4, 5, 6)
+        else:
+            maps[kind] = np.zeros((modes, methods, 0, steps, n, h, w), np.float32)
+    return _Arrays(
+        values={m: axes([o.values[m] for o in outputs]) for m in METRICS},
+        maps=maps,
+        no_signal=axes([o.no_signal for o in outputs]),
+        numerical=axes([o.numerical for o in outputs]),
+        step_targets=torch.stack([o.targets for o in outputs]).cpu().numpy().reshape(modes, seeds, steps, n),
     )
 
 
@@ -565,7 +594,7 @@ class _Explainer:
 
         self._api = api
         self._bundle = bundle
-        self._inputs = inputs
+        self.inputs = inputs
         self._plan = plan
         self._baseline = baseline
         self._seed = seed
@@ -574,7 +603,7 @@ class _Explainer:
         """(methods, N, 3, H, W) attributions for ``target`` (N,), sharing passes between methods."""
         found = self._api.attribute_many(
             self._bundle,
-            self._inputs,
+            self.inputs,
             methods=self._plan.methods,
             target=target,
             seed=self._seed,
@@ -612,10 +641,6 @@ def _similarities(
         out[f"ssim_{kind}"] = ssim_batch(a, b, data_range=data_range, **ssim_kw)
         out[f"spearman_{kind}"] = spearman_batch(a, b)
     return out
-
-
-def _to_numpy(parts: Sequence[torch.Tensor]) -> np.ndarray:
-    return torch.stack(list(parts)).cpu().numpy()
 
 
 def _status(no_signal: np.ndarray, numerical: np.ndarray) -> np.ndarray:
