@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import sidebar, state
+from dashboard.navigation import PAGES
 
 sidebar.render()
 
@@ -10,19 +11,20 @@ st.title("Look inside an image classifier")
 st.markdown(
     """
 Pick a **model** and an **image** in the sidebar (the embedded *Default shapes CNN* and the
-sample images work offline), then open a page:
+sample images work offline; upload your own image or a state-dict checkpoint of a torchvision
+architecture), then open a page. Start with **Explain**: a dozen explanation methods side by
+side, with the model's top predictions, each method's runtime and status, and downloads of
+the heatmaps, the raw attributions (`.npz`) and a JSON record of how they were made.
 
-- **Explain**: a dozen explanation methods side by side on your image, with the model's top
-  predictions, per-method runtime and status, and downloads of the heatmaps, the raw
-  attributions (`.npz`) and a JSON record of how they were made.
-
-Heatmaps in the *all* view are signed: red pushes the model towards the class, blue away
-from it. A tile marked *no signal* or *numerical error* means the method gave an all-zero or
-non-finite map; it is shown as such rather than stretched into a plausible picture.
+In the *all* view heatmaps are signed: red pushes the model towards the class, blue away from
+it. A tile marked *no signal* or *numerical error* is a map that is all zero or not finite; it
+is shown as a grey tile rather than stretched into a plausible picture.
 """
 )
 
 bundle, image = state.current_model(), state.current_image()
 if bundle is not None and image is not None:
     st.success(f"Ready: {bundle.name} on {image.name}.")
-    st.page_link("pages/explain.py", label="Explain this image", icon=":material/compare:")
+for spec in PAGES:
+    if spec.file != "home.py":
+        st.page_link(f"pages/{spec.file}", label=spec.title, icon=spec.icon)
