@@ -16,7 +16,8 @@ import numpy as np
 import streamlit as st
 
 from xaicore import heatmaps
-from xaicore.explainers.results import ExplainResult, MethodResult, Prediction, Status
+from xaicore.explainers.results import ExplainResult, MethodResult, Prediction
+
 
 def status_line(result: MethodResult) -> str:
     """One line under a tile: runtime and status, with xaicore's reason when there is one."""
