@@ -154,11 +154,15 @@ class ReportCard:
     def by_method(self) -> dict[str, CardRow]:
         return {r.method: r for r in self.rows}
 
-    def table(self) -> list[dict[str, Any]]:
-        """One flat dict per method (the random control last): means and intervals, verdicts."""
-        lines = [_flat(row.method, row.title, row.evaluation, row) for row in self.rows]
+    def table(self, *, interval_text: bool = False) -> list[dict[str, Any]]:
+        """One flat dict per method (the random control last): means and intervals, verdicts.
+
+        Intervals are ``low`` / ``high`` number columns, or with ``interval_text`` one text
+        column ``"[low, high]"`` each (for display; the means stay numbers, so they sort).
+        """
+        lines = [_flat(row.method, row.title, row.evaluation, row, text=interval_text) for row in self.rows]
         if self.control is not None:
-            lines.append(_flat(RANDOM, self.control.title, self.control, None))
+            lines.append(_flat(RANDOM, self.control.title, self.control, None, text=interval_text))
         return lines
 
     def csv_text(self) -> str:
@@ -519,21 +523,24 @@ _COLUMNS = {  # metric -> column label
 }
 
 
-def _flat(method: str, title: str, summary: MethodSummary | None, row: CardRow | None) -> dict[str, Any]:
+def _put(line: dict[str, Any], label: str, interval: Interval, text: bool) -> None:
+    line[label] = interval.mean
+    if text:
+        line[f"{label} 95% CI"] = f"[{interval.low:.3g}, {interval.high:.3g}]" if interval.defined else ""
+    else:
+        line[f"{label} low"] = interval.low
+        line[f"{label} high"] = interval.high
+
+
+def _flat(method: str, title: str, summary: MethodSummary | None, row: CardRow | None, *, text: bool) -> dict[str, Any]:
     line: dict[str, Any] = {"method": method, "title": title}
     if summary is not None:
         line["images"] = summary.n_rows
         line["ok"] = summary.counts.get("ok", 0)
         for name, interval in summary.metrics.items():
-            label = _COLUMNS[name]
-            line[label] = interval.mean
-            line[f"{label} low"] = interval.low
-            line[f"{label} high"] = interval.high
+            _put(line, _COLUMNS[name], interval, text)
         for name, interval in summary.vs_random.items():
-            label = f"{_COLUMNS[name]} minus random"
-            line[label] = interval.mean
-            line[f"{label} low"] = interval.low
-            line[f"{label} high"] = interval.high
+            _put(line, f"{_COLUMNS[name]} minus random", interval, text)
     if row is not None:
         if row.sanity is not None:
             line["SSIM after output layer randomized"] = row.sanity.ssim_output_layer
@@ -542,9 +549,7 @@ def _flat(method: str, title: str, summary: MethodSummary | None, row: CardRow |
             line["relevance on object"] = row.classes.on_object
             line["relevance on others"] = row.classes.on_others
         if row.co_gap is not None:
-            line["CO gap"] = row.co_gap.mean
-            line["CO gap low"] = row.co_gap.low
-            line["CO gap high"] = row.co_gap.high
+            _put(line, "CO gap", row.co_gap, text)
         for test in TESTS:
             line[f"{test} verdict"] = row.outcome(test)
     return line

@@ -284,3 +284,12 @@ def test_summary_lists_each_method_where_its_outcomes_put_it(outcomes):
 
 def _listing(names):
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def test_display_table_has_interval_text_and_numeric_means():
+    card = build_report(_hand_evaluation())
+    shown = card.table(interval_text=True)[0]
+    numbers = card.table()[0]
+    assert shown["insertion AUC"] == numbers["insertion AUC"]
+    assert shown["insertion AUC 95% CI"] == f"[{numbers['insertion AUC low']:.3g}, {numbers['insertion AUC high']:.3g}]"
+    assert "insertion AUC low" not in shown
