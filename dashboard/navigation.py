@@ -49,6 +49,7 @@ PAGES: list[PageSpec] = [
     PageSpec("gax.py", "GAX", ":material/auto_graph:"),
     PageSpec("co_scores.py", "AX / CO scores", ":material/leaderboard:"),
     PageSpec("faithfulness.py", "Faithfulness", ":material/trending_down:"),
+    PageSpec("report.py", "Report card", ":material/fact_check:"),
 ]
 
 

@@ -1,0 +1,235 @@
+"""Report card: which explanation methods deserve trust for this model, over a set of images.
+
+The evaluation (:mod:`xaicore.evaluate`) runs batch by batch; every finished batch's rows go
+into the session at once (``report.rows``), so Stop, a widget change or any rerun keeps them:
+the partial card is shown and Run continues from there. A finished evaluation goes into the
+session's result store. Results of the Sanity checks, Class discriminativeness and AX / CO
+pages for the same model, when present in the store, join the card (the latest of each).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import streamlit as st
+
+from dashboard import render, sidebar, state
+from xaicore.confidence import CoScoreResult
+from xaicore.data.evalsets import sample_set, scene_set
+from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
+from xaicore.discriminative import ClassesResult
+from xaicore.evaluate import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
+from xaicore.explainers.registry import get_method, list_methods
+from xaicore.report import RULES, TEST_NAMES, build_report
+from xaicore.sanity import SanityResult
+
+W = "report.w."
+ROWS = "report.rows"  # OrderedDict: settings key -> [EvalRow, ...] of unfinished runs (the last few)
+KEPT_RUNS = 4
+GENERATED, SCENES, SAMPLES, UPLOAD = "Generated shapes", "Generated scenes (with masks)", "Samples", "Upload a zip"
+METRIC_TITLES = {
+    "insertion": "Insertion AUC", "deletion": "Deletion AUC", "pointing": "Pointing game",
+    "mass": "Relevance mass", "rank": "Relevance rank", "runtime": "Runtime",
+}
+
+
+@st.cache_data(max_entries=4, show_spinner="Generating images…")
+def _generated(kind: str, n: int, seed: int) -> ImageSet:
+    return generated_test_set(n, seed=seed) if kind == GENERATED else scene_set(n, seed=seed)
+
+
+@st.cache_data(max_entries=1, show_spinner="Loading the samples…")
+def _samples() -> ImageSet:
+    return sample_set()
+
+
+def _for_model(image_set: ImageSet, bundle) -> ImageSet:
+    """The set with its labels dropped when they are not classes of ``bundle`` (masks stay)."""
+    if all(name in bundle.labels for name in image_set.class_names):
+        return image_set
+    st.caption("These images are labelled with the default model's classes, not this model's: labels are left out "
+               "and each image is explained for its predicted class.")
+    items = tuple(ImageItem(i.name, i.array, None, i.mask) for i in image_set.items)
+    return ImageSet(items=items, class_names=tuple(bundle.labels), notices=image_set.notices)
+
+
+def _image_set(bundle) -> tuple[ImageSet | None, str]:
+    """The chosen image set and how it is named (None while a zip is awaited)."""
+    source = st.radio("Images", [GENERATED, SCENES, SAMPLES, UPLOAD], horizontal=True, key=W + "source")
+    if source in (GENERATED, SCENES):
+        st.session_state.setdefault(W + "n", 16)
+        a, b = st.columns(2)
+        n = int(a.number_input("Number of images" if source == GENERATED else "Number of scenes (two objects each)",
+                               min_value=1, max_value=2000, step=8, key=W + "n"))
+        seed = int(b.number_input("Seed of the images", min_value=0, max_value=2**31 - 1, step=1, key=W + "data_seed"))
+        name = f"{'generated' if source == GENERATED else 'scenes'}:{n}:{seed}"
+        return _for_model(_generated(source, n, seed), bundle), name
+    if source == SAMPLES:
+        return _for_model(_samples(), bundle), "samples"
+    upload = st.file_uploader("Zip of images", type=["zip"], key="report.act.zip",
+                              help="Sub-folders named like the model's classes label their images; "
+                                   "<name>.mask.png beside an image is its object mask.")
+    if upload is None:
+        return None, ""
+    image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, size=bundle.input_size)
+    for notice in image_set.notices:
+        st.caption(notice)
+    return image_set, f"zip:{upload.name}"
+
+
+def _settings(bundle, image_set: ImageSet, data: str):
+    available = [n for n in list_methods() if n not in bundle.unavailable]
+    st.session_state.setdefault(W + "methods", [n for n in available if get_method(n).single_pass])
+    state.forget_if_not_in(W + "methods", available)
+    methods = st.multiselect("Methods", available, key=W + "methods", format_func=lambda n: get_method(n).title)
+    st.session_state.setdefault(W + "metrics", list(METRICS))
+    metrics = st.multiselect("Metrics", list(METRICS), key=W + "metrics", format_func=METRIC_TITLES.get)
+    with st.expander("Settings"):
+        a, b, c = st.columns(3)
+        target = a.selectbox("Class explained", ["label", "predicted"], key=W + "target",
+                             format_func={"label": "True class when known", "predicted": "Predicted class"}.get)
+        st.session_state.setdefault(W + "step", 0.05)
+        step = b.number_input("Curve step (fraction of the pixels)", min_value=0.005, max_value=0.5, step=0.01,
+                              format="%.3f", key=W + "step")
+        background = c.selectbox("Removed pixels become", ["black", "blur", "mean"], key=W + "background")
+        d, e = st.columns(2)
+        seed = int(d.number_input("Seed (random control, stochastic methods)", min_value=0, max_value=2**31 - 1,
+                                  step=1, key=W + "seed"))
+        st.session_state.setdefault(W + "batch", 8)
+        batch = int(e.number_input("Images per batch", min_value=1, max_value=256, step=1, key=W + "batch"))
+    if not methods or not metrics:
+        return None
+    return make_settings(bundle, image_set, methods=methods, metrics=metrics, data=data, target=target,
+                         seed=seed, step_fraction=float(step), background=background, batch_size=batch)
+
+
+def _partial(key) -> list:
+    """The rows kept in this session for the unfinished evaluation ``key`` (the last
+    :data:`KEPT_RUNS` settings are kept, so going back to earlier settings resumes them)."""
+    runs = st.session_state.get(ROWS)
+    if not isinstance(runs, OrderedDict):
+        runs = OrderedDict()
+        st.session_state[ROWS] = runs
+    rows = runs.setdefault(key, [])
+    runs.move_to_end(key)
+    while len(runs) > KEPT_RUNS:
+        runs.popitem(last=False)
+    return rows
+
+
+def _run(bundle, image_set: ImageSet, settings, kept: list) -> Evaluation:
+    """Compute the rows not kept yet; each finished batch's rows are kept at once."""
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.progress(done / total, text=f"{message} ({done} of {total} images done)")
+
+    evaluation = evaluate(bundle, image_set, settings, done_rows=list(kept), on_rows=kept.extend, progress=progress)
+    bar.empty()
+    return evaluation
+
+
+def _latest(kind: type, fingerprint: str):
+    """The most recently stored result of ``kind`` for the model ``fingerprint``, or None."""
+    found = None
+    for _key, value in state.result_store().items():
+        if isinstance(value, kind) and value.provenance.model_fingerprint == fingerprint:
+            found = value
+    return found
+
+
+def _sources(sanity, classes, co) -> None:
+    lines = []
+    if sanity is not None:
+        label = sanity.labels[int(sanity.targets[0])] if sanity.labels else int(sanity.targets[0])
+        lines.append(f"sanity check from the Sanity checks page (class {label}, {len(sanity.seeds)} seeds)")
+    if classes is not None:
+        lines.append(f"class comparison from the Class discriminativeness page ({', '.join(classes.class_labels)})")
+    if co is not None:
+        lines.append(f"CO scores from the AX / CO page ({co.n_images} images)")
+    if lines:
+        st.caption("Also on this card: " + "; ".join(lines) + ".")
+    else:
+        st.caption("Run the Sanity checks, Class discriminativeness or AX / CO pages for this model to add their "
+                   "verdicts to the card.")
+
+
+def _show(card, evaluation_rows, summary) -> None:
+    st.subheader("Summary")
+    st.markdown("\n".join(f"- {line}" for line in card.summary))
+    st.subheader("Per method")
+    table = card.table(interval_text=True)
+    columns = [c for c in dict.fromkeys(k for line in table for k in line) if c != "method"]
+    st.dataframe(table, hide_index=True, column_order=columns)
+    with st.expander("How the verdicts are decided"):
+        for test, rule in RULES.items():
+            st.markdown(f"- **{TEST_NAMES[test]}**: {rule}")
+        if summary is not None:
+            st.caption(summary.interval_rule)
+    stem = "report-card"
+    a, b, c = st.columns(3)
+    a.download_button("Report (CSV)", card.csv_text().encode(), file_name=f"{stem}.csv", mime="text/csv",
+                      on_click="ignore", key="report.act.csv")
+    b.download_button("Report (JSON)", render.json_bytes(card.record()), file_name=f"{stem}.json",
+                      mime="application/json", on_click="ignore", key="report.act.json")
+    c.download_button("Rows (CSV)", rows_csv(evaluation_rows).encode(), file_name=f"{stem}-rows.csv",
+                      mime="text/csv", on_click="ignore", key="report.act.rows", disabled=not evaluation_rows)
+
+
+def main() -> None:
+    state.keep_widget_values(W)
+    st.title("Report card")
+    st.markdown(
+        "Over a set of images: how faithful each method's heatmap is (insertion and deletion against random "
+        "pixels), whether it falls on the object (when masks exist) and how long it takes, with 95% intervals; "
+        "plus the verdicts of the other pages for this model, and a summary of which methods pass which test."
+    )
+    bundle = state.current_model()
+    if bundle is None:
+        st.info("Choose a model in the sidebar.")
+        return
+    image_set, data = _image_set(bundle)
+    settings = None if image_set is None else _settings(bundle, image_set, data)
+    a, b = st.columns(2)
+    run = a.button("Run", type="primary", key="report.act.run", width="stretch")
+    b.button("Stop", key="report.act.stop", width="stretch", help="Stops after the batch in flight; its rows stay.")
+
+    evaluation, summary, rows = None, None, ()
+    if settings is not None:
+        key = state.result_key("evaluation", settings=settings.record())
+        evaluation = state.get_result(key)
+        if evaluation is None:
+            kept = _partial(key)
+            if run:
+                evaluation = _run(bundle, image_set, settings, kept)
+                state.put_result(key, evaluation)
+                st.session_state[ROWS].pop(key, None)
+            elif kept:
+                rows = tuple(kept)
+                summary = summarize(rows, settings, device=str(bundle.device))
+                st.warning(f"Stopped early: {summary.n_images_done} of {settings.n_images} images are done. "
+                           "Press Run to continue from there.")
+        if evaluation is not None:
+            rows, summary = evaluation.rows, evaluation.summary
+        for method, reason in settings.skipped.items():
+            st.caption(f"{get_method(method).title} is left out: {reason}")
+    elif image_set is None:
+        st.info("Upload a zip of images to evaluate.")
+    else:
+        st.info("Choose at least one method and one metric.")
+
+    sanity = _latest(SanityResult, bundle.fingerprint)
+    classes = _latest(ClassesResult, bundle.fingerprint)
+    co = _latest(CoScoreResult, bundle.fingerprint)
+    if summary is None and sanity is None and classes is None and co is None:
+        if settings is not None:
+            st.info(f"Press Run to evaluate {len(settings.methods)} methods on {settings.n_images} images.")
+        return
+    card = build_report(summary, sanity=sanity, classes=classes, co=co)
+    _sources(sanity, classes, co)
+    _show(card, rows, summary)
+
+
+sidebar.render()
+with state.guarded("the Report card page"):
+    main()
