@@ -1,0 +1,267 @@
+"""torchvision classifiers by name: the curated list, per-family facts, and offline weights.
+
+Pretrained weights are read from the local torch hub cache (``torch.hub.get_dir()/checkpoints``,
+the place torchvision itself uses). When a file is missing it is downloaded only if the machine
+may go online (``XAI_OFFLINE=1`` forbids it); any failure becomes :class:`ModelNotAvailable`
+saying exactly where to put the file. Cached files are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import WeightsEnum, get_model, get_model_weights
+
+from xaicore.errors import ModelNotAvailable, ParameterError, UnknownNameError
+
+OFFLINE_ENV = "XAI_OFFLINE"
+RANDOM_SEED = 0  # the seed of every random initialization, so random models are reproducible
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A curated torchvision classifier: registry name, display title, family, one-line description."""
+
+    name: str
+    title: str
+    family: str
+    description: str
+
+
+def _entry(name: str, title: str, family: str, description: str) -> tuple[str, ZooEntry]:
+    return name, ZooEntry(name, title, family, description)
+
+
+ZOO: dict[str, ZooEntry] = dict(
+    [
+        _entry("resnet18", "ResNet-18", "resnet", "18-layer residual network (ImageNet, 1000 classes)."),
+        _entry("resnet34", "ResNet-34", "resnet", "34-layer residual network (ImageNet, 1000 classes)."),
+        _entry("resnet50", "ResNet-50", "resnet", "50-layer residual network with bottleneck blocks (ImageNet)."),
+        _entry("vgg16", "VGG-16", "vgg", "Plain 16-layer convolutional network (ImageNet); large, slow on CPU."),
+        _entry("alexnet", "AlexNet", "alexnet", "The 2012 8-layer network (ImageNet); small and fast."),
+        _entry("densenet121", "DenseNet-121", "densenet", "Densely connected 121-layer network (ImageNet)."),
+        _entry("mobilenet_v3_large", "MobileNetV3-Large", "mobilenet",
+               "Efficient mobile network with Hardswish and squeeze-excitation (ImageNet)."),
+        _entry("efficientnet_b0", "EfficientNet-B0", "efficientnet",
+               "Compound-scaled network with SiLU and squeeze-excitation (ImageNet)."),
+    ]
+)
+
+_FAMILY_PREFIXES = (
+    ("resnet", "resnet"), ("resnext", "resnet"), ("wide_resnet", "resnet"), ("vgg", "vgg"),
+    ("alexnet", "alexnet"), ("densenet", "densenet"), ("mobilenet", "mobilenet"),
+    ("efficientnet", "efficientnet"),
+)
+
+
+def torchvision_names() -> list[str]:
+    """Every classification architecture torchvision can build by name."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` normalized to a torchvision classification name; :class:`UnknownNameError` if not one."""
+    name = arch.strip().lower()
+    if name not in torchvision_names():
+        raise UnknownNameError(
+            f"{arch!r} is not a torchvision classification architecture. "
+            f"Try one of: {', '.join(ZOO)}."
+        )
+    return name
+
+
+def family_of(arch: str) -> str:
+    """``"resnet"``, ``"vgg"``, ``"alexnet"``, ``"densenet"``, ``"mobilenet"``, ``"efficientnet"`` or ``"other"``."""
+    for prefix, family in _FAMILY_PREFIXES:
+        if arch.startswith(prefix):
+            return family
+    return "other"
+
+
+def cam_layer_of(net: nn.Module, family: str) -> str | None:
+    """Default Grad-CAM layer inside ``net`` for ``family``; ``None`` when the family is unknown.
+
+    resnet: last block of ``layer4``; vgg and alexnet: last convolution of ``features``;
+    densenet: ``features``; mobilenet and efficientnet: the last block of ``features``.
+    """
+    if family == "resnet":
+        return f"layer4.{len(net.layer4) - 1}"
+    if family in ("vgg", "alexnet"):
+        convs = [i for i, m in enumerate(net.features) if isinstance(m, nn.Conv2d)]
+        return f"features.{convs[-1]}"
+    if family == "densenet":
+        return "features"
+    if family in ("mobilenet", "efficientnet"):
+        return f"features.{len(net.features) - 1}"
+    return None
+
+
+def build_net(arch: str, *, num_classes: int | None = None) -> nn.Module:
+    """A randomly initialized ``arch`` on the CPU, the same every time (seed :data:`RANDOM_SEED`).
+
+    The global RNG is forked so that its state is left as it was.
+    """
+    kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        net = get_model(arch, weights=None, **kwargs)
+    return net.eval()
+
+
+def head_key(arch: str) -> str | None:
+    """State-dict key of the classifier's weight (the last ``nn.Linear``), or ``None`` if none.
+
+    Found on the meta device, so nothing is allocated or initialized.
+    """
+    with torch.device("meta"):
+        net = get_model(arch, weights=None)
+    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    return f"{linears[-1]}.weight" if linears else None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the pretrained weights of an architecture expect: labels, input size, mean, std."""
+
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def weights_for(arch: str, weights: str = "default") -> WeightsEnum:
+    """The torchvision weights entry: ``"default"`` (the recommended one) or a name like ``"IMAGENET1K_V1"``."""
+    available = get_model_weights(arch)
+    if weights.strip().lower() == "default":
+        return available.DEFAULT
+    try:
+        return available[weights.strip().upper()]
+    except KeyError as exc:
+        names = ", ".join(w.name for w in available)
+        raise ParameterError(f"{arch} has no weights named {weights!r}; choose default, {names} or None.") from exc
+
+
+def preprocessing_of(weights: WeightsEnum) -> Preprocessing:
+    """Labels from ``meta["categories"]``, crop size and mean/std from the weights' transforms."""
+    transform = weights.transforms()
+    crop = transform.crop_size
+    size = (int(crop[0]), int(crop[-1]))
+    return Preprocessing(
+        labels=tuple(weights.meta["categories"]),
+        input_size=size,
+        mean=tuple(float(v) for v in transform.mean),
+        std=tuple(float(v) for v in transform.std),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Pretrained weights: cache, download, load
+
+
+def is_offline() -> bool:
+    """Whether downloads are forbidden (``XAI_OFFLINE`` set to 1, true or yes)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cache_dir() -> Path:
+    """Where torchvision keeps downloaded weights: ``torch.hub.get_dir()/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_weights_path(weights: WeightsEnum) -> Path:
+    """The file the weights are (or would be) cached in."""
+    return cache_dir() / Path(urllib.parse.urlparse(weights.url).path).name
+
+
+def _missing_message(weights: WeightsEnum, arch: str, why: str) -> str:
+    path = cached_weights_path(weights)
+    return (
+        f"The pretrained weights of {arch} are not on this machine ({why}). "
+        f"Download {weights.url} and put it at {path}, or use random weights (weights=None), "
+        "or upload your own state dict."
+    )
+
+
+_HASH_PREFIX = re.compile(r"-([a-f0-9]+)\.")
+
+
+def _download(url: str, dest: Path, *, timeout: float) -> None:
+    """Fetch ``url`` to ``dest`` atomically, checking the sha256 prefix in the file name if any."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    expected = _HASH_PREFIX.findall(dest.name)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            while block := response.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+        if expected and not digest.hexdigest().startswith(expected[-1]):
+            raise OSError(f"the downloaded file's checksum does not match {expected[-1]}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def fetch_weights(weights: WeightsEnum, arch: str, *, timeout: float = 30.0) -> Path:
+    """Path of the cached weights file, downloading it first when allowed.
+
+    Raises :class:`ModelNotAvailable` when the file is absent and the machine is offline, or
+    the download fails for any reason.
+    """
+    path = cached_weights_path(weights)
+    if path.is_file():
+        return path
+    if is_offline():
+        raise ModelNotAvailable(_missing_message(weights, arch, f"{OFFLINE_ENV}=1 forbids downloading"))
+    try:
+        _download(weights.url, path, timeout=timeout)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise ModelNotAvailable(_missing_message(weights, arch, f"the download failed: {exc}")) from exc
+    return path
+
+
+# torchvision's old DenseNet files name layers "norm.1" where modules are now "norm1".
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def rename_old_densenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with DenseNet keys of the old ``norm.1`` form renamed to today's ``norm1``."""
+    return {_DENSENET_OLD_KEY.sub(r"\1\2", key): value for key, value in state.items()}
+
+
+def load_pretrained(net: nn.Module, weights: WeightsEnum, arch: str, *, timeout: float = 30.0) -> None:
+    """Load the cached (or fetched) pretrained weights into ``net``, strictly, ``weights_only=True``."""
+    path = fetch_weights(weights, arch, timeout=timeout)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means a damaged cache file
+        raise ModelNotAvailable(
+            f"The cached weights file {path} could not be read ({type(exc).__name__}); "
+            "delete it and download it again, or use weights=None."
+        ) from exc
+    if family_of(arch) == "densenet":
+        state = rename_old_densenet_keys(state)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelNotAvailable(
+            f"The cached weights file {path} does not fit {arch}; delete it and download it again."
+        ) from exc
+
+
+def weights_cached(arch: str, weights: str = "default") -> bool:
+    """Whether the pretrained weights of ``arch`` are in the local cache (no network access)."""
+    return cached_weights_path(weights_for(arch, weights)).is_file()
