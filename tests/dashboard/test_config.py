@@ -114,3 +114,84 @@ def test_main_runs_streamlit_from_the_repository_root(monkeypatch):
     assert launch.main(["--server.port", "8602"]) == 3
     (argv, cwd), = calls
     assert argv[0] == sys.executable and cwd == REPO and argv[-2:] == ("--server.port", "8602")
+
+
+# --- the running server --------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The dashboard started the way ``xai-dashboard`` starts it, on a free loopback port."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    plan = launch.build_command(["--server.address", "127.0.0.1", "--server.port", str(port)])
+    process = subprocess.Popen(plan.argv, cwd=plan.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the dashboard server did not start") from None
+                time.sleep(0.3)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def _request(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+_UPLOAD = (
+    b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+    b"Content-Type: image/png\r\n\r\n\x89PNG\r\n--b--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Xsrftoken": "forged", "Cookie": "_streamlit_xsrf=other"}],
+    ids=["no token", "forged token"],
+)
+def test_the_server_refuses_uploads_without_a_valid_xsrf_token(server, headers):
+    status, body, _ = _request(
+        server, "PUT", "/_stcore/upload_file/some-session/some-file",
+        {"Content-Type": "multipart/form-data; boundary=b", **headers}, _UPLOAD,
+    )
+    assert status == 403, body
+
+
+def test_the_server_does_not_allow_other_origins(server):
+    evil = "http://evil.example"
+    _, _, headers = _request(
+        server, "OPTIONS", "/_stcore/upload_file/some-session/some-file",
+        {"Origin": evil, "Access-Control-Request-Method": "PUT"},
+    )
+    allowed = {k.lower(): v for k, v in headers.items()}.get("access-control-allow-origin")
+    assert allowed != evil and allowed != "*"
