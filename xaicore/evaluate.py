@@ -422,11 +422,8 @@ def _batch_rows(
     n = len(chunk)
     x = torch.cat([bundle.to_input(np.asarray(item.array, dtype=np.float32)) for item in chunk])
     predicted = bundle.logits(x).argmax(dim=1)
-    target = predicted.clone()
-    if settings.target == "label":
-        for i, label in enumerate(labels):
-            if label is not None:
-                target[i] = label
+    known = torch.tensor([-1 if label is None else label for label in labels], device=x.device)
+    target = torch.where(known >= 0, known, predicted) if settings.target == "label" else predicted
     found: dict[str, _MethodMaps] = {}
     for method in pending:
         if method == RANDOM:
