@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -136,8 +137,8 @@ class EvalSettings:
         return cls(**values)
 
     def differences(self, other: "EvalSettings") -> list[str]:
-        """Names of the settings that differ from ``other``'s."""
-        mine, theirs = self.record(), other.record()
+        """Names of the settings that differ from ``other``'s (compared as JSON, as stored)."""
+        mine, theirs = (json.loads(json.dumps(s.record())) for s in (self, other))
         return [name for name in mine if mine[name] != theirs.get(name)]
 
 
