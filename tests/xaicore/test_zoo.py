@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import urllib.error
 import urllib.request
 
@@ -95,6 +96,22 @@ def test_random_nets_are_reproducible_and_leave_the_global_rng_alone():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert a["fc.weight"].shape == (4, 512)
     assert a["conv1.weight"].std() > 0  # initialized, not zeros
+
+
+def test_concurrent_builds_are_reproducible():
+    expected = zoo.build_net("resnet18", num_classes=2).state_dict()
+    results: list[dict[str, torch.Tensor]] = []
+
+    def build() -> None:
+        results.append(zoo.build_net("resnet18", num_classes=2).state_dict())
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3
+    assert all(torch.equal(state[k], expected[k]) for state in results for k in expected)
 
 
 def test_offline_and_uncached_is_a_clear_error(empty_hub, no_network, monkeypatch):

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +28,9 @@ from xaicore.errors import ModelNotAvailable, ParameterError, UnknownNameError
 
 OFFLINE_ENV = "XAI_OFFLINE"
 RANDOM_SEED = 0  # the seed of every random initialization, so random models are reproducible
+# torchvision initializes from the global RNG; concurrent builds (two dashboard sessions) must
+# not reseed it under each other, so building is serialized.
+_INIT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -110,10 +114,11 @@ def cam_layer_of(net: nn.Module, family: str) -> str | None:
 def build_net(arch: str, *, num_classes: int | None = None) -> nn.Module:
     """A randomly initialized ``arch`` on the CPU, the same every time (seed :data:`RANDOM_SEED`).
 
-    The global RNG is forked so that its state is left as it was.
+    torchvision initializes from the global RNG, so it is forked (its state is left as it was)
+    and builds are serialized by a lock, which keeps concurrent builds reproducible.
     """
     kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
-    with torch.random.fork_rng(devices=[]):
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         net = get_model(arch, weights=None, **kwargs)
     return net.eval()
