@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from xaicore.confidence import kappa, similarity_term
+from xaicore.device import run_chunked
 from xaicore.errors import ParameterError
 from xaicore.models.bundle import ModelBundle
 from xaicore.provenance import Provenance
@@ -343,6 +344,7 @@ def run_gax(
     check_every: int = 10,
     history_dtype: torch.dtype = torch.int8,
     history_budget: int = HISTORY_BUDGET_BYTES,
+    batch_size: int | None = None,
     progress: Callable[[int, int, np.ndarray], None] | None = None,
     model: nn.Module | None = None,
 ) -> GaxResult:
@@ -373,8 +375,12 @@ def run_gax(
         ``progress`` (the only host syncs in the loop).
     history_dtype, history_budget:
         Storage of the heatmap history (module docstring) and its bound in bytes per image.
+    batch_size:
+        Images optimized together (default: all); halved when the device runs out of memory
+        (:func:`xaicore.device.run_chunked`). Results do not depend on it.
     progress:
-        Called at each check with (step, max_steps, CO scores of the batch as a numpy array).
+        Called at each check with (step, max_steps, CO scores of the images in the batch being
+        optimized, as a numpy array).
     model:
         Run this network instead of ``bundle.model`` (e.g. a private float64 copy); the compute
         dtype follows its parameters.
@@ -403,17 +409,35 @@ def run_gax(
             f"To keep the history within {int(history_budget)} bytes per image, one step in {stride} is stored "
             "(the CO curve keeps every step)."
         )
+    if isinstance(target, (torch.Tensor, np.ndarray)):
+        target = target.tolist()
+    if target is not None and not isinstance(target, (int, str, np.integer)) and len(target) != n:
+        raise ParameterError(f"Give one target class, or one per image ({n}); got {len(target)}.")
+    if batch_size is not None and batch_size < 1:
+        raise ParameterError("batch_size must be at least 1 (or None for all images at once).")
     started = time.perf_counter()
     lock = bundle.lock if model is None else contextlib.nullcontext()
-    with lock:
-        with torch.no_grad():
-            clean = net(x)
-        targets = _targets(bundle, target, n, clean)
-        loop = _optimize(net, x, clean, targets, settings=settings, stride=stride, history_dtype=history_dtype,
-                         progress=progress)
-    runtime = time.perf_counter() - started
-    return _result(bundle, x, clean, targets, loop, settings=settings, stride=stride, history_dtype=history_dtype,
-                   notices=notices, runtime=runtime)
+
+    def chunk(start: int, stop: int) -> list[tuple[GaxImageResult, int]]:
+        part = target if target is None or isinstance(target, (int, str, np.integer)) else list(target)[start:stop]
+        with lock:
+            with torch.no_grad():
+                clean = net(x[start:stop])
+            targets = _targets(bundle, part, stop - start, clean)
+            loop = _optimize(net, x[start:stop], clean, targets, settings=settings, stride=stride,
+                             history_dtype=history_dtype, progress=progress)
+        return [(image, loop.loop_steps) for image in _image_results(bundle, x[start:stop], clean, targets, loop,
+                                                                       stride=stride, history_dtype=history_dtype)]
+
+    done = run_chunked(chunk, n, chunk=batch_size or n, combine=lambda parts: [item for p in parts for item in p])
+    return GaxResult(
+        images=tuple(image for image, _ in done), target_co=settings.target_co, max_steps=settings.max_steps,
+        params=_params(settings, x.dtype), history_stride=stride,
+        history_dtype=str(history_dtype).replace("torch.", ""), notices=tuple(notices),
+        provenance=Provenance(model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=0,
+                              device=str(x.device)),
+        runtime_s=time.perf_counter() - started, loop_steps=max(steps for _, steps in done),
+    )
 
 
 @dataclass(frozen=True)
@@ -480,19 +504,17 @@ def _optimize(
                  logits=logits.detach(), loop_steps=t)
 
 
-def _result(
+def _image_results(
     bundle: ModelBundle,
     x: torch.Tensor,
     clean: torch.Tensor,
     targets: torch.Tensor,
     loop: _Loop,
     *,
-    settings: _Settings,
     stride: int,
     history_dtype: torch.dtype,
-    notices: list[str],
-    runtime: float,
-) -> GaxResult:
+) -> list[GaxImageResult]:
+    """Per-image results, copied to the host once: each image's history up to its stop step."""
     stops = loop.stop_step.cpu().numpy()
     reached = loop.reached.cpu().numpy()
     co = loop.co.cpu().double().numpy()
@@ -502,7 +524,7 @@ def _result(
     heatmaps = loop.heatmap.float().cpu().numpy()
     logits = loop.logits.cpu().numpy()
     clean_np = clean.cpu().numpy()
-    per_image = []
+    results = []
     for i in range(x.shape[0]):
         stop = int(stops[i])
         kept = np.arange(0, stop, stride)
@@ -512,24 +534,21 @@ def _result(
             scale=HISTORY_SCALES[history_dtype],
         )
         target = int(targets[i])
-        per_image.append(GaxImageResult(
+        results.append(GaxImageResult(
             image=images_np[i], target=target, target_label=bundle.labels[target], reached=bool(reached[i]),
             steps=stop, co_curve=co[:stop + 1, i].copy(), history=history, heatmap=heatmaps[i],
             final_logits=logits[i], clean_logits=clean_np[i],
         ))
-    params = {
+    return results
+
+
+def _params(settings: _Settings, dtype: torch.dtype) -> dict[str, Any]:
+    return {
         "target_co": settings.target_co, "max_steps": settings.max_steps, "lr": settings.lr,
         "betas": [settings.beta1, settings.beta2], "l_s": settings.l_s, "eps": settings.eps,
         "adam_eps": settings.adam_eps, "w_init": settings.w_init, "b_init": settings.b_init,
-        "check_every": settings.check_every, "dtype": str(x.dtype).replace("torch.", ""),
+        "check_every": settings.check_every, "dtype": str(dtype).replace("torch.", ""),
     }
-    return GaxResult(
-        images=tuple(per_image), target_co=settings.target_co, max_steps=settings.max_steps, params=params,
-        history_stride=stride, history_dtype=str(history_dtype).replace("torch.", ""), notices=tuple(notices),
-        provenance=Provenance(model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=0,
-                              device=str(x.device)),
-        runtime_s=runtime, loop_steps=loop.loop_steps,
-    )
 
 
 __all__ = [

@@ -60,6 +60,15 @@ def test_batched_equals_one_image_loop_exactly(net_bundle, images, batched):
         np.testing.assert_array_equal(alone.history.steps, together.history.steps)
 
 
+def test_smaller_batches_give_the_same_results(net_bundle, images, batched):
+    chunked = run_gax(net_bundle, images, batch_size=2, target=np.array([r.target for r in batched.images]),
+                      **SETTINGS)
+    assert [r.steps for r in chunked.images] == [r.steps for r in batched.images]
+    for a, b in zip(chunked.images, batched.images):
+        np.testing.assert_array_equal(a.co_curve, b.co_curve)
+        np.testing.assert_array_equal(a.history.frames, b.history.frames)
+
+
 def reference_gax(bundle, image, *, target, target_co, max_steps, l_s, eps=1e-4, lr=0.1):
     """The slow obvious loop: one image, torch.optim.Adam, a stopping check at every step."""
     model = bundle.model
