@@ -43,6 +43,11 @@ def _samples() -> ImageSet:
     return sample_set()
 
 
+@st.cache_data(max_entries=2, show_spinner="Reading the images…")
+def _zip_set(data: bytes, class_names: tuple[str, ...], size: tuple[int, int]) -> ImageSet:
+    return load_image_set(data, class_names=class_names, size=size)
+
+
 def _for_model(image_set: ImageSet, bundle) -> ImageSet:
     """The set with its labels dropped when they are not classes of ``bundle`` (masks stay)."""
     if all(name in bundle.labels for name in image_set.class_names):
@@ -71,7 +76,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
                                    "<name>.mask.png beside an image is its object mask.")
     if upload is None:
         return None, ""
-    image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, size=bundle.input_size)
+    image_set = _zip_set(upload.getvalue(), tuple(bundle.labels), tuple(bundle.input_size))
     for notice in image_set.notices:
         st.caption(notice)
     return image_set, f"zip:{upload.name}"

@@ -7,6 +7,9 @@ so the page runs the same with or without the trained default model.
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -166,3 +169,41 @@ def test_results_of_the_other_pages_join_the_card():
     assert "On the sanity check" in text
     assert any("sanity check from the Sanity checks page" in c for c in support.captions(at))
 
+
+
+def _zip_with_labels_and_masks() -> bytes:
+    """Two labelled images (circle, star) and one unlabelled; the circle has an object mask."""
+    rng = np.random.default_rng(3)
+
+    def picture() -> bytes:
+        return support.png_bytes(rng.integers(0, 256, (20, 20, 3)))
+
+    mask = np.zeros((20, 20, 3), dtype=np.uint8)
+    mask[5:15, 5:15] = 255
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("circle/a.png", picture())
+        archive.writestr("circle/a.mask.png", support.png_bytes(mask))
+        archive.writestr("star/b.png", picture())
+        archive.writestr("c.png", picture())
+    return buffer.getvalue()
+
+
+def test_an_uploaded_zip_with_labels_and_a_mask():
+    at = support.use_model(support.start(), BUNDLE)
+    at.session_state[W + "source"] = "Upload a zip"
+    at.session_state[W + "methods"] = ["saliency"]
+    at.session_state[W + "step"] = 0.25
+    at = support.open_page(at, PAGE)
+    assert any("Upload a zip" in i.value for i in at.info)
+    at.file_uploader(key="report.act.zip").set_value(("set.zip", _zip_with_labels_and_masks(), "application/zip"))
+    at = _press_run(at.run())
+    assert not at.exception and support.errors(at) == []
+    (evaluation,) = _evaluations(at)
+    rows = {(r.name, r.method): r for r in evaluation.rows}
+    assert rows[("circle/a.png", "saliency")].label == 0 and rows[("star/b.png", "saliency")].label == 3
+    assert rows[("c.png", "saliency")].label is None and rows[("c.png", "saliency")].target == rows[("c.png", "saliency")].predicted
+    assert rows[("circle/a.png", "saliency")].relevance_mass is not None
+    assert rows[("star/b.png", "saliency")].relevance_mass is None
+    table = at.dataframe[0].value
+    assert list(table["images"]) == [3, 3]
