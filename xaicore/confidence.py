@@ -14,6 +14,7 @@ dashboard) keeps every finished row when the run is interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
 from xaicore.models.bundle import ModelBundle
 from xaicore.provenance import Provenance
@@ -169,7 +171,8 @@ def ax_co_scores(
     labels = list(true_labels) if true_labels is not None else [None] * n
     if len(labels) != n:
         raise ParameterError("Give one true label (or None) per image.")
-    with bundle.lock, torch.no_grad():
+    guard = bundle.lock if model is None else contextlib.nullcontext()
+    with guard, torch.no_grad():
         clean = net(inputs)
     predicted = clean.argmax(dim=1)
     known = torch.tensor([lab is not None for lab in labels], device=inputs.device)
@@ -179,7 +182,7 @@ def ax_co_scores(
                        baseline=baseline, model=model)
     heat = ax_heatmap(result.values.detach().to(inputs.dtype))
     stacked = torch.cat([ax_inputs(inputs, heat, variant=v) for v in variants])
-    with bundle.lock, torch.no_grad():
+    with guard, torch.no_grad():
         perturbed = net(stacked)
     scores = co_score(perturbed, clean.repeat(len(variants), 1), co_target.repeat(len(variants)),
                       num_classes=clean.shape[1])
@@ -349,7 +352,8 @@ def iter_co_rows(
 
     Methods the model cannot run yield empty batches; their reasons go into ``skipped`` when a
     dict is given. Stochastic methods use ``seed`` for every batch, so results are reproducible
-    for a given ``batch_size``. Stop iterating at any time: every yielded row is final.
+    for a given ``batch_size``; a batch that does not fit in memory is split
+    (:func:`xaicore.device.run_chunked`). Stop iterating at any time: every yielded row is final.
     """
     if not methods:
         raise ParameterError("Choose at least one explanation method.")
@@ -370,14 +374,28 @@ def iter_co_rows(
             if method in unusable:
                 yield CoBatch(start, stop, method, ())
                 continue
+            def score(a: int, b: int, method: str = method) -> AxScores:
+                return ax_co_scores(bundle, inputs[a:b], method=method, true_labels=labels[a:b], variants=variants,
+                                    seed=seed, params=params.get(method), baseline=baseline)
+
             try:
-                scores = ax_co_scores(bundle, inputs, method=method, true_labels=labels, variants=variants,
-                                      seed=seed, params=params.get(method), baseline=baseline)
+                scores = run_chunked(score, len(chunk), chunk=len(chunk), combine=_join_scores)
             except MethodUnavailable as exc:
                 unusable[method] = str(exc)
                 yield CoBatch(start, stop, method, ())
                 continue
             yield CoBatch(start, stop, method, tuple(_rows(chunk, method, variants, scores)))
+
+
+def _join_scores(parts: Sequence[AxScores]) -> AxScores:
+    if len(parts) == 1:
+        return parts[0]
+    return AxScores(
+        predicted=np.concatenate([p.predicted for p in parts]),
+        co_target=np.concatenate([p.co_target for p in parts]),
+        co={v: np.concatenate([p.co[v] for p in parts]) for v in parts[0].co},
+        status=np.concatenate([p.status for p in parts]),
+    )
 
 
 def _rows(chunk: Sequence[_Item], method: str, variants: Sequence[str], scores: AxScores) -> Iterator[CoRow]:
