@@ -19,11 +19,13 @@ with a per-image "active" mask, and every operation of the step is per image, so
 run equals the one-image loop exactly whenever the model's own kernels give the same result
 for a sample whatever the batch size (true in float64 for convolutions on the CPU; a BLAS may
 pick a different kernel for a batch of one in linear layers, which then differ in the last
-bits). Frozen images are still evaluated (no shape changes, no host sync) but never updated.
+bits). A stopped image stays in the batch, frozen, until the next check, where it is dropped
+from the working batch so that its compute is not wasted.
 
 Host syncs. Nothing in the step loop waits for the device except the check done every
-``check_every`` steps (and at step 0): whether every image has stopped (then the loop ends
-early) and the ``progress`` callback, which receives the current CO scores.
+``check_every`` steps (and at step 0): how many images have stopped (the loop ends when all
+have; stopped ones leave the batch) and the ``progress`` callback, which receives the current
+CO scores.
 
 History. Every heatmap step is quantized into a preallocated buffer: ``int8`` with scale 1/127
 (default; ``h`` lies in [-1, 1]), ``int16`` with scale 1/32767, or ``float16``. When all steps of
@@ -326,6 +328,14 @@ class _Adam:
         torch.where(mask, v_new, self.v, out=self.v)
         torch.where(mask, p_new, self.param, out=self.param)
 
+    @torch.no_grad()
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only the images ``keep`` (indices along the batch dimension), state included."""
+        dim = self.shape.index(-1)
+        self.param = self.param.index_select(dim, keep).requires_grad_(True)
+        self.m = self.m.index_select(dim, keep)
+        self.v = self.v.index_select(dim, keep)
+
 
 def run_gax(
     bundle: ModelBundle,
@@ -462,6 +472,8 @@ def _optimize(
     history_dtype: torch.dtype,
     progress: Callable[[int, int, np.ndarray], None] | None,
 ) -> _Loop:
+    """The step loop. Rows of the working batch map to images through ``rows``; images that
+    stopped are dropped from the batch at the next check, so their compute is not wasted."""
     n = x.shape[0]
     s = settings
     weights = kappa(targets, num_classes=clean.shape[1], dtype=x.dtype, device=x.device)
@@ -470,38 +482,58 @@ def _optimize(
     adam = _Adam(wb, batch_dim=1, lr=s.lr, beta1=s.beta1, beta2=s.beta2, eps=s.adam_eps)
     frames = torch.empty((s.max_steps // stride + 1, *x.shape), dtype=history_dtype, device=x.device)
     co_steps = torch.empty((s.max_steps + 1, n), dtype=x.dtype, device=x.device)
+    final_h = torch.empty_like(x)
+    final_logits = torch.empty_like(clean)
     reached = torch.zeros(n, dtype=torch.bool, device=x.device)
     stop_step = torch.full((n,), s.max_steps, dtype=torch.long, device=x.device)
+    rows = torch.arange(n, device=x.device)
+    xb, cleanb, weightsb = x, clean, weights
     t = 0
     reported = -1
     while True:
         with torch.enable_grad():
-            h = torch.tanh(wb[0] * x + wb[1])
-            logits = net(x + h)
-            co = ((logits - clean) * weights).sum(dim=1)
-            loss = s.l_s / similarity_term(h, x, eps=s.eps) - co
+            h = torch.tanh(adam.param[0] * xb + adam.param[1])
+            logits = net(xb + h)
+            co = ((logits - cleanb) * weightsb).sum(dim=1)
+            loss = s.l_s / similarity_term(h, xb, eps=s.eps) - co
         with torch.no_grad():
-            co_steps[t] = co
+            was = reached.index_select(0, rows)
+            live = ~was
+            co_steps[t].index_copy_(0, rows, co)
             if t % stride == 0:
-                frames[t // stride] = quantize(h, history_dtype)
-            newly = (co >= s.target_co) & ~reached
-            stop_step.masked_fill_(newly, t)
-            reached |= newly
+                frames[t // stride].index_copy_(0, rows, quantize(h, history_dtype))
+            final_h.index_copy_(0, rows, torch.where(live.view(-1, 1, 1, 1), h, final_h.index_select(0, rows)))
+            final_logits.index_copy_(0, rows, torch.where(live.view(-1, 1), logits, final_logits.index_select(0, rows)))
+            now = was | (co >= s.target_co)
+            stop_step.index_copy_(0, rows, torch.where(live & now, t, stop_step.index_select(0, rows)))
+            reached.index_copy_(0, rows, now)
         if t == s.max_steps:
             break
+        stopped = -1
         if t % s.check_every == 0:
             if progress is not None:
-                progress(t, s.max_steps, co.detach().cpu().double().numpy())
+                progress(t, s.max_steps, _latest_co(co_steps, stop_step, t))
                 reported = t
-            if bool(reached.all()):
+            stopped = int(now.sum())  # the host sync of this check
+            if stopped == rows.numel():
                 break
-        (grad,) = torch.autograd.grad(loss.sum(), (wb,))
-        adam.step(grad, ~reached)
+        (grad,) = torch.autograd.grad(loss.sum(), (adam.param,))
+        adam.step(grad, ~now)
+        if stopped > 0:
+            keep = (~now).nonzero().squeeze(1)
+            rows, xb, cleanb, weightsb = rows[keep], xb[keep], cleanb[keep], weightsb[keep]
+            adam.select(keep)
         t += 1
     if progress is not None and reported != t:
-        progress(t, s.max_steps, co.detach().cpu().double().numpy())
-    return _Loop(frames=frames, co=co_steps, stop_step=stop_step, reached=reached, heatmap=h.detach(),
-                 logits=logits.detach(), loop_steps=t)
+        progress(t, s.max_steps, _latest_co(co_steps, stop_step, t))
+    return _Loop(frames=frames, co=co_steps, stop_step=stop_step, reached=reached, heatmap=final_h,
+                 logits=final_logits, loop_steps=t)
+
+
+def _latest_co(co_steps: torch.Tensor, stop_step: torch.Tensor, t: int) -> np.ndarray:
+    """Each image's CO score at step ``t``, or at its stop step when it stopped earlier."""
+    index = torch.clamp(stop_step, max=t)
+    return co_steps[index, torch.arange(co_steps.shape[1], device=co_steps.device)].cpu().double().numpy()
 
 
 def _image_results(
