@@ -275,6 +275,35 @@ def test_summary_compares_with_the_control_and_csv_holds_every_point():
     assert [r["vs_random"] for r in without.summary()] == ["no control"]
 
 
+def test_cli_writes_faithfulness_json(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from xaicore.cli.main import main
+
+    bundle = tiny_bundle(seed=2, size=16)
+    monkeypatch.setattr("xaicore.models.loading.load_model", lambda *_args, **_kwargs: bundle)
+    pixels = np.random.default_rng(4).integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    code = main([
+        "faithfulness", str(tmp_path / "in.png"), "--methods", "saliency,gradcam", "--target", "1",
+        "--step", "0.1", "--fraction", "0.5", "--background", "mean", "--out", str(tmp_path / "out"),
+    ])
+    assert code == 0
+    record = json.loads((tmp_path / "out" / "faithfulness.json").read_text())
+    assert record["params"]["fraction"] == 0.5 and record["params"]["background"] == "mean"
+    assert record["target"] == [1] and record["image"] == "in.png"
+    assert sorted(record["methods"]) == sorted(["saliency", "gradcam", RANDOM])
+    steps = curve_steps(256, step_fraction=0.1, fraction=0.5)
+    assert record["steps"] == steps.tolist()
+    for entry in record["methods"].values():
+        assert entry["fractions"] == pytest.approx((steps / 256).tolist())
+        assert len(entry["insertion"][0]) == len(entry["deletion"][0]) == len(steps)
+        assert entry["insertion_auc"][0] == pytest.approx(trapezoid_auc(np.array(entry["insertion"][0]), steps / 256))
+    assert record["explanations"]["gradcam"]["status"] == "ok"
+    out = capsys.readouterr().out
+    assert "random (control)" in out and "insertion AUC" in out
+
+
 def test_benchmark_workload_agrees_with_its_step_loop(monkeypatch):
     from xaicore.bench.common import BenchContext
     from xaicore.bench.faithfulness import WORKLOAD
@@ -286,3 +315,4 @@ def test_benchmark_workload_agrees_with_its_step_loop(monkeypatch):
     assert figures["curve_points"] == len(curve_steps(256, step_fraction=0.1, fraction=1.0)) == 11
     assert figures["masked_images"] == 2 * figures["curve_points"] * len(figures["methods"].split(", "))
     assert figures["speedup_vs_loop"] > 0 and figures["cost_in_floor_units"] > 0
+
