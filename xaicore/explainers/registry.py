@@ -18,6 +18,20 @@ from torch import nn
 from xaicore.errors import DuplicateNameError, ParameterError, UnknownNameError
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _to_bool(value: Any) -> bool:
+    # bool("false") is True: strings (forms, command lines) are read as words
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ValueError(word)
+        return word in _TRUE
+    return bool(value)
+
+
 @dataclass(frozen=True)
 class Param:
     """One tunable parameter of a method, with its default and allowed range."""
@@ -33,7 +47,7 @@ class Param:
         """``value`` converted to the default's type; :class:`ParameterError` when not allowed."""
         kind = type(self.default)
         try:
-            converted = kind(value) if kind is not bool else bool(value)
+            converted = _to_bool(value) if kind is bool else kind(value)
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"{self.name} must be a {kind.__name__}, got {value!r}.") from exc
         if self.choices is not None and converted not in self.choices:
