@@ -56,6 +56,12 @@ def test_parameters_are_validated() -> None:
         spec.resolve_params({"steps": 0})
     with pytest.raises(ParameterError):
         spec.resolve_params({"samples": 3})
+    relu = get_method("gradcam")
+    assert relu.resolve_params({"relu": "false"}) == {"relu": False}
+    assert relu.resolve_params({"relu": "True"}) == {"relu": True}
+    assert relu.resolve_params({"relu": 0}) == {"relu": False}
+    with pytest.raises(ParameterError, match="relu must be a bool"):
+        relu.resolve_params({"relu": "maybe"})
 
 
 # ----------------------------------------------------------------------- linear model: exact values
