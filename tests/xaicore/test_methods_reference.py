@@ -134,7 +134,9 @@ def test_lrp_conserves_relevance_through_the_normalization() -> None:
     for m in net.modules():
         if hasattr(m, "bias") and m.bias is not None:
             m.bias = None  # without biases nothing absorbs relevance
-    bundle = make_bundle(net, input_size=(16, 16), cam_layer="net.features.3", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    bundle = make_bundle(
+        net, input_size=(16, 16), cam_layer="net.features.3", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)
+    )
     x = images(2, (16, 16), seed=2)
     target = bundle.logits(x).argmax(1)
     out = attribute(bundle, x, method="lrp", target=target, params={"epsilon": 1e-9, "gamma": 0.0})
@@ -145,7 +147,11 @@ def test_lrp_conserves_relevance_through_the_normalization() -> None:
 
 def test_results_do_not_depend_on_the_chunk_size(case, monkeypatch) -> None:
     bundle, x, target = case
-    params = {"integrated_gradients": {"steps": 9}, "smoothgrad": {"samples": 7}, "occlusion": {"window": 4, "stride": 2}}
+    params = {
+        "integrated_gradients": {"steps": 9},
+        "smoothgrad": {"samples": 7},
+        "occlusion": {"window": 4, "stride": 2},
+    }
     full = {m: attribute(bundle, x, method=m, target=target, seed=1, params=p).values for m, p in params.items()}
     monkeypatch.setattr(gradients, "chunk_size", lambda _sample: 3)
     for module in ("xaicore.explainers.occlusion", "xaicore.explainers.methods", "xaicore.explainers.deeplift"):

@@ -82,7 +82,8 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
 
     def integrated() -> torch.Tensor:
         b, _ = setup("integrated_gradients")
-        return IntegratedGradients(model).attribute(x, baselines=b, target=target, n_steps=defaults("integrated_gradients")["steps"])
+        steps = defaults("integrated_gradients")["steps"]
+        return IntegratedGradients(model).attribute(x, baselines=b, target=target, n_steps=steps)
 
     def smooth() -> torch.Tensor:
         _, g = setup("smoothgrad")
@@ -159,7 +160,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
     methods: dict[str, Any] = {}
     for name in names:
-        seconds = best_time(lambda: attribute(bundle, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats)
+        seconds = best_time(
+            lambda: attribute(bundle, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats
+        )
         ref_seconds = best_time(plain[name], device=ctx.device, repeats=ctx.repeats)
         entry: dict[str, Any] = {
             "s": seconds,
@@ -202,6 +205,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
 WORKLOAD = Workload(
     "explain",
-    "every explanation method on one image: time, time in forward+backward passes, shared passes, plain captum reference",
+    "every explanation method on one image: time, in forward+backward passes, shared passes, plain captum reference",
     run,
 )

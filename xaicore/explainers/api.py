@@ -284,7 +284,9 @@ def _method_result(spec: MethodSpec, outcome: Outcome, *, target: int, params: d
     status = classify_attribution(values)
     reason = {
         Status.NO_SIGNAL: "Every attribution value is zero: this method sees no evidence for the class here.",
-        Status.NUMERICAL_ERROR: "The attribution contains NaN or infinite values (a numerical error in the model or method).",
+        Status.NUMERICAL_ERROR: (
+            "The attribution contains NaN or infinite values (a numerical error in the model or method)."
+        ),
     }.get(status, "")
     return MethodResult(
         status=status,
@@ -346,7 +348,8 @@ def explain(
     if target_index is None:
         target_index = int(logits.argmax())
     outcomes = _run(
-        bundle, x, specs, target=target_index, seed=seed, params=resolved, baseline=baseline, model=None, progress=progress
+        bundle, x, specs, target=target_index, seed=seed, params=resolved, baseline=baseline, model=None,
+        progress=progress,
     )
     results = tuple(
         _method_result(spec, outcomes[spec.name], target=target_index, params=resolved[spec.name]) for spec in specs

@@ -28,7 +28,9 @@ def deeplift(model: nn.Module, inputs: torch.Tensor, baseline: torch.Tensor, tar
     return Attribution(values=values.detach(), delta=delta.detach())
 
 
-def deeplift_shap(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, references: torch.Tensor) -> Attribution:
+def deeplift_shap(
+    model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, references: torch.Tensor
+) -> Attribution:
     """Mean DeepLift over ``references`` (K, N, 3, H, W); the delta is the mean signed delta."""
     count, n = references.shape[:2]
     flat_refs = references.reshape(count * n, *inputs.shape[1:])

@@ -2,9 +2,10 @@
 
 Rules: the gamma rule on convolutions (favours positive contributions, gives less noisy maps;
 ``gamma=0`` turns it into the epsilon rule) and the epsilon rule on every other layer
-(captum's defaults for pooling, linear and batch-norm layers). With the epsilon rule
-everywhere and a tiny epsilon, LRP on a ReLU network equals Input x Gradient (Ancona et al.
-2018).
+(captum's defaults for pooling, linear and batch-norm layers); ``epsilon`` stabilizes every
+denominator, the gamma rule's included (captum's own 1e-9 there leaves isolated extreme
+pixels). With the epsilon rule everywhere and a tiny epsilon, LRP on a ReLU network equals
+Input x Gradient (Ancona et al. 2018).
 
 Captum's LRP writes attributes onto the modules and, for the gamma rule, changes weights
 while it runs, so it works on a throw-away deep copy, never on the shared model. For a
@@ -69,8 +70,16 @@ def prepare_copy(net: nn.Module, *, epsilon: float, gamma: float) -> nn.Module:
                 f"LRP has no propagation rule for the {kind.__name__} layer {name!r} of this model; "
                 "use DeepLift or Integrated Gradients instead."
             )
-        module.rule = GammaRule(gamma=gamma) if kind is nn.Conv2d and gamma > 0 else EpsilonRule(epsilon=epsilon)
+        module.rule = _gamma_rule(gamma, epsilon) if kind is nn.Conv2d and gamma > 0 else EpsilonRule(epsilon=epsilon)
     return work
+
+
+def _gamma_rule(gamma: float, epsilon: float) -> GammaRule:
+    # captum's gamma rule divides by z + 1e-9 sign(z); the same epsilon as the other layers
+    # keeps near-zero denominators from turning into isolated extreme pixels
+    rule = GammaRule(gamma=gamma)
+    rule.STABILITY_FACTOR = epsilon
+    return rule
 
 
 def lrp(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, epsilon: float, gamma: float) -> Attribution:

@@ -22,6 +22,9 @@ from xaicore.explainers.gradients import chunk_size, grad_leaf
 from xaicore.explainers.registry import Attribution, MethodCall, Param, register_method
 
 
+JITTER_HELP = "standard deviation of the jitter added to the baseline"
+
+
 def over_image_chunks(call: MethodCall, compute: Callable[[MethodCall], Attribution]) -> Attribution:
     """Run a deterministic method over the batch in chunks of images (halved on OOM)."""
 
@@ -210,7 +213,7 @@ def _deeplift(call: MethodCall) -> Attribution:
     DeepLift, at one pass per reference; the result varies with the seed.""",
     params=(
         Param("references", 8, "references per image", minimum=1, maximum=256),
-        Param("reference_noise", 0.1, "standard deviation of the jitter added to the baseline", minimum=0.0, maximum=1.0),
+        Param("reference_noise", 0.1, JITTER_HELP, minimum=0.0, maximum=1.0),
     ),
     hook_based=True,
     stochastic=True,
@@ -235,7 +238,7 @@ def _deeplift_shap(call: MethodCall) -> Attribution:
     samples, and the result varies with the seed.""",
     params=(
         Param("samples", 16, "random (reference, path point) samples", minimum=1, maximum=1024),
-        Param("reference_noise", 0.1, "standard deviation of the jitter added to the baseline", minimum=0.0, maximum=1.0),
+        Param("reference_noise", 0.1, JITTER_HELP, minimum=0.0, maximum=1.0),
     ),
     stochastic=True,
     needs_baseline=True,
@@ -284,13 +287,17 @@ def _occlusion(call: MethodCall) -> Attribution:
     models built from layers it has rules for; with plain epsilon rules it equals
     Input x Gradient.""",
     params=(
-        Param("epsilon", 1e-6, "stabilizer of the epsilon rule (absorbs weak relevance)", minimum=0.0, maximum=10.0),
-        Param("gamma", 0.25, "extra weight of positive contributions in convolutions; 0 = epsilon rule", minimum=0.0, maximum=10.0),
+        Param("epsilon", 0.1, "stabilizer of every layer's denominator (absorbs weak, noisy relevance)",
+              minimum=0.0, maximum=10.0),
+        Param("gamma", 0.25, "extra weight of positive contributions in convolutions; 0 = epsilon rule",
+              minimum=0.0, maximum=10.0),
     ),
     hook_based=True,
 )
 def _lrp(call: MethodCall) -> Attribution:
     return over_image_chunks(
         call,
-        lambda c: lrp.lrp(c.model, c.inputs, c.target, epsilon=float(c.params["epsilon"]), gamma=float(c.params["gamma"])),
+        lambda c: lrp.lrp(
+            c.model, c.inputs, c.target, epsilon=float(c.params["epsilon"]), gamma=float(c.params["gamma"])
+        ),
     )
