@@ -9,12 +9,12 @@ Drawing rules (all lengths scale with ``size``):
 
 - objects: radius 14-36 % of the image side alone, 13-22 % in scenes; any rotation;
   textures ``flat``, ``stripes``, ``checker`` (period 3-8 px at size 64) and ``noise``; the
-  texture mixes the object colour with a second tone (darker for bright colours, lighter for
-  dark ones);
+  texture mixes the object colour with a second tone;
 - backgrounds: ``flat`` colour, linear ``gradient`` between two colours, or ``noise``
   (uniform noise of amplitude 0.04-0.12 around a colour);
-- contrast: the object colour and its second tone are both at least :data:`MIN_CONTRAST`
-  (Euclidean RGB distance) from every background colour, so the object is always visible;
+- contrast: the object colour is lighter, or darker, than every background colour by at
+  least :data:`MIN_CONTRAST` in luminance (ITU-R 601), so the silhouette is visible even in
+  grey levels; the texture's second tone lies further away from the background still;
 - edges are hard (no antialiasing), so a scene's mask is exactly the set of pixels painted
   with its object; the hole of a ``ring`` and the bite of a ``crescent`` are background.
 """
@@ -32,7 +32,8 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ri
 TEXTURES: tuple[str, ...] = ("flat", "stripes", "checker", "noise")
 BACKGROUNDS: tuple[str, ...] = ("flat", "gradient", "noise")
 
-MIN_CONTRAST = 0.45  # Euclidean RGB distance between any object tone and any background colour
+MIN_CONTRAST = 0.25  # luminance difference between an object's colour and every background colour
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luminance weights
 MIN_SIZE = 32
 SINGLE_RADIUS = (0.14, 0.36)  # object radius as a fraction of the image side
 SCENE_RADIUS = (0.13, 0.22)
@@ -152,28 +153,39 @@ class _Objects:
 def _sample_backgrounds(rng: np.random.Generator, n: int) -> _Backgrounds:
     kind = rng.integers(0, len(BACKGROUNDS), n)
     color = rng.random((n, 3))
-    offset = rng.uniform(-0.35, 0.35, (n, 3))
+    offset = rng.uniform(-0.3, 0.3, (n, 3))
     color2 = np.where((kind == BACKGROUNDS.index("gradient"))[:, None], np.clip(color + offset, 0, 1), color)
     direction = rng.uniform(0, 2 * np.pi, n)
     noise = np.where(kind == BACKGROUNDS.index("noise"), rng.uniform(0.04, 0.12, n), 0.0)
     return _Backgrounds(kind, color, color2, direction, noise)
 
 
-def _second_tone(color: np.ndarray) -> np.ndarray:
-    luminance = color @ np.array([0.299, 0.587, 0.114])
-    return np.where((luminance > 0.5)[:, None], 0.6 * color, color + 0.4 * (1.0 - color))
+def _luminance(color: np.ndarray) -> np.ndarray:
+    return color @ _LUMA
+
+
+def _second_tone(color: np.ndarray, lighter: np.ndarray) -> np.ndarray:
+    """The texture's second tone: halfway to white for objects lighter than the background,
+    halfway to black for darker ones, so it contrasts with the background at least as much."""
+    return np.where(lighter[:, None], color + 0.5 * (1.0 - color), 0.5 * color)
 
 
 def _contrast(color: np.ndarray, bg: _Backgrounds, rows: np.ndarray) -> np.ndarray:
-    tone = _second_tone(color)
-    distances = [
-        np.linalg.norm(a - b, axis=1) for a in (color, tone) for b in (bg.color[rows], bg.color2[rows])
-    ]
-    return np.min(distances, axis=0)
+    """Smallest luminance margin between ``color`` and the background's colours.
+
+    Negative when ``color`` is lighter than one background colour and darker than the other.
+    """
+    tone = _luminance(color)
+    grounds = [_luminance(bg.color[rows]), _luminance(bg.color2[rows])]
+    side = np.where(tone >= grounds[0], 1.0, -1.0)
+    return np.min([side * (tone - g) for g in grounds], axis=0)
 
 
-def _sample_colors(rng: np.random.Generator, bg: _Backgrounds) -> np.ndarray:
-    """Object colours far enough from the background; rejection sampling, then a fallback."""
+def _sample_colors(rng: np.random.Generator, bg: _Backgrounds) -> tuple[np.ndarray, np.ndarray]:
+    """Object colours that contrast with the background, and their second tones.
+
+    Rejection sampling, then black or white for the rare background with no colour left.
+    """
     n = len(bg.kind)
     color = rng.random((n, 3))
     todo = np.flatnonzero(_contrast(color, bg, np.arange(n)) < MIN_CONTRAST)
@@ -182,10 +194,11 @@ def _sample_colors(rng: np.random.Generator, bg: _Backgrounds) -> np.ndarray:
             break
         color[todo] = rng.random((todo.size, 3))
         todo = todo[_contrast(color[todo], bg, todo) < MIN_CONTRAST]
-    if todo.size:  # the opposite corner of the colour cube from the background's mean colour
-        mean = (bg.color[todo] + bg.color2[todo]) / 2
-        color[todo] = (mean < 0.5).astype(np.float64)
-    return color
+    if todo.size:
+        mean = _luminance((bg.color[todo] + bg.color2[todo]) / 2)
+        color[todo] = np.repeat((mean < 0.5).astype(np.float64)[:, None], 3, axis=1)
+    lighter = _luminance(color) > _luminance(bg.color)
+    return color, _second_tone(color, lighter)
 
 
 def _sample_objects(
@@ -199,7 +212,7 @@ def _sample_objects(
     cy: np.ndarray,
 ) -> _Objects:
     n = len(labels)
-    color = _sample_colors(rng, bg)
+    color, tone = _sample_colors(rng, bg)
     return _Objects(
         label=labels,
         cx=cx,
@@ -207,7 +220,7 @@ def _sample_objects(
         radius=radius,
         angle=rng.uniform(0, 2 * np.pi, n),
         color=color,
-        tone=_second_tone(color),
+        tone=tone,
         texture=rng.integers(0, len(TEXTURES), n),
         tex_period=rng.uniform(3, 8, n) * size / 64,
         tex_angle=rng.uniform(0, np.pi, n),

@@ -1,0 +1,163 @@
+"""The embedded default model: a small VGG-style CNN trained on the procedural shapes.
+
+Its weights (``assets/default_model.pt``, a plain state dict) and machine-readable card
+(``assets/default_model.json``: classes, normalization, data, accuracy, fingerprint) are made
+by ``xai train-default`` (:mod:`xaicore.training`). Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xaicore.device import default_device
+from xaicore.errors import ModelNotAvailable
+from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
+from xaicore.models.layers import forward_order, last_conv_layer
+
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+WEIGHTS_PATH = ASSETS_DIR / "default_model.pt"
+CARD_PATH = ASSETS_DIR / "default_model.json"
+MODEL_NAME = "Default shapes CNN"
+INPUT_SIZE = (64, 64)
+CHANNELS = (16, 32, 64, 64)
+HIDDEN = (128, 64)
+
+_RETRAIN = "Rebuild it with `xai train-default` (about 10 minutes on a CPU)."
+
+
+class ShapesNet(nn.Module):
+    """Small VGG-style classifier for 64x64 RGB input.
+
+    Four blocks of 3x3 convolution, ReLU and 2x2 max-pooling (16, 32, 64, 64 channels), then
+    three fully connected layers (1024 -> 128 -> 64 -> ``num_classes``). Every ReLU is its own
+    non-in-place ``nn.ReLU`` module and sub-modules are registered in the order the forward
+    pass runs them, so hook-based explainers and layer randomization see the real network.
+
+    Parameters
+    ----------
+    num_classes:
+        Number of output logits.
+    batch_norm:
+        Put a ``BatchNorm2d`` (``bn1`` ...) after each convolution. Only for training: the
+        trainer folds them into the convolutions (:func:`fold_batch_norm`), so the shipped
+        model is the plain network.
+    """
+
+    def __init__(self, num_classes: int, *, batch_norm: bool = False) -> None:
+        super().__init__()
+        blocks: OrderedDict[str, nn.Module] = OrderedDict()
+        in_channels = 3
+        for index, channels in enumerate(CHANNELS, start=1):
+            blocks[f"conv{index}"] = nn.Conv2d(in_channels, channels, kernel_size=3, padding=1)
+            if batch_norm:
+                blocks[f"bn{index}"] = nn.BatchNorm2d(channels)
+            blocks[f"relu{index}"] = nn.ReLU(inplace=False)
+            blocks[f"pool{index}"] = nn.MaxPool2d(kernel_size=2)
+            in_channels = channels
+        self.features = nn.Sequential(blocks)
+        self.flatten = nn.Flatten()
+        side = INPUT_SIZE[0] // 2 ** len(CHANNELS)
+        widths = (in_channels * side * side, *HIDDEN)
+        head: OrderedDict[str, nn.Module] = OrderedDict()
+        for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1):
+            head[f"fc{index}"] = nn.Linear(fan_in, fan_out)
+            head[f"relu_fc{index}"] = nn.ReLU(inplace=False)
+        head[f"fc{len(widths)}"] = nn.Linear(widths[-1], num_classes)
+        self.classifier = nn.Sequential(head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.features(x)))
+
+
+def from_state_dict(state: dict[str, torch.Tensor], num_classes: int) -> ShapesNet:
+    """A plain :class:`ShapesNet` holding ``state`` (strict keys and shapes).
+
+    Built on the meta device first, so no initialization runs and no RNG is touched.
+    """
+    with torch.device("meta"):
+        net = ShapesNet(num_classes)
+    net.load_state_dict(state, strict=True, assign=True)
+    return net
+
+
+@torch.no_grad()
+def fold_batch_norm(net: ShapesNet) -> ShapesNet:
+    """The plain :class:`ShapesNet` computing what ``net`` (built with ``batch_norm=True``)
+    computes in eval mode: each ``BatchNorm2d`` merged into the convolution before it."""
+    state = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("classifier.")}
+    for index in range(1, len(CHANNELS) + 1):
+        conv, bn = net.features.get_submodule(f"conv{index}"), net.features.get_submodule(f"bn{index}")
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        state[f"features.conv{index}.weight"] = conv.weight * scale.view(-1, 1, 1, 1)
+        state[f"features.conv{index}.bias"] = (conv.bias - bn.running_mean) * scale + bn.bias
+    state = {k: v.contiguous() for k, v in state.items()}
+    return from_state_dict(state, net.classifier[-1].out_features)
+
+
+def read_card(path: Path = CARD_PATH) -> dict[str, Any]:
+    """The default model's card as a dict; :class:`ModelNotAvailable` when missing or damaged."""
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelNotAvailable(f"The default model's card {path} is missing. {_RETRAIN}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelNotAvailable(f"The default model's card {path} cannot be read. {_RETRAIN}") from exc
+    required = ("classes", "mean", "std", "fingerprint")
+    if not isinstance(card, dict) or any(key not in card for key in required):
+        raise ModelNotAvailable(f"The default model's card {path} lacks {', '.join(required)}. {_RETRAIN}")
+    return card
+
+
+def wrap(net: nn.Module, card: dict[str, Any]) -> PixelSpaceModel:
+    """``net`` in pixel space with the card's normalization, in eval mode."""
+    return PixelSpaceModel(net, mean=tuple(card["mean"]), std=tuple(card["std"])).eval()
+
+
+def load_default_bundle(*, device: torch.device | str | None = None) -> ModelBundle:
+    """The embedded default model as a bundle, on ``device`` (default: :func:`default_device`).
+
+    Raises
+    ------
+    ModelNotAvailable
+        When the weights or the card are missing, damaged, or do not match each other.
+    """
+    card = read_card(CARD_PATH)
+    try:
+        state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise ModelNotAvailable(f"The default model's weights {WEIGHTS_PATH} are missing. {_RETRAIN}") from exc
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle safely means a damaged file
+        raise ModelNotAvailable(f"The default model's weights {WEIGHTS_PATH} cannot be read. {_RETRAIN}") from exc
+    labels = tuple(str(c) for c in card["classes"])
+    try:
+        net = from_state_dict(state, len(labels))
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelNotAvailable(
+            f"The default model's weights {WEIGHTS_PATH} do not fit its architecture. {_RETRAIN}"
+        ) from exc
+    model = wrap(net, card)
+    digest = fingerprint(model)
+    if digest != card["fingerprint"]:
+        raise ModelNotAvailable(
+            f"The default model's weights {WEIGHTS_PATH} do not match its card {CARD_PATH}. {_RETRAIN}"
+        )
+    target = torch.device(device) if device is not None else default_device()
+    model = model.to(target)
+    example = torch.zeros(1, 3, *INPUT_SIZE, device=target)
+    return ModelBundle(
+        model=model,
+        labels=labels,
+        input_size=INPUT_SIZE,
+        cam_layer=last_conv_layer(model, example),
+        layers=tuple(forward_order(model, example)),
+        name=MODEL_NAME,
+        fingerprint=digest,
+        unavailable={},
+        source="default",
+    )
