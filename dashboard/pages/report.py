@@ -159,13 +159,20 @@ def _sources(sanity, classes, co) -> None:
                    "verdicts to the card.")
 
 
+def _shown_columns(table: list[dict]) -> list[str]:
+    """Title and verdicts first, then the figures; columns with nothing measured are left out."""
+    columns = [c for c in dict.fromkeys(k for line in table for k in line)
+               if c != "method" and any(line.get(c) not in (None, "", "not measured") for line in table)]
+    verdicts = [c for c in columns if c.endswith(" verdict")]
+    return ["title", *verdicts, *(c for c in columns if c != "title" and c not in verdicts)]
+
+
 def _show(card, evaluation_rows, summary) -> None:
     st.subheader("Summary")
     st.markdown("\n".join(f"- {line}" for line in card.summary))
     st.subheader("Per method")
     table = card.table(interval_text=True)
-    columns = [c for c in dict.fromkeys(k for line in table for k in line) if c != "method"]
-    st.dataframe(table, hide_index=True, column_order=columns)
+    st.dataframe(table, hide_index=True, column_order=_shown_columns(table))
     with st.expander("How the verdicts are decided"):
         for test, rule in RULES.items():
             st.markdown(f"- **{TEST_NAMES[test]}**: {rule}")
