@@ -1,8 +1,8 @@
 """The ``xai-dashboard`` command: start the Streamlit app with the repository's server settings.
 
 ``xai-dashboard [--dry-run] [STREAMLIT OPTIONS ...]`` runs
-``python -m streamlit run <abs path of dashboard/app.py> --section.option=value ...`` from the
-repository root. Every option of ``.streamlit/config.toml`` is passed as a flag, so the
+``python -m dashboard.serve run <abs path of dashboard/app.py> --section.option=value ...``
+(Streamlit's own command line, see :mod:`dashboard.serve`) from the repository root. Every option of ``.streamlit/config.toml`` is passed as a flag, so the
 security settings (XSRF and CORS protection, hidden error details, upload cap) hold whatever
 directory the command is started from and cannot be weakened by a user-level config file.
 Extra arguments are passed through to ``streamlit run``; an option given there replaces the
@@ -25,6 +25,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 APP_PATH = PACKAGE_DIR / "app.py"
 REPO_ROOT = PACKAGE_DIR.parent
 CONFIG_PATH = REPO_ROOT / ".streamlit" / "config.toml"
+SERVE_MODULE = "dashboard.serve"  # `streamlit` with the pages folder never read the old way
 
 # Used only when the repository's config file is not there (an install without the source
 # tree): the settings that must never be missing.
@@ -107,7 +108,7 @@ def build_command(
         for name, value in config_options(config).items()
         if name not in overridden
     ]
-    argv = (python, "-m", "streamlit", "run", str(APP_PATH), *flags, *extra)
+    argv = (python, "-m", SERVE_MODULE, "run", str(APP_PATH), *flags, *extra)
     return LaunchPlan(argv=argv, cwd=REPO_ROOT)
 
 

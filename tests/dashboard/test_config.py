@@ -61,7 +61,7 @@ def test_config_options_fall_back_when_the_file_is_missing(tmp_path):
 def test_command_runs_the_app_with_every_config_option_as_a_flag():
     plan = launch.build_command(python="/py")
     argv = list(plan.argv)
-    assert argv[:4] == ["/py", "-m", "streamlit", "run"]
+    assert argv[:4] == ["/py", "-m", "dashboard.serve", "run"]
     app = Path(argv[4])
     assert app.is_absolute() and app == REPO / "dashboard" / "app.py" and app.is_file()
     assert plan.cwd == REPO
@@ -96,7 +96,7 @@ def test_dry_run_prints_the_command(capsys, monkeypatch):
     monkeypatch.setattr(launch.subprocess, "run", lambda *a, **k: started.append(a))
     assert launch.main(["--dry-run", "--server.port", "8601"]) == 0
     out = capsys.readouterr().out
-    assert "streamlit run" in out and str(REPO / "dashboard" / "app.py") in out and "8601" in out
+    assert "dashboard.serve run" in out and str(REPO / "dashboard" / "app.py") in out and "8601" in out
     assert started == []
 
 
@@ -185,6 +185,21 @@ def test_the_server_refuses_uploads_without_a_valid_xsrf_token(server, headers):
         {"Content-Type": "multipart/form-data; boundary=b", **headers}, _UPLOAD,
     )
     assert status == 403, body
+
+
+def test_serve_turns_off_the_pages_folder_mode_before_streamlit_starts(monkeypatch):
+    """Otherwise the first request of a fresh server for /explain would run that page alone
+    under a menu of file names (Streamlit's pages-folder mode)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli
+
+    from dashboard import serve
+
+    seen = []
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", None)
+    monkeypatch.setattr(cli, "main", lambda **kwargs: seen.append((PagesManager.uses_pages_directory, kwargs)))
+    serve.main()
+    assert seen == [(False, {"prog_name": "streamlit"})]
 
 
 def test_the_server_does_not_allow_other_origins(server):
