@@ -24,7 +24,7 @@ import xaicore.confidence
 import xaicore.gax
 from dashboard import state
 from tests.dashboard import apptest_support as support
-from tests.xaicore._gax_models import conv_bundle
+from tests.xaicore._gax_models import conv_bundle, one_thread  # noqa: F401 (autouse)
 from xaicore import gax_view
 from xaicore.data import shapes
 from xaicore.gax import GaxResult

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -64,3 +65,17 @@ def linear_bundle(weight: torch.Tensor, bias: torch.Tensor, *, size: int) -> Mod
 def conv_bundle(*, size: int = 8, num_classes: int = 4, seed: int = 0, dtype: torch.dtype = torch.float64) -> ModelBundle:
     return make_bundle(ConvNet(num_classes, seed=seed), size=size, num_classes=num_classes, dtype=dtype,
                        cam_layer="net.conv")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: one intra-op thread is faster than two and immune to a busy machine.
+
+    Import it into a test module to apply it there; the thread count is restored afterwards.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.xaicore._gax_models import conv_bundle
+from tests.xaicore._gax_models import conv_bundle, one_thread  # noqa: F401 (autouse)
 from xaicore.cli.main import main
 from xaicore.confidence import co_scores
 from xaicore.data import shapes

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.xaicore._gax_models import linear_bundle
+from tests.xaicore._gax_models import linear_bundle, one_thread  # noqa: F401 (autouse)
 from xaicore.confidence import (
     ax_co_scores,
     ax_heatmap,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.xaicore._gax_models import conv_bundle
+from tests.xaicore._gax_models import conv_bundle, one_thread  # noqa: F401 (autouse)
 from xaicore import heatmaps
 from xaicore.errors import ParameterError
 from xaicore.explainers.results import Status
