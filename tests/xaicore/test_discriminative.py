@@ -146,3 +146,51 @@ def test_save_writes_the_documented_json(tmp_path, bundle, scene):
 def test_bad_arguments_are_refused(bundle, kwargs, match):
     with pytest.raises(ParameterError, match=match):
         compare_classes(bundle, tiny_image().numpy(), **{"methods": ("saliency",), **kwargs})
+
+
+# ---------------------------------------------------------------------- the literature, on the default model
+
+SIX = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
+
+
+@pytest.fixture(scope="module")
+def scene_ssim():
+    """Mean SSIM between the two class maps over twelve generated two-object scenes."""
+    from xaicore.data.shapes import generate_scenes
+    from xaicore.models.loading import load_model
+
+    bundle = load_model("default", device="cpu")
+    results = [compare_classes(bundle, scene, methods=SIX) for scene in generate_scenes(12, seed=77)]
+    return {m: float(np.mean([r.pair_ssim(m) for r in results])) for m in SIX}
+
+
+@pytest.mark.slow
+def test_gradcam_is_the_most_class_discriminative_on_scenes(scene_ssim):
+    # Selvaraju et al. 2017: Grad-CAM localizes the class asked for.
+    assert min(scene_ssim, key=scene_ssim.get) == "gradcam"
+    assert scene_ssim["gradcam"] < 0.4
+
+
+@pytest.mark.slow
+def test_guided_backprop_draws_the_same_map_for_both_classes(scene_ssim):
+    assert scene_ssim["guided_backprop"] >= 0.9
+    assert scene_ssim["guided_backprop"] == max(scene_ssim.values())
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="Known disagreement with the literature (see the report of issue 3): on the shallow default "
+    "model (4 convolutions, 3 linear layers) Deconvolution keeps class information (mean SSIM ~0.7). "
+    "It ignores the forward ReLU masks of the linear layers, so the class's output weights reach the "
+    "convolutions almost intact (cosine of the two classes' backward signals at the flatten layer: 0.49 "
+    "for Deconvolution, 0.87 for Guided Backprop), and four convolutions do not wash that out as the "
+    "13 of VGG-16 do. A retrained model that agrees turns this into a failure to look at.",
+)
+def test_deconvolution_draws_the_same_map_for_both_classes(scene_ssim):
+    assert scene_ssim["deconvolution"] >= 0.9
+
+
+@pytest.mark.slow
+def test_deconvolution_is_far_less_class_discriminative_than_gradcam(scene_ssim):
+    assert scene_ssim["deconvolution"] >= scene_ssim["gradcam"] + 0.4

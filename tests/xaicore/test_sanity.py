@@ -340,3 +340,37 @@ def test_cli_classes_on_a_scene_sample(tmp_path, monkeypatch):
     assert len(record["classes"]) == 2 and record["mask_labels"] is not None
     assert set(record["methods"]["guided_backprop"]["relevance_share"]) == set(record["class_labels"])
     assert main(["classes", scene, "--classes", "class1,class1", "--out", str(tmp_path)]) == 2
+
+
+# ---------------------------------------------------------------------- the literature, on the default model
+
+
+@pytest.fixture(scope="module")
+def default_check():
+    """Cascading check of the trained default model on six generated shapes (two seeds)."""
+    from xaicore.data.shapes import generate
+    from xaicore.models.loading import load_model
+
+    images, _ = generate(6, seed=123)
+    bundle = load_model("default", device="cpu")
+    methods = ("saliency", "input_x_gradient", "guided_backprop", "gradcam")
+    return run_sanity(bundle, images, methods=methods, mode="cascading", seeds=(0, 1), keep_maps="none")
+
+
+@pytest.mark.slow
+def test_guided_backprop_fails_the_cascading_check_on_the_default_model(default_check):
+    # Adebayo et al. 2018 (and the thesis "Sanity Checks for Explanations of Deep Neural Networks
+    # Predictions", with Captum): Guided Backprop barely changes when the output layer is randomized.
+    verdict = default_check.verdict("guided_backprop")
+    assert verdict.status == "fail" and verdict.value >= 0.9
+    # ...and it still resembles the trained map after two more layers are destroyed
+    assert default_check.mean("ssim_abs", mode="cascading", method="guided_backprop")[2] >= 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["saliency", "input_x_gradient", "gradcam"])
+def test_gradient_methods_and_gradcam_pass_on_the_default_model(default_check, method):
+    verdict = default_check.verdict(method)
+    assert verdict.status == "pass" and verdict.value < 0.9
+    # randomizing everything down to the first layer leaves little of the trained map
+    assert default_check.mean("ssim_abs", mode="cascading", method=method)[-1] < 0.6
