@@ -1,9 +1,10 @@
 """Explain: explanation methods side by side on the sidebar's image, model and class.
 
-Each method runs on its own and its finished result is kept in the session's result store,
-keyed by (model fingerprint, image hash, method, parameters, seed, baseline, target): a rerun
-(a widget change, a page switch) interrupts the run between methods and never repeats the
-methods that finished. View controls live in a fragment and only redraw the stored maps.
+Methods run in small groups (those sharing one gradient pass together, every other method
+alone) and each finished method is kept in the session's result store, keyed by (model
+fingerprint, image hash, method, parameters, seed, baseline, target): a rerun (a widget
+change, a page switch) interrupts the run between groups and never repeats finished methods.
+View controls live in a fragment and only redraw the stored maps.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import streamlit as st
 from dashboard import render, sidebar, state
 from xaicore import heatmaps
 from xaicore.explainers.api import explain
+from xaicore.explainers.baselines import BASELINE_KINDS
 from xaicore.explainers.results import Status
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.shared import PASS_METHODS
 
-BASELINES = ("black", "blur", "mean", "noise")
 VIEWS = {"all": "All (signed)", "positive": "Positive only"}
 PER_ROW = 4
 SHARED = (*PASS_METHODS, "guided_backprop", "guided_gradcam")  # cheaper run together
@@ -164,7 +165,7 @@ def main() -> None:
         seed_col, baseline_col = st.columns(2)
         st.session_state.setdefault("explain.w.seed", 0)
         seed = int(seed_col.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="explain.w.seed"))
-        baseline = baseline_col.selectbox("Baseline", BASELINES, key="explain.w.baseline",
+        baseline = baseline_col.selectbox("Baseline", BASELINE_KINDS, key="explain.w.baseline",
                                           help="Reference image for methods that compare against one.")
     with run_col:
         st.session_state.setdefault("explain.w.auto", True)
