@@ -8,6 +8,7 @@ every compared map after the stated normalization.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         methods = [m for m in methods if m not in bundle.unavailable]
 
     def progress(done: int, total: int, message: str) -> None:
-        print(f"\r[{done}/{total}] {message[:70]:<70}", end="", flush=True)
+        print(f"\r[{done}/{total}] {message[:70]:<70}", end="", file=sys.stderr, flush=True)
 
     result = run_sanity(
         bundle,
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         keep_maps="all" if args.save_maps else "none",
         progress=progress,
     )
-    print()
+    print(file=sys.stderr)
     paths = result.save(args.out, save_maps=args.save_maps)
     label = result.labels[int(result.targets[0])]
     print(f"{bundle.name}, {image.name}: explaining class {label!r}; {len(result.layers)} layers, seeds 0..{args.seeds - 1}")
