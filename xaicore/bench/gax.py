@@ -12,6 +12,10 @@ Figures (all in the same run, on the bench's model and device):
   single runs, and the distribution of the steps at which the images stopped.
 - peak memory (CUDA: allocator peak; CPU: the process's peak resident set) and the bytes of
   history per step and image.
+
+Compare the per-step times with the floor that ``xai bench`` prints first (one forward and
+backward pass of the model at batch 1 and at the bench batch): on a CPU the model's own
+cost grows almost linearly with the batch, which bounds what batching can gain.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ def run(ctx: BenchContext) -> dict:
                                                                      for i in range(n)]), device)
     steps = np.array([r.steps for r in reached["batch"].images])
     hit = np.array([r.reached for r in reached["batch"].images])
+    # float32 BLAS kernels may differ in the last bits between a batch and one image, which can
+    # move an image's stop step when its CO score passes the target within that noise
+    single_steps = np.array([r.steps for r in reached["singles"]])
     history = reached["batch"][0].history
     return {
         "single": {
@@ -139,8 +146,8 @@ def run(ctx: BenchContext) -> dict:
             "single_runs_seconds": singles_target_s,
             "reached": f"{int(hit.sum())} of {n}",
             "steps_min_median_max": f"{int(steps.min())} / {float(np.median(steps)):g} / {int(steps.max())}",
-            "equal_steps_batched_vs_single": bool(all(
-                a.steps == b.steps for a, b in zip(reached["batch"].images, reached["singles"]))),
+            "images_whose_stop_step_differs_batched_vs_single": int(np.sum(steps != single_steps)),
+            "largest_stop_step_difference": int(np.max(np.abs(steps - single_steps))),
         },
         "memory": {
             **_peak_memory(device),
