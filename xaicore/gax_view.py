@@ -21,6 +21,20 @@ from xaicore.explainers.results import Status
 from xaicore.gax import GaxImageResult
 
 CHANNEL_NAMES = ("R", "G", "B")
+LUT_LEVELS = 2047
+"""Entries of the colour lookup table over [-1, 1]: adjacent entries differ by under one uint8 level."""
+
+_LUT = heatmaps.to_uint8(heatmaps.colorize(np.linspace(-1.0, 1.0, LUT_LEVELS)))
+
+
+def diverging_rgb(values: np.ndarray) -> np.ndarray:
+    """uint8 RGB of values in [-1, 1] (clipped) through the diverging map, by table lookup.
+
+    Equal to ``heatmaps.to_uint8(heatmaps.colorize(values))`` within one level per channel, and
+    an order of magnitude faster, so that scrubbing large heatmaps stays quick.
+    """
+    index = np.rint((np.clip(values, -1.0, 1.0) + 1.0) * ((LUT_LEVELS - 1) / 2.0)).astype(np.intp)
+    return _LUT[index]
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,7 @@ def channel_tiles(values: np.ndarray, *, scale: float | None = None) -> ChannelT
     if peak == 0.0:
         return ChannelTiles((grey, grey, grey), 0.0 if scale is None else float(scale), Status.NO_SIGNAL)
     used = peak if scale is None else float(scale)
-    tiles = tuple(heatmaps.to_uint8(heatmaps.colorize(np.clip(v / used, -1.0, 1.0))) for v in values)
+    tiles = tuple(diverging_rgb(v / used) for v in values)
     return ChannelTiles(tiles, used, Status.OK)  # type: ignore[arg-type]
 
 
@@ -106,5 +120,5 @@ def gif_frame_count(data: bytes) -> int:
         return int(getattr(image, "n_frames", 1))
 
 
-__all__: Sequence[str] = ("CHANNEL_NAMES", "ChannelTiles", "channel_tiles", "frame_indices", "evolution_gif",
+__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "frame_indices", "evolution_gif",
                           "gif_frame_count")

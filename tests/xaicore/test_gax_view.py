@@ -17,7 +17,20 @@ from xaicore import heatmaps
 from xaicore.errors import ParameterError
 from xaicore.explainers.results import Status
 from xaicore.gax import run_gax
-from xaicore.gax_view import channel_tiles, evolution_gif, frame_indices, gif_frame_count
+from xaicore.gax_view import channel_tiles, diverging_rgb, evolution_gif, frame_indices, gif_frame_count
+
+
+def reference_rgb(values: np.ndarray) -> np.ndarray:
+    return heatmaps.to_uint8(heatmaps.colorize(np.clip(values, -1.0, 1.0)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), spread=st.floats(0.1, 3.0))
+def test_lookup_colours_match_the_diverging_map_within_one_level(seed, spread):
+    values = np.random.default_rng(seed).normal(0.0, spread, (17, 13))
+    drawn = diverging_rgb(values).astype(int)
+    assert drawn.shape == (17, 13, 3)
+    assert np.abs(drawn - reference_rgb(values).astype(int)).max() <= 1
 
 
 def test_channels_share_one_scale():
@@ -27,13 +40,16 @@ def test_channels_share_one_scale():
     values[2, 0, 1] = 0.5
     drawn = channel_tiles(values)
     assert drawn.status is Status.OK and drawn.scale == 0.5
-    np.testing.assert_array_equal(drawn.tiles[0], heatmaps.to_uint8(heatmaps.colorize(values[0] / 0.5)))
-    # the strongest value of every channel reaches the end of the colour map only where it is the maximum
-    assert tuple(drawn.tiles[1][1, 1]) == tuple(heatmaps.to_uint8(heatmaps.colorize(np.array(-1.0))))
-    assert tuple(drawn.tiles[0][0, 0]) == tuple(heatmaps.to_uint8(heatmaps.colorize(np.array(0.5))))
+    np.testing.assert_array_equal(drawn.tiles[0], diverging_rgb(values[0] / 0.5))
+    # only the shared maximum reaches the end of the colour map; R's 0.25 sits half way
+    def near(pixel: np.ndarray, value: float) -> bool:
+        return int(np.abs(pixel.astype(int) - reference_rgb(np.array(value)).astype(int)).max()) <= 1
+
+    assert near(drawn.tiles[1][1, 1], -1.0) and near(drawn.tiles[0][0, 0], 0.5) and near(drawn.tiles[0][1, 1], 0.0)
+    assert not near(drawn.tiles[0][0, 0], 1.0)
     fixed = channel_tiles(values, scale=1.0)
     assert fixed.scale == 1.0
-    np.testing.assert_array_equal(fixed.tiles[2], heatmaps.to_uint8(heatmaps.colorize(values[2])))
+    assert np.abs(fixed.tiles[2].astype(int) - reference_rgb(values[2]).astype(int)).max() <= 1
 
 
 def test_zero_and_non_finite_maps_are_grey_with_their_status():
