@@ -10,6 +10,7 @@ images, parameters, provenance).
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -67,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
 
     def progress(done: int, total: int, method: str) -> None:
-        print(f"\r{done} of {total} image-methods ({method})", end="", flush=True)
+        print(f"\r{done} of {total} image-methods ({method})", end="", file=sys.stderr, flush=True)
 
     result = co_scores(bundle, image_set, methods=methods, variants=variants, seed=args.seed,
                        batch_size=args.batch, progress=progress)
-    print()
+    print(file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = args.out / "co_scores.csv", args.out / "co_scores.json"
     result.write_csv(csv_path)

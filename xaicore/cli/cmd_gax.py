@@ -8,6 +8,7 @@ step, int8 with the scale in ``scale``; see :mod:`xaicore.gax`).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -39,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_model(args.model)
 
     def progress(step: int, total: int, co) -> None:
-        print(f"\rstep {step} of at most {total}: CO {float(co[0]):.2f}", end="", flush=True)
+        print(f"\rstep {step} of at most {total}: CO {float(co[0]):.2f}", end="", file=sys.stderr, flush=True)
 
     result = run_gax(
         bundle, image.array, target=args.target_class, target_co=args.target_co, max_steps=args.max_steps,
         lr=args.lr, l_s=args.l_s, progress=progress,
     )
-    print()
+    print(file=sys.stderr)
     one = result[0]
     json_path, npz_path = result.save(args.out)
     for notice in result.notices:
