@@ -120,5 +120,6 @@ def gif_frame_count(data: bytes) -> int:
         return int(getattr(image, "n_frames", 1))
 
 
-__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "frame_indices", "evolution_gif",
+__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "frame_indices",
+                          "evolution_gif",
                           "gif_frame_count")

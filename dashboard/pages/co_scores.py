@@ -57,8 +57,9 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
         return _generated(bundle, n, seed), f"generated:{n}:{seed}"
     if source == SAMPLES:
         return _samples(bundle), "samples"
-    upload = st.file_uploader("Zip of images (labels from sub-folder names)", type=["zip"], key="co.act.zip",
-                              help="Sub-folders named like the model's classes label their images; others stay unlabelled.")
+    upload = st.file_uploader(
+        "Zip of images (labels from sub-folder names)", type=["zip"], key="co.act.zip",
+        help="Sub-folders named like the model's classes label their images; others stay unlabelled.")
     if upload is None:
         return None, ""
     image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, size=bundle.input_size)
@@ -77,8 +78,8 @@ def _run(bundle, image_set: ImageSet, key, *, methods: list[str], variants: list
                               skipped=partial["skipped"]):
         partial["rows"].extend(batch.rows)
         partial["done"] += batch.stop - batch.start
-        bar.progress(partial["done"] / total,
-                     text=f"{get_method(batch.method).title}: images {batch.start + 1}–{batch.stop} of {len(image_set)}")
+        title = get_method(batch.method).title
+        bar.progress(partial["done"] / total, text=f"{title}: images {batch.start + 1}–{batch.stop} of {len(image_set)}")
     bar.empty()
     del st.session_state[PARTIAL]
     return _summarize(bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed,

@@ -25,8 +25,9 @@ def _settings() -> dict:
         st.session_state.setdefault(key, value)
     a, b, c, d = st.columns(4)
     return {
-        "target_co": float(a.number_input("Target CO score", step=1.0, key="gax.w.target_co",
-                                          help="The run stops when the CO score reaches this value (48 in the paper).")),
+        "target_co": float(a.number_input(
+            "Target CO score", step=1.0, key="gax.w.target_co",
+            help="The run stops when the CO score reaches this value (48 in the paper).")),
         "max_steps": int(b.number_input("Step cap", min_value=1, max_value=MAX_STEPS, step=10, key="gax.w.max_steps",
                                         help="The run always stops here, reached or not.")),
         "lr": float(c.number_input("Learning rate", min_value=1e-5, max_value=10.0, step=0.01, format="%.4f",

@@ -62,7 +62,9 @@ def linear_bundle(weight: torch.Tensor, bias: torch.Tensor, *, size: int) -> Mod
     return make_bundle(LinearNet(weight, bias), size=size, num_classes=weight.shape[0])
 
 
-def conv_bundle(*, size: int = 8, num_classes: int = 4, seed: int = 0, dtype: torch.dtype = torch.float64) -> ModelBundle:
+def conv_bundle(
+    *, size: int = 8, num_classes: int = 4, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> ModelBundle:
     return make_bundle(ConvNet(num_classes, seed=seed), size=size, num_classes=num_classes, dtype=dtype,
                        cam_layer="net.conv")
 

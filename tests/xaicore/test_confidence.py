@@ -125,7 +125,8 @@ def test_similarity_term_hand_values():
 
 
 def test_ax_heatmap_scales_each_image_by_its_absolute_maximum():
-    attr = torch.tensor([[1.0, -4.0, 2.0], [0.0, 0.0, 0.0], [1.0, float("nan"), 0.0], [0.5, 0.25, 0.0]]).view(4, 3, 1, 1)
+    rows = [[1.0, -4.0, 2.0], [0.0, 0.0, 0.0], [1.0, float("nan"), 0.0], [0.5, 0.25, 0.0]]
+    attr = torch.tensor(rows).view(4, 3, 1, 1)
     h = ax_heatmap(attr).view(4, 3)
     assert h[0].tolist() == [0.25, -1.0, 0.5]
     assert h[1].tolist() == [0.0, 0.0, 0.0]

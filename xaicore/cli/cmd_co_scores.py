@@ -25,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="folder, zip file, or generated:N")
     p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
-    p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
+    p.add_argument("--methods", default=DEFAULT_METHODS,
+                   help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
     p.add_argument("--variants", default="x+h,x*h", help="AX variants, x+h and/or x*h (default both)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images of a folder or zip")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated set and of stochastic methods (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the generated set and of stochastic methods (default 0)")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
