@@ -26,6 +26,7 @@ METHODS_MODEL = "faith.w.methods_model"
 STEP = "faith.w.step"
 PREVIEW = "faith.w.preview"
 EXPLAIN_BASELINE = "black"
+DEFAULT_BACKGROUND = "blur"
 FRACTIONS = (1.0, 0.5, 0.25)
 RANDOM_TITLE = "Random order (control)"
 
@@ -201,8 +202,11 @@ def main() -> None:
     st.session_state.setdefault("faith.w.seed", 0)
     step_pct = c1.number_input("Step (% of pixels)", min_value=0.1, max_value=10.0, step=0.5, key="faith.w.step_pct")
     fraction = c2.selectbox("Curve end (share of pixels)", FRACTIONS, key="faith.w.fraction")
+    st.session_state.setdefault("faith.w.background", DEFAULT_BACKGROUND)
     background = c3.selectbox("Background", BACKGROUNDS, key="faith.w.background",
-                              help="What deleted pixels become, and where insertion starts from.")
+                              help="What deleted pixels become, and where insertion starts from. Blur by default: "
+                                   "black holes look like shapes to a model trained on shapes, so every order, the "
+                                   "random one too, destroys the prediction within a few pixels.")
     seed = int(c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="faith.w.seed"))
     if not selected:
         st.info("Choose at least one method.")

@@ -59,6 +59,7 @@ def test_page_draws_both_curves_the_auc_table_and_the_preview(page):
     (result,) = _stored(at, "faithfulness")
     assert isinstance(result, FaithfulnessResult)
     assert [c.method for c in result.curves] == [*CHOSEN, RANDOM]
+    assert result.params["background"] == "blur" and result.params["step_pixels"] == 3  # 1 % of 256
     table = at.dataframe[0].value
     assert list(table["method"]) == ["Saliency", "Grad-CAM", "Random order (control)"]
     np.testing.assert_allclose(table["insertion AUC"], [c.insertion_auc[0] for c in result.curves])

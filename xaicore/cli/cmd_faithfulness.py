@@ -26,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--step", type=float, default=0.01, help="curve step as a fraction of the pixels (default 0.01)")
     p.add_argument("--fraction", type=float, default=1.0, help="end of the curves as a fraction of the pixels (default 1; 0.5 as in ID-ExpO)")
-    p.add_argument("--background", default="black", choices=("black", "blur", "mean"), help="what replaces removed pixels (default black)")
+    p.add_argument(
+        "--background", default="blur", choices=("black", "blur", "mean"),
+        help="what replaces removed pixels (default blur: black holes read as shapes to the default model)",
+    )
     p.add_argument("--baseline", default="black", help="baseline of the explanation methods that need one (default black)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic methods and of the random control (default 0)")
     p.add_argument("--batch", type=int, default=None, help="masked images per forward pass (default 64 on CPU, 256 on GPU)")
