@@ -43,8 +43,14 @@ def map_tile(m: np.ndarray, *, view: str, image: np.ndarray | None = None, alpha
     return heatmaps.to_uint8(rgb), ""
 
 
+def short_layer(name: str) -> str:
+    """A layer name without the pixel-space wrapper's ``net.`` prefix."""
+    return name.removeprefix("net.")
+
+
 def strip(
-    result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0, alpha: float = 0.6, over_image: bool = True
+    result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0, alpha: float = 0.6,
+    over_image: bool = False,
 ) -> list[tuple[np.ndarray, str]]:
     """The trained map then one map per randomization step (first kept seed), with captions."""
     if not result.map_seeds:
@@ -58,8 +64,8 @@ def strip(
     ssim = result.values["ssim_abs"][i, j, 0, :, image_index]
     for t, layer in enumerate(result.steps):
         picture, note = map_tile(result.maps["signed"][i, j, 0, t, image_index], view=view, image=image, alpha=alpha)
-        prefix = "up to " if mode == "cascading" and t > 0 else ""
-        caption = f"{prefix}{layer} · SSIM {ssim[t]:.2f}" + (f" ({note})" if note else "")
+        prefix = "down to " if mode == "cascading" and t > 0 else ""
+        caption = f"{prefix}{short_layer(layer)} · SSIM {ssim[t]:.2f}" + (f" ({note})" if note else "")
         tiles.append((picture, caption))
     return tiles
 
@@ -67,7 +73,7 @@ def strip(
 def similarity_figure(result: SanityResult, *, mode: str, metric: str) -> go.Figure:
     """Mean ``metric`` against the randomized layer, one line per method with a +-1 std band."""
     fig = go.Figure()
-    x = list(result.steps)
+    x = [short_layer(layer) for layer in result.steps]
     for j, (method, title) in enumerate(zip(result.methods, result.titles, strict=True)):
         color = COLORS[j % len(COLORS)]
         mean = result.mean(metric, mode=mode, method=method)
@@ -146,12 +152,15 @@ def figure_html(fig: go.Figure) -> bytes:
 # ------------------------------------------------------------------ class-discriminativeness
 
 
-def class_tiles(result: ClassesResult, *, method: str, view: str, alpha: float = 0.6) -> list[tuple[np.ndarray, str]]:
-    """Each class's map for ``method``, over the image, with captions."""
+def class_tiles(
+    result: ClassesResult, *, method: str, view: str, alpha: float = 0.6, over_image: bool = False
+) -> list[tuple[np.ndarray, str]]:
+    """The image, then each class's map for ``method`` (over the image on request), with captions."""
     k = result.methods.index(method)
-    tiles = []
+    tiles = [(heatmaps.to_uint8(result.image), "image")]
     for c, label in enumerate(result.class_labels):
-        picture, note = map_tile(result.maps["signed"][k, c], view=view, image=result.image, alpha=alpha)
+        image = result.image if over_image else None
+        picture, note = map_tile(result.maps["signed"][k, c], view=view, image=image, alpha=alpha)
         caption = f"{label} ({result.probabilities[c]:.0%})"
         if result.on_object is not None and np.isfinite(result.on_object[k, c]):
             caption += f" · {result.on_object[k, c]:.0%} on the object"

@@ -102,12 +102,14 @@ def main() -> None:
 @st.fragment
 def _results(result) -> None:
     with state.guarded("the class comparison"):
-        view = st.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
-                        key=W + "view")
+        v, o = st.columns(2)
+        view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
+                       key=W + "view")
+        over = o.toggle("Draw over the image", key=W + "over")
         for method, title in zip(result.methods, result.titles, strict=True):
-            tiles = sanity_render.class_tiles(result, method=method, view=view)
+            tiles = sanity_render.class_tiles(result, method=method, view=view, over_image=over)
             st.markdown(f"**{title}** · SSIM between the maps {result.pair_ssim(method):.2f}")
-            st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=160, output_format="PNG")
+            st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=140, output_format="PNG")
         st.plotly_chart(sanity_render.classes_ssim_figure(result), key="classes.chart.ssim")
         relevance = sanity_render.relevance_figure(result)
         if relevance is not None:

@@ -90,11 +90,13 @@ def _results(result) -> None:
         st.plotly_chart(fig, key="sanity.chart")
 
         st.subheader("Heatmaps as the layers are randomized")
-        view = st.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
-                        key=W + "view")
+        v, o = st.columns(2)
+        view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
+                       key=W + "view")
+        over = o.toggle("Draw over the image", key=W + "over")
         st.caption(f"{mode} schedule, seed {result.map_seeds[0]}; the first tile is the trained model's map.")
         for method, title in zip(result.methods, result.titles, strict=True):
-            tiles = sanity_render.strip(result, method=method, mode=mode, view=view)
+            tiles = sanity_render.strip(result, method=method, mode=mode, view=view, over_image=over)
             st.markdown(f"**{title}** · {result.verdict(method).status}")
             st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=110, output_format="PNG")
 

@@ -164,7 +164,7 @@ def test_the_chart_has_a_line_and_a_band_per_method():
         np.testing.assert_allclose(lines[j].y, mean)
         np.testing.assert_allclose(bands[j].y[: len(mean)], mean + std)
         np.testing.assert_allclose(bands[j].y[len(mean):], (mean - std)[::-1])
-        assert list(lines[j].x) == list(result.steps)
+        assert list(lines[j].x) == ["head", "conv2", "conv1"]  # output layer first, without "net."
     # strips come from the stored maps; an all-zero map is a grey "no signal" tile
     tile, note = sanity_render.map_tile(np.zeros((16, 16), np.float32), view="all")
     assert note == "no signal" and (tile == 128).all()
@@ -185,7 +185,7 @@ def test_classes_page_on_a_scene_shows_maps_ssim_and_relevance():
     assert len(at.get("plotly_chart")) == 2  # SSIM bars and relevance bars
     strips = list(at.main.image)
     assert len(strips) == len(result.methods)
-    assert all(len(s.proto.imgs) == 2 for s in strips)
+    assert all(len(s.proto.imgs) == 3 for s in strips)  # the image and one map per class
     assert any(f"{result.pair_ssim('gradcam'):.2f}" in m.value for m in at.markdown)
 
 
