@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from xaicore.device import run_chunked
 from xaicore.errors import ParameterError
-from xaicore.explainers.gradients import sample_gradients, target_scores
+from xaicore.explainers.gradients import chunk_size, sample_gradients, target_scores
 from xaicore.explainers.registry import Attribution
 
 
@@ -33,10 +34,16 @@ def convergence_delta(
     target: torch.Tensor,
     attribution: torch.Tensor,
 ) -> torch.Tensor:
-    """``sum(attribution) - (f(x) - f(b))`` per image, from one forward pass of both."""
+    """``sum(attribution) - (f(x) - f(b))`` per image, from forward passes of both in
+    memory-sized chunks (halved on out-of-memory)."""
     n = inputs.shape[0]
-    with torch.no_grad():
-        scores = target_scores(model(torch.cat([inputs, baseline])), target.repeat(2))
+    points, targets = torch.cat([inputs, baseline]), target.repeat(2)
+
+    def part(start: int, stop: int) -> torch.Tensor:
+        with torch.no_grad():
+            return target_scores(model(points[start:stop]), targets[start:stop])
+
+    scores = run_chunked(part, 2 * n, chunk=chunk_size(inputs[0]), combine=torch.cat)
     return attribution.flatten(1).sum(1) - (scores[:n] - scores[n:])
 
 
