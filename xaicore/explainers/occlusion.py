@@ -74,8 +74,11 @@ def occlusion(
         perturbed = inputs[i] * (1 - mask) + baseline[i] * mask
         return target_scores(model(perturbed), target[i])
 
-    with torch.no_grad():
-        original = target_scores(model(inputs), target)
+    @torch.no_grad()
+    def clean(start: int, stop: int) -> torch.Tensor:
+        return target_scores(model(inputs[start:stop]), target[start:stop])
+
+    original = run_chunked(clean, n, chunk=chunk_size(inputs[0]), combine=torch.cat)
     occluded = run_chunked(scores, ny * nx * n, chunk=chunk_size(inputs[0]), combine=torch.cat)
     drop = (original.repeat(ny * nx) - occluded).view(ny, nx, n).permute(2, 0, 1)
     summed = torch.einsum("nij,ih,jw->nhw", drop, rows, cols)
