@@ -44,7 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.explainers.gradients import chunk_size
 from xaicore.models.bundle import ModelBundle
 from xaicore.provenance import Provenance
 from xaicore.randomization import LayerRandomizer
@@ -365,8 +367,7 @@ def run_sanity(
     raw_input = image_or_inputs.detach() if isinstance(image_or_inputs, torch.Tensor) else image_or_inputs
     inputs = private.to_input(raw_input)
     explain = _Explainer(private, inputs, plan, baseline=baseline, seed=attribution_seed)
-    with torch.no_grad():
-        targets = _targets(private, target, private.model(inputs), inputs.shape[0])
+    targets = _targets(private, target, _logits(private.model, inputs), inputs.shape[0])
     trained_raw = explain(targets)
     trained = {kind: _prepare(trained_raw, plan, kind) for kind in KINDS}
     runner = _Runner(
@@ -473,8 +474,7 @@ class _Runner:
         """Maps, flags and target of the private model as it is now."""
         target = self._targets
         if self._policy == "randomized_prediction":
-            with torch.no_grad():
-                target = self._randomizer.model(self._explain.inputs).argmax(dim=1)
+            target = _logits(self._randomizer.model, self._explain.inputs).argmax(dim=1)
         raw = self._explain(target)
         return {kind: _prepare(raw, self._plan, kind) for kind in KINDS}, _flags(raw), target
 
@@ -572,6 +572,16 @@ def _ssim_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     if unknown:
         raise ParameterError(f"Unknown SSIM setting {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
     return settings
+
+
+def _logits(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits of ``inputs`` in memory-sized chunks (halved on out-of-memory)."""
+
+    @torch.no_grad()
+    def part(start: int, stop: int) -> torch.Tensor:
+        return model(inputs[start:stop])
+
+    return run_chunked(part, inputs.shape[0], chunk=chunk_size(inputs[0]), combine=torch.cat)
 
 
 def _targets(bundle: ModelBundle, target, logits: torch.Tensor, n: int) -> torch.Tensor:
