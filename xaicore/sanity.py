@@ -50,7 +50,7 @@ from xaicore.explainers.gradients import chunk_size
 from xaicore.models.bundle import ModelBundle
 from xaicore.provenance import Provenance
 from xaicore.randomization import LayerRandomizer
-from xaicore.similarity import get_normalization, prepare_maps, spearman_batch, ssim_batch
+from xaicore.similarity import get_normalization, prepare_maps, rank_maps, spearman_batch, ssim_batch
 
 MODES = ("cascading", "independent")
 TARGET_POLICIES = ("original", "randomized_prediction")
@@ -649,7 +649,10 @@ def _similarities(
         b = reference.flatten(0, 2)
         data_range = get_normalization(plan.normalizations[kind]).data_range
         out[f"ssim_{kind}"] = ssim_batch(a, b, data_range=data_range, **ssim_kw)
-        out[f"spearman_{kind}"] = spearman_batch(a, b)
+        # the trained maps are ranked once (methods x images rows), not once per step
+        ranks = rank_maps(trained[kind].flatten(0, 1))
+        ranks_b = ranks.view(*trained[kind].shape[:2], -1).unsqueeze(0).expand(randomized.shape[0], -1, -1, -1)
+        out[f"spearman_{kind}"] = spearman_batch(a, b, ranks_b=ranks_b.flatten(0, 2))
     return out
 
 

@@ -17,7 +17,8 @@ the same settings (Wang et al. 2004 as implemented in scikit-image):
   is the Gaussian's width (``2 * int(3.5 * sigma + 0.5) + 1``), as in scikit-image.
 
 Both implementations compute in float64 by default: :func:`ssim` (NumPy, one pair of 2-D maps)
-and :func:`ssim_batch` (PyTorch, many pairs at once on their device, separable convolutions).
+and :func:`ssim_batch` (PyTorch, many pairs at once on their device, separable window sums made of
+shifted slices: a plain box sum for the uniform window, weighted taps for the Gaussian).
 
 Spearman's rank correlation is Pearson's correlation of the ranks, tied values getting the
 mean of their ranks (as :func:`scipy.stats.spearmanr`). Degenerate inputs are defined instead of
@@ -34,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from xaicore.device import run_chunked
 from xaicore.errors import ParameterError
@@ -180,6 +180,36 @@ def _ssim_from_moments(ux, uy, uxx, uyy, uxy, *, cov_norm: float, data_range: fl
     return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
+def _box_sum(m: torch.Tensor, size: int) -> torch.Tensor:
+    """Sums of ``m`` (..., H, W) over every ``size`` x ``size`` window inside it (no padding).
+
+    Separable: ``size`` shifted slices added along rows, then along columns. Each output is
+    a plain sum of ``size`` terms per axis (no running cumulative sum whose rounding error would
+    grow with the map's size), so float32 stays accurate; O(size) adds per pixel and axis.
+    """
+    h, w = m.shape[-2] - size + 1, m.shape[-1] - size + 1
+    along_rows = m[..., 0:h, :].clone()
+    for i in range(1, size):
+        along_rows += m[..., i : i + h, :]
+    out = along_rows[..., 0:w].clone()
+    for i in range(1, size):
+        out += along_rows[..., i : i + w]
+    return out
+
+
+def _weighted_sum(m: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Weighted sums of ``m`` (..., H, W) over every window, 1-D ``taps`` along rows then columns."""
+    size = len(taps)
+    h, w = m.shape[-2] - size + 1, m.shape[-1] - size + 1
+    along_rows = m[..., 0:h, :] * taps[0]
+    for i in range(1, size):
+        along_rows.add_(m[..., i : i + h, :], alpha=taps[i])
+    out = along_rows[..., 0:w] * taps[0]
+    for i in range(1, size):
+        out.add_(along_rows[..., i : i + w], alpha=taps[i])
+    return out
+
+
 # ----------------------------------------------------------------------------- SSIM: NumPy
 
 
@@ -265,17 +295,24 @@ def ssim_batch(
     if n == 0:
         return torch.zeros(0, dtype=dtype, device=a.device)
     device = a.device
-    k = torch.as_tensor(window.kernel, dtype=dtype, device=device)
-    r, c = len(window.kernel) // 2, window.crop
-    rows = torch.as_tensor(_mirror_index(h, c - r, h - c + r), device=device)
-    cols = torch.as_tensor(_mirror_index(w, c - r, w - c + r), device=device)
-    k_rows, k_cols = k.view(1, 1, -1, 1), k.view(1, 1, 1, -1)
+    taps = [float(t) for t in window.kernel]
+    r, c = len(taps) // 2, window.crop
+    uniform = not gaussian_weights
+    # A uniform window's radius equals the crop: the interior needs no mirrored border.
+    pad = r != c
+    rows = torch.as_tensor(_mirror_index(h, c - r, h - c + r), device=device) if pad else None
+    cols = torch.as_tensor(_mirror_index(w, c - r, w - c + r), device=device) if pad else None
 
     def one_chunk(start: int, stop: int) -> torch.Tensor:
-        x = a[start:stop].to(dtype).index_select(1, rows).index_select(2, cols)
-        y = b[start:stop].to(dtype).index_select(1, rows).index_select(2, cols)
-        moments = torch.stack((x, y, x * x, y * y, x * y), dim=1).flatten(0, 1).unsqueeze(1)
-        smoothed = F.conv2d(F.conv2d(moments, k_rows), k_cols).view(stop - start, 5, h - 2 * c, w - 2 * c)
+        x, y = a[start:stop].to(dtype), b[start:stop].to(dtype)
+        if pad:
+            x = x.index_select(1, rows).index_select(2, cols)
+            y = y.index_select(1, rows).index_select(2, cols)
+        moments = torch.stack((x, y, x * x, y * y, x * y), dim=1)
+        if uniform:
+            smoothed = _box_sum(moments, len(taps)).div_(len(taps) ** 2)
+        else:
+            smoothed = _weighted_sum(moments, taps)
         ux, uy, uxx, uyy, uxy = smoothed.unbind(dim=1)
         s = _ssim_from_moments(ux, uy, uxx, uyy, uxy, cov_norm=window.cov_norm, data_range=rng)
         return s.mean(dim=(1, 2))
@@ -301,23 +338,37 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
 
 
-def spearman_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def rank_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Average ranks (N, pixels) float64 of each flattened map of ``maps`` (N, ...), for
+    :func:`spearman_batch`'s ``ranks_b`` when one reference is compared with many maps.
+    A map with NaN or inf is ranked as all zero (its correlations are NaN anyway)."""
+    x = maps.flatten(1)
+    finite = torch.isfinite(x).all(dim=1)
+    return _average_ranks(torch.where(finite[:, None], x, torch.zeros_like(x)))
+
+
+def spearman_batch(a: torch.Tensor, b: torch.Tensor, *, ranks_b: torch.Tensor | None = None) -> torch.Tensor:
     """Spearman rank correlation of each pair of rows (maps are flattened), on their device.
 
     ``a`` and ``b`` have shape (N, ...) with equal shapes. Ties get average ranks (as
     :func:`scipy.stats.spearmanr`). Defined for degenerate maps (see the module docstring):
-    both constant -> 1, one constant -> 0; any NaN or inf in a pair -> NaN. Returns (N,)
-    float64.
+    both constant -> 1, one constant -> 0; any NaN or inf in a pair -> NaN. ``ranks_b``, if
+    given, is ``rank_maps(b)`` computed beforehand (e.g. once for a fixed reference map, then
+    expanded), so that ``b`` is not sorted again. Returns (N,) float64.
     """
     if a.shape != b.shape or a.ndim < 2:
         raise ParameterError(f"spearman_batch needs two (N, ...) tensors of the same shape; got {tuple(a.shape)} and {tuple(b.shape)}.")
     x, y = a.flatten(1), b.flatten(1)
     if x.shape[1] < 2:
         raise ParameterError("Rank correlation needs maps of at least two values.")
+    if ranks_b is not None and tuple(ranks_b.shape) != tuple(y.shape):
+        raise ParameterError(
+            f"ranks_b must be rank_maps(b), of shape {tuple(y.shape)}; got {tuple(ranks_b.shape)}."
+        )
     finite = torch.isfinite(x).all(dim=1) & torch.isfinite(y).all(dim=1)
     x = torch.where(finite[:, None], x, torch.zeros_like(x))
-    y = torch.where(finite[:, None], y, torch.zeros_like(y))
-    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx = _average_ranks(x)
+    ry = rank_maps(b) if ranks_b is None else ranks_b.to(torch.float64)
     rx = rx - rx.mean(dim=1, keepdim=True)
     ry = ry - ry.mean(dim=1, keepdim=True)
     sx, sy = rx.square().sum(dim=1), ry.square().sum(dim=1)
@@ -391,6 +442,7 @@ __all__: Sequence[str] = (
     "ssim_batch",
     "spearman",
     "spearman_batch",
+    "rank_maps",
     "MapSimilarity",
     "compare_maps",
 )

@@ -25,6 +25,7 @@ from xaicore.similarity import (
     compare_maps,
     get_normalization,
     prepare_maps,
+    rank_maps,
     spearman,
     spearman_batch,
     ssim,
@@ -229,3 +230,19 @@ def test_compare_maps_uses_the_normalization_data_range():
     for i in range(4):
         assert abs(result.ssim[i] - structural_similarity(ma[i], mb[i], data_range=2.0)) < 1e-6, REFERENCE
         assert abs(result.spearman[i] - scipy.stats.spearmanr(ma[i].ravel(), mb[i].ravel()).statistic) < 1e-12
+
+
+def test_spearman_with_precomputed_ranks_equals_plain_call():
+    rng = np.random.default_rng(5)
+    reference = torch.from_numpy(np.round(rng.random((2, 9, 9)), 1))  # ties
+    reference[1] = 0.5  # constant reference
+    others = torch.from_numpy(np.round(rng.random((3, 2, 9, 9)), 1))
+    others[0, 0, 0, 0] = float("nan")
+    a = others.flatten(0, 1)
+    b = reference.unsqueeze(0).expand_as(others).flatten(0, 1)
+    ranks = rank_maps(reference).unsqueeze(0).expand(3, -1, -1).flatten(0, 1)
+    plain = spearman_batch(a, b).numpy()
+    assert np.array_equal(spearman_batch(a, b, ranks_b=ranks).numpy(), plain, equal_nan=True)
+    assert np.isnan(plain[0]) and np.all(plain[1::2] == 0.0)
+    with pytest.raises(ParameterError):
+        spearman_batch(a, b, ranks_b=ranks[:, :10])
