@@ -29,6 +29,21 @@ def status_line(result: MethodResult) -> str:
     return line
 
 
+def unavailable_methods(unavailable: dict[str, str]) -> None:
+    """List the methods the model cannot run, each with its reason, in a closed expander.
+
+    Pages offer only the available methods; this says why the others are missing. Draws
+    nothing when every method is available.
+    """
+    if not unavailable:
+        return
+    from xaicore.explainers.registry import get_method
+
+    with st.expander(f"Not available for this model ({len(unavailable)})"):
+        for name, reason in unavailable.items():
+            st.markdown(f"- **{get_method(name).title}**: {reason}")
+
+
 def predictions_rows(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
     """Table rows of the top predictions: rank, class index, label, probability."""
     return [

@@ -72,6 +72,7 @@ def main() -> None:
         st.session_state[METHODS_MODEL] = bundle.fingerprint
         st.session_state[METHODS] = [m for m in SINGLE_PASS if m in available]
     methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    render.unavailable_methods(bundle.unavailable)
     classes_key = f"{W}classes.{bundle.fingerprint[:12]}.{image.hash[:12]}"  # defaults follow model and image
     st.session_state.setdefault(classes_key, _default_classes(bundle, image))
     classes = st.multiselect("Classes", list(range(bundle.num_classes)), key=classes_key,

@@ -161,6 +161,7 @@ def main() -> None:
     st.session_state.setdefault(METHODS, [m for m in FAST if m in available])
     state.forget_if_not_in(METHODS, available)
     methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    render.unavailable_methods(bundle.unavailable)
     st.session_state.setdefault("co.w.variants", list(VARIANTS))
     variants = st.multiselect("AX variants", list(VARIANTS), key="co.w.variants")
     seed = int(st.session_state.get("co.w.seed", 0))

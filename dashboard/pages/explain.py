@@ -155,10 +155,7 @@ def main() -> None:
         st.session_state[METHODS_MODEL] = bundle.fingerprint
         st.session_state[METHODS] = available
     selected = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
-    if bundle.unavailable:
-        with st.expander(f"Not available for this model ({len(bundle.unavailable)})"):
-            for name, reason in bundle.unavailable.items():
-                st.markdown(f"- **{get_method(name).title}**: {reason}")
+    render.unavailable_methods(bundle.unavailable)
 
     settings, run_col = st.columns([3, 1])
     with settings:

@@ -196,6 +196,7 @@ def main() -> None:
         st.session_state[METHODS_MODEL] = bundle.fingerprint
         st.session_state[METHODS] = _default_methods(available)
     selected = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    render.unavailable_methods(bundle.unavailable)
     st.caption(f"Class {target}: {bundle.labels[target]}. Maps use each method's default parameters, black baseline.")
     c1, c2, c3, c4 = st.columns(4)
     st.session_state.setdefault("faith.w.step_pct", 1.0)

@@ -87,6 +87,7 @@ def _settings(bundle, image_set: ImageSet, data: str):
     st.session_state.setdefault(W + "methods", [n for n in available if get_method(n).single_pass])
     state.forget_if_not_in(W + "methods", available)
     methods = st.multiselect("Methods", available, key=W + "methods", format_func=lambda n: get_method(n).title)
+    render.unavailable_methods(bundle.unavailable)
     st.session_state.setdefault(W + "metrics", list(METRICS))
     metrics = st.multiselect("Metrics", list(METRICS), key=W + "metrics", format_func=METRIC_TITLES.get)
     with st.expander("Settings"):

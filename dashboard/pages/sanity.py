@@ -32,6 +32,7 @@ def _settings(bundle) -> dict:
         st.session_state[METHODS_MODEL] = bundle.fingerprint
         st.session_state[METHODS] = [m for m in SINGLE_PASS if m in available]
     methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    render.unavailable_methods(bundle.unavailable)
     a, b, c = st.columns(3)
     st.session_state.setdefault(W + "mode", "both")
     mode = a.radio("Randomization", list(MODES), format_func=MODES.get, key=W + "mode", horizontal=True,
