@@ -185,7 +185,7 @@ def test_explain_reports_out_of_memory_per_method_as_one_sentence(bundle, inputs
 
 
 def test_a_sanity_check_under_a_memory_limit_equals_the_unlimited_one(bundle, inputs):
-    kwargs = dict(methods=["saliency", "guided_backprop"], mode="cascading", seeds=(0,), keep_maps="first")
+    kwargs = dict(methods=["guided_backprop"], mode="cascading", seeds=(0,), keep_maps="first")
     expected = run_sanity(bundle, inputs[:2], **kwargs)
     limit = Limit(1)
     got = run_sanity(limited(bundle, limit), inputs[:2], **kwargs)
