@@ -3,7 +3,8 @@
 Every image shows one object of one of :data:`CLASSES` (or, in a *scene*, two objects of
 different classes) drawn with a random colour, size, position, rotation and texture on a
 random background. Everything is vectorized over images with numpy and deterministic by
-seed: the same ``(n, seed, size)`` gives the same bytes on every machine.
+seed: the same ``(n, seed, size)`` gives the same bytes (with the same numpy on the same
+platform; trigonometric functions may differ in the last bit elsewhere).
 
 Drawing rules (all lengths scale with ``size``):
 
