@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from captum.attr import DeepLift, GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+from captum.attr import Deconvolution, DeepLift, GuidedBackprop, GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
 
 from xaicore.errors import OutOfMemory
 from xaicore.explainers import gradients, shap, smoothgrad
@@ -81,6 +81,19 @@ def test_deeplift_shap_equals_mean_of_captum_deeplift_per_reference(case) -> Non
             deltas.append(float(d[0]))
         torch.testing.assert_close(out.values[i], sum(per_ref) / 3, rtol=1e-5, atol=1e-7)
         assert float(out.delta[i]) == pytest.approx(sum(deltas) / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "method,reference",
+    [("guided_backprop", GuidedBackprop), ("deconvolution", Deconvolution)],
+)
+@pytest.mark.parametrize("which", ["tiny", "shapes"])
+def test_modified_relu_methods_equal_captum(case, which: str, method: str, reference) -> None:
+    bundle, x, target = case if which == "tiny" else (shapes_bundle(), images(2, (64, 64), seed=5), torch.tensor([0, 6]))
+    out = attribute(bundle, x, method=method, target=target)
+    expected = reference(bundle.model).attribute(x.clone().requires_grad_(True), target=target)
+    torch.testing.assert_close(out.values, expected.detach(), rtol=1e-5, atol=1e-7)
+    assert not any(m._forward_hooks or m._backward_hooks for m in bundle.model.modules())
 
 
 @pytest.mark.parametrize("steps", [1, 7, 20])

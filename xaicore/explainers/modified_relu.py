@@ -1,24 +1,81 @@
-"""Guided Backpropagation and Deconvolution (captum), which change the backward pass of every
-``nn.ReLU`` module: Guided Backprop keeps only positive gradients where the ReLU was active,
-Deconvolution passes the positive part of the incoming gradient regardless of the ReLU's input.
-Captum removes its hooks in ``finally``; functional ReLUs are invisible to both (models are
-made safe on load, and the methods marked unavailable where that is impossible).
+"""Guided Backpropagation and Deconvolution: both change the backward pass of every ``nn.ReLU``
+module. Guided Backprop keeps only positive gradients where the ReLU was active
+(``relu(g) * (x > 0)``); Deconvolution passes the positive part of the incoming gradient
+regardless of the ReLU's input (``relu(g)``). These equal Captum's ``GuidedBackprop`` and
+``Deconvolution`` (tested against them) but cost one plain forward and backward pass: each ReLU
+module gets a forward hook that routes its output through a small autograd function, and the
+hooks are removed in ``finally``. Functional ReLUs are invisible to both (models are made safe
+on load, and the methods marked unavailable where that is impossible).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
-from captum.attr import Deconvolution, GuidedBackprop
 from torch import nn
 
-from xaicore.explainers.gradients import grad_leaf
+from xaicore.explainers.gradients import grad_leaf, target_scores
+
+
+class _GuidedReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (out,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (out > 0)
+
+
+class _DeconvReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad.clamp(min=0)
+
+
+@contextmanager
+def _relu_backward(model: nn.Module, rule: type[torch.autograd.Function]) -> Iterator[None]:
+    """Within the block, every ``nn.ReLU`` of ``model`` back-propagates with ``rule``."""
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
+        return rule.apply(inputs[0])
+
+    handles = []
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _modified_gradient(
+    model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, rule: type[torch.autograd.Function]
+) -> torch.Tensor:
+    x = grad_leaf(inputs)
+    with _relu_backward(model, rule), torch.enable_grad():
+        logits = model(x)
+        selected = target_scores(logits, target).sum()
+        (grad,) = torch.autograd.grad(selected, x)
+    return grad.detach()
 
 
 def guided_backprop(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Guided Backprop attribution (N, 3, H, W)."""
-    return GuidedBackprop(model).attribute(grad_leaf(inputs), target=target).detach()
+    return _modified_gradient(model, inputs, target, _GuidedReLU)
 
 
 def deconvolution(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Deconvolution attribution (N, 3, H, W)."""
-    return Deconvolution(model).attribute(grad_leaf(inputs), target=target).detach()
+    return _modified_gradient(model, inputs, target, _DeconvReLU)
