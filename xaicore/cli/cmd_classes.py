@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.cli.cmd_sanity import SINGLE_PASS, parse_methods, read_image_arg
+from xaicore.cli.common import SINGLE_PASS, parse_methods, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -56,7 +56,7 @@ def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.cli.cmd_sanity import parse_methods
+    from xaicore.cli.common import parse_methods
     from xaicore.confidence import co_scores
     from xaicore.models.loading import load_model
 

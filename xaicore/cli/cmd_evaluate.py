@@ -100,7 +100,7 @@ def read_co_rows(path: Path) -> list[dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.cli.cmd_sanity import parse_methods
+    from xaicore.cli.common import parse_methods
     from xaicore.data.evalsets import parse_data
     from xaicore.evalstore import evaluate_in_folder
     from xaicore.evaluate import make_settings

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from xaicore.cli.common import read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,20 +69,6 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
-def read_image(source: str) -> np.ndarray:
-    """An image file when such a file exists, otherwise a sample by name."""
-    from xaicore.data.images import load_image
-    from xaicore.data.samples import list_samples, load_sample
-    from xaicore.errors import ImageLoadError
-
-    path = Path(source)
-    if path.is_file():
-        return load_image(path).array
-    if source in list_samples():
-        return load_sample(source).image
-    raise ImageLoadError(f"{source!r} is neither an image file nor a sample name; check the path.")
-
-
 def load_bundle(name: str, device: str | None):
     from xaicore.models.loading import load_model
 
@@ -97,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = parse_params(args.param)
     methods = [spec.name for spec in resolve_methods(args.methods)]
-    image = read_image(args.image)
+    image = read_image_arg(args.image).array
     bundle = load_bundle(args.model, args.device)
 
     def progress(done: int, total: int, title: str) -> None:

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.cli.cmd_sanity import parse_methods, read_image_arg
+    from xaicore.cli.common import parse_methods, read_image_arg
     from xaicore.errors import ParameterError
     from xaicore.explainers.api import explain
     from xaicore.explainers.results import Status

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.cli.cmd_sanity import read_image_arg
+    from xaicore.cli.common import read_image_arg
     from xaicore.gax import run_gax
     from xaicore.models.loading import load_model
 
