@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.cli.common import SINGLE_PASS, parse_methods, read_image_arg
+from xaicore.cli.common import SINGLE_PASS, methods_for, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     image = read_image_arg(args.image)
     bundle = load_model(args.model)
-    methods = parse_methods(args.methods)
-    if args.methods.strip().lower() == "all":
-        methods = [m for m in methods if m not in bundle.unavailable]
+    methods = methods_for(args.methods, bundle.unavailable)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     result = compare_classes(
         bundle,

@@ -56,7 +56,7 @@ def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.cli.common import parse_methods
+    from xaicore.cli.common import methods_for
     from xaicore.confidence import co_scores
     from xaicore.models.loading import load_model
 
@@ -64,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
     image_set = read_image_set(args.data, bundle, seed=args.seed, limit=args.limit)
     for notice in getattr(image_set, "notices", ()):
         print(f"note: {notice}")
-    methods = parse_methods(args.methods)
-    if args.methods.strip().lower() == "all":
-        methods = [m for m in methods if m not in bundle.unavailable]
+    methods = methods_for(args.methods, bundle.unavailable)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
 
     def progress(done: int, total: int, method: str) -> None:

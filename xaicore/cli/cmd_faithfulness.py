@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.cli.common import parse_methods, read_image_arg
+    from xaicore.cli.common import methods_for, read_image_arg
     from xaicore.errors import ParameterError
     from xaicore.explainers.api import explain
     from xaicore.explainers.results import Status
@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     image = read_image_arg(args.image)
     bundle = load_model(args.model)
-    methods = parse_methods(args.methods)
-    if args.methods.strip().lower() == "all":
-        methods = [m for m in methods if m not in bundle.unavailable]
+    methods = methods_for(args.methods, bundle.unavailable)
     explained = explain(bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline)
     usable = {m.method: m.attribution[None] for m in explained.methods if m.status is Status.OK}
     skipped = {m.method: m.reason or m.status.value for m in explained.methods if m.status is not Status.OK}

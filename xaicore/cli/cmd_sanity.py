@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from xaicore.cli.common import SINGLE_PASS, parse_methods, read_image_arg
+from xaicore.cli.common import SINGLE_PASS, methods_for, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("--seeds must be at least 1.")
     image = read_image_arg(args.image)
     bundle = load_model(args.model)
-    methods = parse_methods(args.methods)
-    if args.methods.strip().lower() == "all":
-        methods = [m for m in methods if m not in bundle.unavailable]
+    methods = methods_for(args.methods, bundle.unavailable)
 
     def progress(done: int, total: int, message: str) -> None:
         print(f"\r[{done}/{total}] {message[:70]:<70}", end="", file=sys.stderr, flush=True)

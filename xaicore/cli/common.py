@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,3 +49,11 @@ def parse_methods(text: str) -> list[str]:
     if not names:
         raise ParameterError("--methods needs at least one method name.")
     return names
+
+
+def methods_for(text: str, unavailable: Mapping[str, str]) -> list[str]:
+    """Method names from ``--methods``; ``all`` leaves out the ones this model cannot run."""
+    methods = parse_methods(text)
+    if text.strip().lower() == "all":
+        methods = [m for m in methods if m not in unavailable]
+    return methods
