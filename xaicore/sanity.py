@@ -46,7 +46,9 @@ import torch
 
 from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.explainers.fused import CapturedFusedPass, FusedPass, graphs_enabled
 from xaicore.explainers.gradients import chunk_size
+from xaicore.explainers.shared import CAM_METHODS, FUSED_METHODS, from_fused, rules_for
 from xaicore.models.bundle import ModelBundle
 from xaicore.provenance import Provenance
 from xaicore.randomization import LayerRandomizer
@@ -388,6 +390,7 @@ def run_sanity(
         "method_params": plan.method_params,
         "keep_maps": keep_maps,
         "std": "population (ddof=0) over seeds of each seed's mean over images",
+        "computation": explain.path,
     }
     keep = {"none": 0, "first": 1, "all": len(plan.seeds)}[keep_maps]
     arrays = _assemble(outputs, plan, keep=keep, steps=len(private.layers))
@@ -597,7 +600,13 @@ def _targets(bundle: ModelBundle, target, logits: torch.Tensor, n: int) -> torch
 
 
 class _Explainer:
-    """All methods' raw maps of the inputs by the private model as it currently is."""
+    """All methods' raw maps of the inputs by the private model as it currently is.
+
+    On CUDA, when every method comes from the fused pass (:mod:`xaicore.explainers.fused`),
+    that pass is recorded once as a CUDA graph and replayed at every step: the randomizer
+    changes the private model's weights in place, which the replay reads. Anything else, or a
+    capture that fails, takes the plain path (:func:`attribute_many`).
+    """
 
     def __init__(self, bundle: ModelBundle, inputs: torch.Tensor, plan: _Plan, *, baseline: str, seed: int) -> None:
         from xaicore.explainers import api
@@ -608,9 +617,20 @@ class _Explainer:
         self._plan = plan
         self._baseline = baseline
         self._seed = seed
+        self._graph: CapturedFusedPass | None = None
+        self._graph_ok = inputs.device.type == "cuda" and graphs_enabled() and all(
+            m in FUSED_METHODS for m in plan.methods
+        )
+        self.path = "eager"
 
     def __call__(self, target: torch.Tensor) -> torch.Tensor:
         """(methods, N, 3, H, W) attributions for ``target`` (N,), sharing passes between methods."""
+        if self._graph_ok:
+            fused = self._replay(target)
+            if fused is not None:
+                return torch.stack(
+                    [from_fused(m, self.inputs, self._plan.method_params[m], fused).values for m in self._plan.methods]
+                )
         found = self._api.attribute_many(
             self._bundle,
             self.inputs,
@@ -621,6 +641,22 @@ class _Explainer:
             baseline=self._baseline,
         )
         return torch.stack([found[m].values.detach() for m in self._plan.methods])
+
+    def _replay(self, target: torch.Tensor) -> FusedPass | None:
+        if self._graph is None:
+            try:
+                cam_layer = None
+                if any(m in CAM_METHODS for m in self._plan.methods):
+                    cam_layer = self._bundle.module(self._bundle.cam_layer)
+                self._graph = CapturedFusedPass(
+                    self._bundle.model, self.inputs, target, rules=rules_for(self._plan.methods), layer=cam_layer
+                )
+            except Exception:  # noqa: BLE001 - any capture problem: the eager path gives the same maps
+                self._graph_ok = False
+                return None
+            self.path = "cuda_graph"
+        self._graph.set_target(target)
+        return self._graph()
 
 
 def _prepare(raw: torch.Tensor, plan: _Plan, kind: str) -> torch.Tensor:

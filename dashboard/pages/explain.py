@@ -20,11 +20,11 @@ from xaicore.explainers.api import explain
 from xaicore.explainers.baselines import BASELINE_KINDS
 from xaicore.explainers.results import Status
 from xaicore.explainers.registry import get_method, list_methods
-from xaicore.explainers.shared import PASS_METHODS
+from xaicore.explainers.shared import FUSED_METHODS
 
 VIEWS = {"all": "All (signed)", "positive": "Positive only"}
 PER_ROW = 4
-SHARED = (*PASS_METHODS, "guided_backprop", "guided_gradcam")  # cheaper run together
+SHARED = FUSED_METHODS  # one fused pass when run together
 METHODS = "explain.w.methods"
 METHODS_MODEL = "explain.w.methods_model"  # fingerprint the method selection belongs to
 
@@ -64,8 +64,8 @@ def _method_settings(methods: list[str]) -> dict[str, dict]:
 
 
 def run_groups(todo: list[str]) -> list[list[str]]:
-    """Methods to run together: those that share one gradient pass (and Guided Grad-CAM with
-    Guided Backprop) in one group, every other method alone, in the order given."""
+    """Methods to run together: those that share one fused pass (gradients, Guided Backprop,
+    Deconvolution and the CAM maps) in one group, every other method alone, in the order given."""
     together = [name for name in todo if name in SHARED]
     groups: list[list[str]] = [together] if together else []
     return groups + [[name] for name in todo if name not in SHARED]

@@ -26,6 +26,12 @@ class BenchContext:
     device: torch.device
     batch: int
     repeats: int = 3
+    reference_seeds: int | None = None  # sanity: run the plain reference on the first K seeds only
+    floor: dict[str, float] | None = None  # saturating_floor() of the model, when measured
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.type == "cuda"
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,25 @@ def pass_time(bundle: ModelBundle, *, batch: int = 1, repeats: int = 5) -> dict[
             "forward_s": best_time(fwd, device=device, repeats=repeats),
             "batch": batch,
         }
+
+
+def saturating_floor(bundle: ModelBundle, *, repeats: int = 3) -> dict[str, float]:
+    """The model's own speed: per-image seconds of forward+backward and of forward at the
+    batch where throughput stops improving (by less than 10 % from one batch to the next,
+    trying 1, 4, 16, 64 and, on a GPU, 128 and 256 images)."""
+    batches = (1, 4, 16, 64, 128, 256) if bundle.device.type == "cuda" else (1, 4, 16, 64)
+    best: dict[str, float] | None = None
+    for batch in batches:
+        t = pass_time(bundle, batch=batch, repeats=repeats)
+        per = {"forward_backward_s_per_image": t["forward_backward_s"] / batch,
+               "forward_s_per_image": t["forward_s"] / batch, "batch": batch}
+        if best is not None and per["forward_backward_s_per_image"] > 0.9 * best["forward_backward_s_per_image"]:
+            if per["forward_backward_s_per_image"] < best["forward_backward_s_per_image"]:
+                best = per
+            break
+        best = per
+    assert best is not None
+    return best
 
 
 def device_name(device: torch.device) -> str:

@@ -220,13 +220,17 @@ def _deeplift(call: MethodCall) -> Attribution:
     needs_baseline=True,
 )
 def _deeplift_shap(call: MethodCall) -> Attribution:
-    refs = jittered_references(
+    return deeplift.deeplift_shap(call.model, call.inputs, call.target, deeplift_shap_references(call))
+
+
+def deeplift_shap_references(call: MethodCall) -> torch.Tensor:
+    """DeepLiftShap's (references, N, 3, H, W) jittered references, drawn from the call's generator."""
+    return jittered_references(
         call.baseline,
         count=int(call.params["references"]),
         noise=float(call.params["reference_noise"]),
         generator=call.generator,
     )
-    return deeplift.deeplift_shap(call.model, call.inputs, call.target, refs)
 
 
 @register_method(

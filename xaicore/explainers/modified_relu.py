@@ -4,7 +4,8 @@ module. Guided Backprop keeps only positive gradients where the ReLU was active
 regardless of the ReLU's input (``relu(g)``). These equal Captum's ``GuidedBackprop`` and
 ``Deconvolution`` (tested against them) but cost one plain forward and backward pass: each ReLU
 module gets a forward hook that routes its output through a small autograd function, and the
-hooks are removed in ``finally``. Functional ReLUs are invisible to both (models are made safe
+hooks are removed in ``finally``. Guided Backprop only adds a positive-part step after each
+ReLU (the ReLU's own backward does the masking), so it costs no extra forward work. Functional ReLUs are invisible to both (models are made safe
 on load, and the methods marked unavailable where that is impossible).
 """
 
@@ -19,17 +20,18 @@ from torch import nn
 from xaicore.explainers.gradients import grad_leaf, target_scores
 
 
-class _GuidedReLU(torch.autograd.Function):
+class _PositiveGrad(torch.autograd.Function):
+    """Identity forward; backward passes the positive part of the gradient. Placed after a
+    ReLU, whose own backward then zeroes it where the ReLU was inactive: Guided Backprop's
+    ``relu(g) * (x > 0)`` with no extra forward work."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        out = x.clamp(min=0)
-        ctx.save_for_backward(out)
-        return out
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (out,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (out > 0)
+        return grad.clamp(min=0)
 
 
 class _DeconvReLU(torch.autograd.Function):
@@ -44,10 +46,11 @@ class _DeconvReLU(torch.autograd.Function):
 
 @contextmanager
 def _relu_backward(model: nn.Module, rule: type[torch.autograd.Function]) -> Iterator[None]:
-    """Within the block, every ``nn.ReLU`` of ``model`` back-propagates with ``rule``."""
+    """Within the block, every ``nn.ReLU`` of ``model`` back-propagates with ``rule``
+    (:class:`_DeconvReLU` replaces the ReLU's output; :class:`_PositiveGrad` follows it)."""
 
-    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
-        return rule.apply(inputs[0])
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        return rule.apply(output if rule is _PositiveGrad else inputs[0])
 
     handles = []
     try:
@@ -73,7 +76,7 @@ def _modified_gradient(
 
 def guided_backprop(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Guided Backprop attribution (N, 3, H, W)."""
-    return _modified_gradient(model, inputs, target, _GuidedReLU)
+    return _modified_gradient(model, inputs, target, _PositiveGrad)
 
 
 def deconvolution(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

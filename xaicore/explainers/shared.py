@@ -1,12 +1,16 @@
 """Running several methods on one batch, sharing passes where the maths allows.
 
-Saliency, Input x Gradient and Grad-CAM all need the gradient of the same class score: when
-two or more of them (or Guided Grad-CAM) are asked for, one forward and one backward pass
-gives the input gradient and the CAM layer's activation and gradient for all of them.
-Guided Grad-CAM is then put together from that Grad-CAM map and the Guided Backprop result
-(computed once, also when Guided Backprop itself is asked for). The results equal the
-separate computations. When the shared pass fails, each method runs on its own so that the
-error is attributed to the method it belongs to.
+Saliency, Input x Gradient and Grad-CAM need the plain gradient of the same class score;
+Guided Backprop and Deconvolution the same pass with another ReLU backward rule; Guided
+Grad-CAM the Guided Backprop map and the Grad-CAM map. When two or more of these six are asked
+for, one batched pass (:mod:`xaicore.explainers.fused`: the images once per backward rule
+needed) gives all of them. The results equal the separate computations up to float rounding.
+When the fused pass fails, each method runs on its own so that the error is attributed to the
+method it belongs to.
+
+On a GPU, DeepLift and DeepLiftShap also share their passes when both are asked for: every
+(image, reference) pair is independent in DeepLift, so DeepLift's baseline joins
+DeepLiftShap's references in one batch (:func:`xaicore.explainers.deeplift.deeplift_and_shap`).
 
 Every method's outcome, error included, is captured: the caller decides what to raise.
 """
@@ -19,12 +23,20 @@ from dataclasses import dataclass
 
 import torch
 
-from xaicore.errors import MethodUnavailable
-from xaicore.explainers import cam, modified_relu
-from xaicore.explainers.gradients import GradientPass, chunked_gradient_pass
+from xaicore.explainers import cam, deeplift
+from xaicore.explainers.fused import FusedPass, fused_pass
 from xaicore.explainers.registry import Attribution, MethodCall, get_method
 
-PASS_METHODS = ("saliency", "input_x_gradient", "gradcam")
+FUSED_METHODS = ("saliency", "input_x_gradient", "gradcam", "guided_backprop", "deconvolution", "guided_gradcam")
+_NEEDS_RULE = {
+    "saliency": ("plain",),
+    "input_x_gradient": ("plain",),
+    "gradcam": ("plain",),
+    "guided_backprop": ("guided",),
+    "deconvolution": ("deconv",),
+    "guided_gradcam": ("plain", "guided"),
+}
+CAM_METHODS = ("gradcam", "guided_gradcam")
 
 Progress = Callable[[int, int, str], None]
 
@@ -43,13 +55,28 @@ class Outcome:
     shared_with: tuple[str, ...] = ()
 
 
-def _from_pass(name: str, call: MethodCall, grads: GradientPass) -> Attribution:
+def rules_for(methods: Sequence[str]) -> tuple[str, ...]:
+    """The backward rules a fused pass needs for ``methods`` (members of :data:`FUSED_METHODS`)."""
+    wanted = {rule for m in methods for rule in _NEEDS_RULE[m]}
+    return tuple(r for r in ("plain", "guided", "deconv") if r in wanted)
+
+
+def from_fused(name: str, inputs: torch.Tensor, params: Mapping[str, object], fused: FusedPass) -> Attribution:
+    """Method ``name``'s attribution from a fused pass over ``inputs``."""
     if name == "saliency":
-        return Attribution(grads.input_grad.abs())  # type: ignore[union-attr]
+        return Attribution(fused.grads["plain"].abs())
     if name == "input_x_gradient":
-        return Attribution(call.inputs * grads.input_grad)
-    raw = cam.cam_from_pass(grads)
-    return Attribution(cam.upsample_cam(raw, relu=bool(call.params["relu"]), size=tuple(call.inputs.shape[-2:])))
+        return Attribution(inputs * fused.grads["plain"])
+    if name == "guided_backprop":
+        return Attribution(fused.grads["guided"])
+    if name == "deconvolution":
+        return Attribution(fused.grads["deconv"])
+    raw = cam.cam_from_pass(fused.cam)  # type: ignore[arg-type]
+    if name == "gradcam":
+        return Attribution(cam.upsample_cam(raw, relu=bool(params["relu"]), size=tuple(inputs.shape[-2:])))
+    if name == "guided_gradcam":
+        return Attribution(cam.guided_gradcam(fused.grads["guided"], raw))
+    raise KeyError(name)
 
 
 class _Runner:
@@ -57,9 +84,6 @@ class _Runner:
         self.calls = calls
         self.progress = progress
         self.outcomes: dict[str, Outcome] = {}
-        self.cam_raw: torch.Tensor | None = None
-        self.pass_share = 0.0
-        self.pass_users: tuple[str, ...] = ()
         self.device = next(iter(calls.values())).inputs.device
 
     def _clock(self) -> float:
@@ -81,61 +105,41 @@ class _Runner:
             attribution, error = None, exc
         self.outcomes[name] = Outcome(attribution, error, self._clock() - start)
 
-    def shared_pass(self, users: Sequence[str]) -> bool:
-        """One gradient pass for ``users``; False when it failed (they then run alone)."""
+    def fused(self, users: Sequence[str]) -> None:
+        """One fused pass for ``users``; on failure they are left to run alone."""
         first = self.calls[users[0]]
-        want_input = any(u in ("saliency", "input_x_gradient") for u in users)
-        layers = [self.calls[u].layer for u in users if u in ("gradcam", "guided_gradcam")]
+        cam_users = [u for u in users if u in CAM_METHODS]
         self._report(users[0])
         start = self._clock()
         try:
-            if any(layer is None for layer in layers):
-                raise MethodUnavailable("A CAM method was asked for without a layer.")
-            want_layer = bool(layers)
-            grads = chunked_gradient_pass(
-                first.model, first.inputs, first.target, layer=layers[0] if layers else None, want_input=want_input
-            )
-            derived = {u: _from_pass(u, self.calls[u], grads) for u in users if u in PASS_METHODS}
-            self.cam_raw = cam.cam_from_pass(grads) if want_layer else None
+            layer = self.calls[cam_users[0]].layer if cam_users else None
+            if cam_users and layer is None:
+                return
+            fused = fused_pass(first.model, first.inputs, first.target, rules=rules_for(users), layer=layer)
+            derived = {u: from_fused(u, first.inputs, self.calls[u].params, fused) for u in users}
         except Exception:  # noqa: BLE001 - fall back to separate runs, which report their own errors
-            return False
-        self.pass_users = tuple(users)
-        self.pass_share = (self._clock() - start) / len(users)
+            return
+        share = (self._clock() - start) / len(users)
         for name, attribution in derived.items():
-            self.outcomes[name] = Outcome(attribution, None, self.pass_share, self._others(name, users))
-        return True
+            others = tuple(u for u in users if u != name)
+            self.outcomes[name] = Outcome(attribution, None, share, others)
 
-    @staticmethod
-    def _others(name: str, group: Sequence[str]) -> tuple[str, ...]:
-        return tuple(u for u in group if u != name)
 
-    def guided_gradcam(self) -> None:
-        """Guided Grad-CAM from the Guided Backprop result and the shared pass's CAM map."""
-        name = "guided_gradcam"
-        call = self.calls[name]
-        reused: list[str] = []
-        gbp = self.outcomes.get("guided_backprop")
-        self._report(name)
+    def deeplift_pair(self) -> None:
+        """DeepLift and DeepLiftShap from one batch of pairs; on failure both run alone."""
+        from xaicore.explainers.methods import deeplift_shap_references
+
+        dl, shap = self.calls["deeplift"], self.calls["deeplift_shap"]
+        self._report("deeplift")
         start = self._clock()
         try:
-            if gbp is not None and gbp.attribution is not None:
-                guided = gbp.attribution.values
-                reused.append("guided_backprop")
-            else:
-                guided = modified_relu.guided_backprop(call.model, call.inputs, call.target)
-            if self.cam_raw is not None:
-                raw = self.cam_raw
-                reused.extend(self._others(name, self.pass_users))
-            else:
-                if call.layer is None:
-                    raise MethodUnavailable("Guided Grad-CAM needs a convolutional layer, and none was given.")
-                raw = cam.layer_cam(call.model, call.layer, call.inputs, call.target)
-            attribution, error = Attribution(cam.guided_gradcam(guided, raw)), None
-        except Exception as exc:  # noqa: BLE001
-            attribution, error = None, exc
-        own = self._clock() - start
-        share = self.pass_share if name in self.pass_users else 0.0
-        self.outcomes[name] = Outcome(attribution, error, own + share, tuple(reused))
+            refs = deeplift_shap_references(shap)
+            found = deeplift.deeplift_and_shap(dl.model, dl.inputs, dl.target, dl.baseline, refs)
+        except Exception:  # noqa: BLE001 - the separate runs report their own errors
+            return
+        share = (self._clock() - start) / 2
+        self.outcomes["deeplift"] = Outcome(found[0], None, share, ("deeplift_shap",))
+        self.outcomes["deeplift_shap"] = Outcome(found[1], None, share, ("deeplift",))
 
 
 def run_methods(calls: Mapping[str, MethodCall], *, progress: Progress | None = None) -> dict[str, Outcome]:
@@ -146,17 +150,12 @@ def run_methods(calls: Mapping[str, MethodCall], *, progress: Progress | None = 
     """
     runner = _Runner(calls, progress)
     names = list(calls)
-    users = [n for n in names if n in PASS_METHODS or n == "guided_gradcam"]
+    users = [n for n in names if n in FUSED_METHODS]
     if len(users) >= 2:
-        runner.shared_pass(users)  # on failure every user runs alone below
-    smart_guided = "guided_gradcam" in calls and ("guided_backprop" in calls or "guided_gradcam" in runner.pass_users)
+        runner.fused(users)  # on failure every user runs alone below
+    if "deeplift" in calls and "deeplift_shap" in calls and runner.device.type == "cuda":
+        runner.deeplift_pair()
     for name in names:
-        if name in runner.outcomes:
-            continue
-        if name == "guided_gradcam" and smart_guided:
-            if "guided_backprop" in calls and "guided_backprop" not in runner.outcomes:
-                runner.run_alone("guided_backprop")
-            runner.guided_gradcam()
-        else:
+        if name not in runner.outcomes:
             runner.run_alone(name)
     return {name: runner.outcomes[name] for name in names}

@@ -53,6 +53,7 @@ class PixelSpaceModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.grayscale = grayscale
+        self.autocast_dtype: torch.dtype | None = None
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """The input of ``net`` for pixel-space input ``x`` (grayscale conversion, then mean/std)."""
@@ -62,7 +63,11 @@ class PixelSpaceModel(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        if self.autocast_dtype is None:
+            return self.net(self.normalize(x))
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            logits = self.net(self.normalize(x))
+        return logits.float()
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -174,6 +179,35 @@ class ModelBundle:
         """Raw logits of model input (see :meth:`to_input`), computed under the lock."""
         with self.lock:
             return self.model(inputs)
+
+    @property
+    def precision(self) -> str:
+        """``"float32"``, or ``"bf16"`` for the mixed-precision mode (:meth:`with_precision`)."""
+        return "bf16" if self.model.autocast_dtype == torch.bfloat16 else "float32"
+
+    def with_precision(self, precision: str) -> "ModelBundle":
+        """This model computing in ``precision``: ``"float32"`` or ``"bf16"`` (CUDA only).
+
+        bf16 runs the network under autocast (matrix products and convolutions in bfloat16,
+        logits returned as float32); inputs, attributions and the weights stay float32, and the
+        weights and lock are shared with this bundle. Faster on tensor-core GPUs at the price
+        of rounding: ``xai bench precision`` measures how close each method's maps stay.
+        """
+        wanted = str(precision).strip().lower()
+        if wanted not in ("float32", "bf16"):
+            raise ParameterError(f"precision must be 'float32' or 'bf16'; got {precision!r}.")
+        if wanted == self.precision:
+            return self
+        if wanted == "bf16" and self.device.type != "cuda":
+            raise ParameterError("The bf16 mode needs a CUDA GPU; on this device use float32.")
+        old = self.model
+        model = PixelSpaceModel(
+            old.net, mean=old.mean.flatten().tolist(), std=old.std.flatten().tolist(), grayscale=old.grayscale
+        ).to(self.device)  # a new wrapper around the same network
+        model.eval()
+        model.autocast_dtype = torch.bfloat16 if wanted == "bf16" else None
+        base = self.name.removesuffix(" [bf16]")
+        return replace(self, model=model, name=base + (" [bf16]" if wanted == "bf16" else ""))
 
     def private_copy(self) -> "ModelBundle":
         """A deep copy with its own model and lock, for work that changes weights."""
