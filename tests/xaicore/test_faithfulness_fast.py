@@ -1,0 +1,268 @@
+"""The exact shortcuts of the batched insertion/deletion path and its inference copy.
+
+Every shortcut must give the curves of the plain one-image-at-a-time loop: on the tiny test
+net, on the default model, and on the default architecture with batch norm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from xaicore.bench.faithfulness import step_loop_curves
+from xaicore.faithfulness import (
+    RANDOM,
+    clear_inference_copies,
+    inference_copy,
+    insertion_deletion,
+    make_background,
+    pool_before_relu,
+)
+from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
+from xaicore.models.default import CHANNELS, INPUT_SIZE, ShapesNet, load_default_bundle
+from xaicore.models.layers import forward_order
+
+from tests.xaicore._sanity_fixtures import seeded_weights, tiny_bundle
+
+TOLERANCE = 1e-5
+
+
+def _bundle(net: nn.Module, *, size: int, num_classes: int, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)) -> ModelBundle:
+    model = PixelSpaceModel(net, mean=mean, std=std).eval()
+    return ModelBundle(
+        model=model,
+        labels=tuple(f"c{i}" for i in range(num_classes)),
+        input_size=(size, size),
+        cam_layer="",
+        layers=tuple(forward_order(model, torch.zeros(1, 3, size, size))),
+        name="test net",
+        fingerprint=fingerprint(model),
+        source="test",
+    )
+
+
+def _batch_norm_bundle(seed: int = 0) -> ModelBundle:
+    """The default architecture with batch norm, random weights and running statistics, in eval mode."""
+    net = seeded_weights(ShapesNet(8, batch_norm=True), seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for index, channels in enumerate(CHANNELS, start=1):
+            bn = net.features.get_submodule(f"bn{index}")
+            bn.running_mean.copy_(torch.randn(channels, generator=gen) * 0.1)
+            bn.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
+    return _bundle(net.eval(), size=INPUT_SIZE[0], num_classes=8)
+
+
+def _maps(n: int, size: int, seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "smooth": F.avg_pool2d(torch.randn(n, 3, size, size, generator=gen), 5, stride=1, padding=2),
+        "ties": torch.randint(0, 3, (n, 3, size, size), generator=gen).float(),
+    }
+
+
+def _assert_equals_loop(bundle, images, maps, targets, result, background):
+    bg = make_background(background, images)
+    for name in (*maps, RANDOM):
+        curves = result.get(name)
+        for i in range(images.shape[0]):
+            attr = maps[name][i].numpy() if name in maps else -curves.rank[i].astype(np.float64)
+            ins, dele = step_loop_curves(
+                bundle,
+                images[i],
+                attr,
+                target=targets[i],
+                step_fraction=result.params["step_fraction"],
+                fraction=result.params["fraction"],
+                background=bg[i],
+            )
+            np.testing.assert_allclose(curves.insertion[i], ins, atol=TOLERANCE, rtol=0)
+            np.testing.assert_allclose(curves.deletion[i], dele, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "which,fraction,background",
+    [("tiny", 1.0, "black"), ("tiny", 0.5, "blur"), ("default", 1.0, "black"), ("batch_norm", 0.7, "mean")],
+)
+@pytest.mark.parametrize("optimize", [True, False])
+def test_batched_equals_the_loop_with_and_without_the_inference_copy(which, fraction, background, optimize):
+    if which == "tiny":
+        bundle, size = tiny_bundle(seed=4, size=16), 16
+    elif which == "default":
+        bundle, size = load_default_bundle(device="cpu"), 64
+    else:
+        bundle, size = _batch_norm_bundle(), 64
+    gen = torch.Generator().manual_seed(5)
+    images = torch.rand(2, 3, size, size, generator=gen)
+    maps = _maps(2, size, seed=6)
+    targets = [0, bundle.num_classes - 1]
+    step = 0.05 if size == 16 else 0.1
+    result = insertion_deletion(
+        bundle, images, maps, target=targets, step_fraction=step, fraction=fraction, background=background,
+        batch_size=5, optimize=optimize,
+    )
+    assert result.params["inference_copy"] is optimize
+    _assert_equals_loop(bundle, images, maps, targets, result, background)
+
+
+def test_curve_ends_are_shared_by_every_ranking():
+    bundle = tiny_bundle(seed=2, size=12)
+    images = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    result = insertion_deletion(bundle, images, _maps(1, 12, seed=3), target=1, step_fraction=0.1)
+    first = result.curves[0]
+    for curves in result.curves:
+        # k = 0: insertion shows the background, deletion the image; k = P the other way round
+        assert curves.insertion[0, 0] == first.insertion[0, 0] == curves.deletion[0, -1]
+        assert curves.deletion[0, 0] == first.deletion[0, 0] == curves.insertion[0, -1]
+    with torch.no_grad():
+        p = torch.softmax(bundle.model(torch.cat([images, torch.zeros_like(images)])), dim=1)[:, 1]
+    np.testing.assert_allclose([first.deletion[0, 0], first.insertion[0, 0]], p.numpy(), atol=1e-6)
+
+
+def test_pool_before_relu_is_exact_and_leaves_the_model_alone():
+    bundle = load_default_bundle(device="cpu")
+    net = bundle.model.net
+    swapped = pool_before_relu(net)
+    assert swapped is not None
+    order = [n.target for n in swapped.graph.nodes if n.op == "call_module"]
+    assert order[:3] == ["features.conv1", "features.pool1", "features.relu1"]
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(swapped(x), net(x))
+    assert fingerprint(bundle.model) == bundle.fingerprint
+    assert [name for name, _ in net.features.named_children()][:3] == ["conv1", "relu1", "pool1"]
+
+
+class _Functional(nn.Module):
+    """relu -> max_pool as functions, one in-place ReLU whose input is also read by a skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 2 * 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)  # swapped
+        y = self.conv2(x)
+        z = F.max_pool2d(torch.relu_(y), 2)  # in-place on y, which the skip reads: kept
+        return self.head((z + F.max_pool2d(y, 2)).flatten(1))
+
+
+def test_pool_before_relu_functional_and_in_place_cases():
+    net = seeded_weights(_Functional(), 0).eval()
+    swapped = pool_before_relu(net)
+    assert swapped is not None
+    targets = [(n.op, getattr(n.target, "__name__", n.target)) for n in swapped.graph.nodes]
+    pools = [i for i, t in enumerate(targets) if t[1] == "max_pool2d"]
+    assert targets[pools[0] + 1][1] == "relu"  # the first pair now pools first
+    assert targets[pools[1] - 1][1] == "relu_"  # the in-place pair is unchanged
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(swapped(x), net(x))
+    assert pool_before_relu(nn.Sequential(nn.Flatten(), nn.Linear(3, 2))) is None  # nothing to swap
+
+
+class _Branchy(nn.Module):
+    """Data-dependent control flow (an input check): neither fx nor a trace may stand in for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3 * 8 * 8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(torch.isnan(x).any()):
+            raise ValueError("NaN in the input")
+        return self.head(x.flatten(1))
+
+
+def test_models_the_copy_cannot_stand_in_for_run_plainly():
+    bundle = _bundle(seeded_weights(_Branchy(), 0).eval(), size=8, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    maps = _maps(2, 8, seed=4)
+    result = insertion_deletion(bundle, images, maps, target=0, step_fraction=0.1, background=-torch.ones(3, 1, 1))
+    assert result.params["inference_copy"] is False
+    _assert_equals_loop(bundle, images, maps, [0, 0], result, -torch.ones(3, 1, 1))
+
+
+def test_inference_copy_is_cached_per_model_and_remade_when_weights_change():
+    clear_inference_copies()
+    bundle = tiny_bundle(seed=7, size=16)
+    net = bundle.model.net
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = torch.softmax(net(x), dim=1)
+    copy = inference_copy(net, x[:1], x, expected)
+    assert copy is not None
+    assert inference_copy(net, x[:1], x, expected) is copy
+    with torch.no_grad():
+        net.conv1.weight.mul_(2.0)  # in place: the copy must not serve the old weights
+        changed = torch.softmax(net(x), dim=1)
+    remade = inference_copy(net, x[:1], x, changed)
+    assert remade is not None and remade is not copy
+    with torch.no_grad():
+        assert (torch.softmax(remade(x), dim=1) - changed).abs().max() <= TOLERANCE
+    net.train()
+    assert inference_copy(net, x[:1], x, changed) is None  # training mode: batch statistics
+    net.eval()
+    # a copy that disagrees with the plain model's output is refused
+    assert inference_copy(seeded_weights(type(net)(3), 9).eval(), x[:1], x, changed) is None
+
+
+def test_the_shared_bundle_model_is_untouched_and_results_do_not_depend_on_the_copy():
+    bundle = load_default_bundle(device="cpu")
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    maps = _maps(1, 64, seed=9)
+    fast = insertion_deletion(bundle, images, maps, target=3, step_fraction=0.05, batch_size=16)
+    plain = insertion_deletion(bundle, images, maps, target=3, step_fraction=0.05, optimize=False)
+    assert fast.params["inference_copy"] and not plain.params["inference_copy"]
+    for name in (*maps, RANDOM):
+        np.testing.assert_allclose(fast.get(name).insertion, plain.get(name).insertion, atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(fast.get(name).deletion, plain.get(name).deletion, atol=TOLERANCE, rtol=0)
+    assert fingerprint(bundle.model) == bundle.fingerprint
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in bundle.model.modules())
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_worker_threads_give_the_same_curves_and_leave_the_thread_count(monkeypatch, workers):
+    import xaicore.faithfulness as faithfulness
+
+    bundle = load_default_bundle(device="cpu")
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(12))
+    maps = _maps(2, 64, seed=13)
+    plain = insertion_deletion(bundle, images, maps, target=[1, 2], step_fraction=0.1, optimize=False)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(faithfulness, "CPU_WORKERS", workers)
+    result = insertion_deletion(bundle, images, maps, target=[1, 2], step_fraction=0.1, batch_size=12)
+    assert torch.get_num_threads() == threads
+    assert result.params["cpu_workers"] == min(workers, threads)
+    for name in (*maps, RANDOM):
+        np.testing.assert_allclose(result.get(name).insertion, plain.get(name).insertion, atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(result.get(name).deletion, plain.get(name).deletion, atol=TOLERANCE, rtol=0)
+
+
+def test_a_copy_that_fails_on_some_batch_is_dropped(monkeypatch):
+    import xaicore.faithfulness as faithfulness
+
+    bundle = tiny_bundle(seed=5, size=16)
+    net = bundle.model.net
+
+    def fragile(inner, example, check, expected):
+        def run(batch):
+            if batch.shape[0] != check.shape[0]:
+                raise RuntimeError("shape baked into the copy")
+            return inner(batch)
+
+        return run
+
+    monkeypatch.setattr(faithfulness, "inference_copy", fragile)
+    images = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    maps = _maps(1, 16, seed=4)
+    result = insertion_deletion(bundle, images, maps, target=2, step_fraction=0.1, batch_size=4)
+    assert not result.params["inference_copy"]
+    assert faithfulness._INFERENCE_COPIES[net][1] is None
+    _assert_equals_loop(bundle, images, maps, [2], result, "black")
+    faithfulness.clear_inference_copies()
