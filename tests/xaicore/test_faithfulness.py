@@ -315,6 +315,15 @@ def test_benchmark_workload_agrees_with_its_step_loop(monkeypatch):
     assert figures["curve_points"] == len(curve_steps(256, step_fraction=0.1, fraction=1.0)) == 11
     assert figures["masked_images"] == 2 * figures["curve_points"] * len(figures["methods"].split(", "))
     assert figures["speedup_vs_loop"] > 0 and figures["cost_in_floor_units"] > 0
+    every = figures["every_method"]
+    assert every["equal"] and every["max_abs_difference"] <= 1e-5
+    names = every["methods"].split(", ")
+    assert set(figures["methods"].split(", ")) <= set(names)
+    assert list(figures["step_loop_s_per_method"]) == [*names, RANDOM]
+    assert every["masked_images"] == 2 * figures["curve_points"] * (len(names) + 1)
+    single = sum(figures["step_loop_s_per_method"][n] for n in figures["methods"].split(", "))
+    assert figures["step_loop_all_methods_s"] == pytest.approx(single)
+    assert every["step_loop_s (with the random control)"] == pytest.approx(sum(figures["step_loop_s_per_method"].values()))
 
 
 def test_on_the_default_model_random_lies_between_object_first_and_object_last():
