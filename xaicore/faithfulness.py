@@ -31,8 +31,9 @@ to 1e-5) and does less work per masked image than a plain forward pass:
   private copy with every ``max_pool(relu(a))`` turned into the equal ``relu(max_pool(a))``
   (:func:`pool_before_relu`), then traced, frozen and optimized for inference by TorchScript
   (batch norm folded, oneDNN convolutions with pre-packed weights, activations in oneDNN's
-  layout). It is used only when it agrees with the plain model within 1e-5 on the curve-end
-  images; models TorchScript or fx cannot take run plainly. On CUDA the plain model runs.
+  layout). It is used only when it agrees with the plain model within 1e-5 on (up to 8 of) the
+  curve-end images; models TorchScript or fx cannot take run plainly. On CUDA the plain model
+  runs.
 * **Threads (CPU).** With at most 4 intra-op threads, the copy runs from one worker thread
   per intra-op thread, each with one intra-op thread and its share of a batch: on a 2-core CPU
   two single-threaded streams of 32 images are faster than one two-threaded stream of 64
@@ -559,7 +560,10 @@ def inference_copy(net: nn.Module, example: torch.Tensor, check: torch.Tensor, e
     buffer changes), traced on ``example`` and accepted only when its softmax on ``check`` (a
     batch of another size than ``example``, so a batch size baked into the trace shows) is
     within 1e-5 of ``expected`` (the plain model's softmax on ``check``). On CUDA, or when
-    TorchScript cannot take the model, the plain model runs.
+    TorchScript cannot take the model, the plain model runs. The copy replays the model's
+    tensor operations only: Python side effects of its ``forward`` (counters, checks that
+    trace without a tracer warning) do not run; pass ``optimize=False`` to
+    :func:`insertion_deletion` for such models.
     """
     if example.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return None
@@ -679,7 +683,9 @@ def _curve_probabilities(
         normalize, inner = _split_normalization(net)
         xn, bgn = normalize(x).contiguous(), normalize(bg).contiguous()
         ends = torch.cat([xn, bgn]).contiguous(memory_format=torch.channels_last)
-        ends_probs = torch.softmax(inner(ends).float(), dim=1)
+        ends_probs = run_chunked(
+            lambda a, b: torch.softmax(inner(ends[a:b]).float(), dim=1), len(ends), chunk=batch_size, combine=torch.cat
+        )
         both = torch.arange(n, device=x.device)
         p_image = ends_probs[both, target]
         p_background = ends_probs[n + both, target]
@@ -690,7 +696,8 @@ def _curve_probabilities(
         middle = torch.arange(1, k - 1 if full else k, device=x.device)
         if len(middle) == 0:
             return out, {"inference_copy": False, "cpu_workers": 1}
-        fast = inference_copy(inner, xn[:1], ends, ends_probs) if optimize else None
+        check = min(len(ends), max(2, min(batch_size, 8)))  # another batch size than the trace's
+        fast = inference_copy(inner, xn[:1], ends[:check], ends_probs[:check]) if optimize else None
         km = len(middle)
         total = num_rankings * n * 2 * km
         rows = ranks.view(num_rankings * n, h * w)
