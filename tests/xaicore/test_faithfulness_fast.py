@@ -266,3 +266,22 @@ def test_a_copy_that_fails_on_some_batch_is_dropped(monkeypatch):
     assert faithfulness._INFERENCE_COPIES[net][1] is None
     _assert_equals_loop(bundle, images, maps, [2], result, "black")
     faithfulness.clear_inference_copies()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("n", [1, 3])
+def test_masked_images_by_bit_selection_equal_torch_where_bit_for_bit(dtype, n):
+    from xaicore.faithfulness import _masker
+
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 3, 5, 6, generator=gen).to(dtype)
+    bg = torch.randn(n, 3, 5, 6, generator=gen).to(dtype)
+    specials = torch.tensor([-0.0, 0.0, float("nan"), float("inf"), -float("inf"), 1e-40], dtype=torch.float64)
+    x.view(-1)[: len(specials)] = specials.to(dtype)
+    bg.view(-1)[-len(specials):] = specials.to(dtype)
+    shown = torch.rand(7, 30, generator=gen) > 0.5
+    image = torch.randint(0, n, (7,), generator=gen) if n > 1 else torch.zeros(7, dtype=torch.long)
+    got = _masker(x, bg)(shown, image)
+    expected = torch.where(shown.view(7, 1, 5, 6), x[image], bg[image])
+    assert got.dtype == dtype and got.shape == expected.shape
+    assert torch.equal(got.view(-1).view(torch.uint8), expected.contiguous().view(-1).view(torch.uint8))
