@@ -40,8 +40,9 @@ to 1e-5) and does less work per masked image than a plain forward pass:
   per intra-op thread, each with one intra-op thread and its share of a batch: on a 2-core CPU
   two single-threaded streams of 32 images are faster than one two-threaded stream of 64
   (small convolutions, pooling and masking split poorly across threads; see
-  :func:`_cpu_workers`). The intra-op count that new threads start from is process-wide in
-  PyTorch; it is put back when the workers end.
+  :func:`_cpu_workers`). The worker threads live on between calls (:func:`_worker_pool`):
+  ``torch.set_num_threads`` also sets the count new threads start from and clears oneDNN's
+  cache of compiled convolutions, so it runs once per pool, not per call.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import threading
 import time
 import warnings
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -623,28 +624,56 @@ def _cpu_workers(device: torch.device, batch_size: int) -> int:
     return max(1, min(wanted, threads, batch_size))
 
 
+_WORKER_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_WORKER_POOLS_LOCK = threading.Lock()
+
+
+def _worker_pool(workers: int, threads_each: int) -> ThreadPoolExecutor:
+    """A long-lived pool of ``workers`` threads with ``threads_each`` intra-op threads each.
+
+    Long-lived because ``torch.set_num_threads`` is not free: besides the calling thread's
+    count it sets the count new threads start from (process-wide) and clears oneDNN's cache of
+    compiled convolutions. The pool's threads set theirs once, when the pool is made (all of
+    them at once, behind a barrier); the process-wide count is then put back.
+    """
+    key = (workers, threads_each)
+    with _WORKER_POOLS_LOCK:
+        pool = _WORKER_POOLS.get(key)
+        if pool is None:
+            threads = torch.get_num_threads()
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="xaicore-curves")
+            barrier = threading.Barrier(workers)
+
+            def start() -> None:
+                torch.set_num_threads(threads_each)
+                barrier.wait()
+
+            try:
+                for future in [pool.submit(start) for _ in range(workers)]:
+                    future.result()
+            finally:
+                torch.set_num_threads(threads)
+            _WORKER_POOLS[key] = pool
+        return pool
+
+
 def _run_in_workers(fn, total: int, *, chunk: int, workers: int) -> torch.Tensor:
-    """``run_chunked(fn, total)`` split into ``workers`` contiguous ranges run by as many
-    threads, each with ``threads // workers`` intra-op threads and ``chunk // workers`` items
-    per call, concatenated in order."""
+    """``run_chunked(fn, total)`` split into ``workers`` contiguous ranges run by the threads
+    of :func:`_worker_pool`, each with ``threads // workers`` intra-op threads and
+    ``chunk // workers`` items per call, concatenated in order."""
     if workers <= 1:
         return run_chunked(fn, total, chunk=chunk, combine=torch.cat)
-    threads = torch.get_num_threads()
     per_call = max(1, chunk // workers)
     bounds = np.linspace(0, total, workers + 1).round().astype(int)
 
     def work(begin: int, end: int) -> torch.Tensor:
-        torch.set_num_threads(max(1, threads // workers))
         with torch.no_grad():
             return run_chunked(lambda a, b: fn(begin + a, begin + b), end - begin, chunk=per_call, combine=torch.cat)
 
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(work, int(a), int(b)) for a, b in zip(bounds, bounds[1:]) if b > a]
-            parts = [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(threads)  # the count new threads start from is process-wide
-    return torch.cat(parts)
+    pool = _worker_pool(workers, max(1, torch.get_num_threads() // workers))
+    futures = [pool.submit(work, int(a), int(b)) for a, b in zip(bounds, bounds[1:]) if b > a]
+    wait(futures)  # all of them, before an error of one is raised
+    return torch.cat([f.result() for f in futures])
 
 
 def _masker(x: torch.Tensor, bg: torch.Tensor):

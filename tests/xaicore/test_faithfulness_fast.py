@@ -6,6 +6,8 @@ net, on the default model, and on the default architecture with batch norm.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -238,6 +240,11 @@ def test_worker_threads_give_the_same_curves_and_leave_the_thread_count(monkeypa
     monkeypatch.setattr(faithfulness, "CPU_WORKERS", workers)
     result = insertion_deletion(bundle, images, maps, target=[1, 2], step_fraction=0.1, batch_size=12)
     assert torch.get_num_threads() == threads
+    seen: list[int] = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [threads]  # threads started afterwards get the process's count, not the workers'
     assert result.params["cpu_workers"] == min(workers, threads)
     for name in (*maps, RANDOM):
         np.testing.assert_allclose(result.get(name).insertion, plain.get(name).insertion, atol=TOLERANCE, rtol=0)
