@@ -51,6 +51,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import threading
 import time
 import warnings
@@ -624,7 +625,7 @@ def _cpu_workers(device: torch.device, batch_size: int) -> int:
     return max(1, min(wanted, threads, batch_size))
 
 
-_WORKER_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_WORKER_POOLS: dict[tuple[int, int, int], ThreadPoolExecutor] = {}
 _WORKER_POOLS_LOCK = threading.Lock()
 
 
@@ -636,7 +637,7 @@ def _worker_pool(workers: int, threads_each: int) -> ThreadPoolExecutor:
     compiled convolutions. The pool's threads set theirs once, when the pool is made (all of
     them at once, behind a barrier); the process-wide count is then put back.
     """
-    key = (workers, threads_each)
+    key = (os.getpid(), workers, threads_each)  # a forked child makes its own: it has no threads
     with _WORKER_POOLS_LOCK:
         pool = _WORKER_POOLS.get(key)
         if pool is None:
