@@ -299,40 +299,37 @@ def _targets(bundle: ModelBundle, target: Any, n: int, clean: torch.Tensor) -> t
 
 
 class _Adam:
-    """Adam on one batched parameter tensor, updating only the images marked active.
+    """Adam on one batched parameter tensor (the image index on dimension ``batch_dim``).
 
-    ``param`` has the image index on dimension ``batch_dim``. Same arithmetic as
-    ``torch.optim.Adam`` (single-tensor form). All active images have taken the same number of
-    updates, so the bias corrections are plain numbers; frozen images keep parameters and moments.
+    Same arithmetic as ``torch.optim.Adam`` (single-tensor form), in place. Every image in the
+    working batch has taken the same number of updates, so the bias corrections are plain
+    numbers. An image that reached its target keeps being updated until the next stopping
+    check drops it from the batch; nothing computed after its stop step is reported, so those
+    updates change no result.
     """
 
     def __init__(self, param: torch.Tensor, *, batch_dim: int, lr: float, beta1: float, beta2: float, eps: float):
         self.param = param
         self.m = torch.zeros_like(param)
         self.v = torch.zeros_like(param)
-        self.shape = [1] * param.ndim
-        self.shape[batch_dim] = -1
+        self.batch_dim = batch_dim
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.step_count = 0
 
     @torch.no_grad()
-    def step(self, grad: torch.Tensor, active: torch.Tensor) -> None:
+    def step(self, grad: torch.Tensor) -> None:
         self.step_count += 1
         correction1 = 1.0 - self.beta1**self.step_count
         correction2_sqrt = math.sqrt(1.0 - self.beta2**self.step_count)
-        mask = active.view(self.shape)
-        m_new = torch.lerp(self.m, grad, 1.0 - self.beta1)
-        v_new = torch.addcmul(self.v * self.beta2, grad, grad, value=1.0 - self.beta2)
-        denom = v_new.sqrt().div_(correction2_sqrt).add_(self.eps)
-        p_new = torch.addcdiv(self.param, m_new, denom, value=-self.lr / correction1)
-        torch.where(mask, m_new, self.m, out=self.m)
-        torch.where(mask, v_new, self.v, out=self.v)
-        torch.where(mask, p_new, self.param, out=self.param)
+        self.m.lerp_(grad, 1.0 - self.beta1)
+        self.v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+        denom = self.v.sqrt().div_(correction2_sqrt).add_(self.eps)
+        self.param.addcdiv_(self.m, denom, value=-self.lr / correction1)
 
     @torch.no_grad()
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the images ``keep`` (indices along the batch dimension), state included."""
-        dim = self.shape.index(-1)
+        dim = self.batch_dim
         self.param = self.param.index_select(dim, keep).requires_grad_(True)
         self.m = self.m.index_select(dim, keep)
         self.v = self.v.index_select(dim, keep)
@@ -362,7 +359,8 @@ class _StepPass:
 
     def _eager(self, wb: torch.Tensor, xb: torch.Tensor, cleanb: torch.Tensor, weightsb: torch.Tensor):
         with torch.enable_grad():
-            h = torch.tanh(wb[0] * xb + wb[1])
+            w, b = wb.unbind(0)  # one backward node for both halves (two selects would zero-fill twice)
+            h = torch.tanh(w * xb + b)
             z = xb + h
             if z.device.type == "cpu" and z.dtype == torch.float32:
                 # oneDNN's channels-last convolutions: about 1.5x faster forward+backward for a
@@ -582,7 +580,7 @@ def _optimize(
             stopped = int(now.sum())  # the host sync of this check
             if stopped == rows.numel():
                 break
-        adam.step(grad, ~now)
+        adam.step(grad)
         if stopped > 0:
             keep = (~now).nonzero().squeeze(1)
             rows, xb, cleanb, weightsb = rows[keep], xb[keep], cleanb[keep], weightsb[keep]
