@@ -10,17 +10,21 @@ The model sees ``x + h`` unclipped.
 
 Step semantics. Step ``t`` is the heatmap after ``t`` Adam updates; step 0 is the initial one.
 At every step the CO score is computed; an image whose score reaches ``target_co`` is *stopped*
-at that step: its parameters and Adam state freeze while the other images of the batch go on.
+at that step: its results are those of that step while the other images of the batch go on.
 An image that never reaches the target stops at ``max_steps`` (always enforced; requests above
 :data:`MAX_STEPS` are capped, and the result says so).
 
-Batching. Several images run as one batch. Adam is elementwise and implemented here on tensors
-with a per-image "active" mask, and every operation of the step is per image, so the batched
-run equals the one-image loop exactly whenever the model's own kernels give the same result
+Batching. Several images run as one batch. Adam is elementwise, and every operation of the
+step is per image, so the batched run equals the one-image loop exactly whenever the model's own kernels give the same result
 for a sample whatever the batch size (true in float64 for convolutions on the CPU; a BLAS may
 pick a different kernel for a batch of one in linear layers, which then differ in the last
-bits). A stopped image stays in the batch, frozen, until the next check, where it is dropped
-from the working batch so that its compute is not wasted.
+bits). A stopped image stays in the batch until the next check, where it is dropped from the
+working batch so that its compute is not wasted; what it computes after its stop step is never
+reported.
+
+CUDA. The step's forward and backward pass is recorded as a CUDA graph and replayed (recorded
+again when the working batch shrinks); ``XAI_CUDA_GRAPHS=0`` turns that off. On the CPU the
+model gets channels-last float32 batches (oneDNN's faster layout).
 
 Host syncs. Nothing in the step loop waits for the device except the check done every
 ``check_every`` steps (and at step 0): how many images have stopped (the loop ends when all
