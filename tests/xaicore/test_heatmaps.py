@@ -111,8 +111,10 @@ def test_tiles() -> None:
 
 
 @settings(max_examples=40, deadline=None)
+# subnormal values are left out: dividing one by the map's maximum may underflow to zero, and
+# the sign test below would then fail for a reason that has nothing to do with the scaling
 @given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 6)),
-              elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)))
+              elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)))
 def test_scaled_maps_stay_in_range_and_keep_order(m: np.ndarray) -> None:
     for mode, low in (("all", -1.0), ("positive", 0.0), ("absolute", 0.0)):
         if view_status(m, mode=mode) is not Status.OK:
