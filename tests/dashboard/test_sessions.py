@@ -105,9 +105,9 @@ def test_a_run_interrupted_from_its_progress_bar_keeps_finished_work_and_the_mod
     before SmoothGrad. What finished is kept; the next run computes only SmoothGrad."""
     import streamlit as st
 
-    from xaicore.explainers import api, deeplift, modified_relu, shared, smoothgrad
+    from xaicore.explainers import api, deeplift, shared, smoothgrad
 
-    counts = {"gradient pass": 0, "guided backprop": 0, "deeplift": 0, "smoothgrad": 0}
+    counts = {"fused pass": 0, "deeplift": 0, "smoothgrad": 0}
 
     def counted(name, fn):
         def wrapper(*args, **kwargs):
@@ -115,8 +115,8 @@ def test_a_run_interrupted_from_its_progress_bar_keeps_finished_work_and_the_mod
             return fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(shared, "chunked_gradient_pass", counted("gradient pass", shared.chunked_gradient_pass))
-    monkeypatch.setattr(modified_relu, "guided_backprop", counted("guided backprop", modified_relu.guided_backprop))
+    # gradients, Guided Backprop and the CAM maps come from one fused pass per run
+    monkeypatch.setattr(shared, "fused_pass", counted("fused pass", shared.fused_pass))
     monkeypatch.setattr(deeplift, "deeplift", counted("deeplift", deeplift.deeplift))
     monkeypatch.setattr(smoothgrad, "smoothgrad", counted("smoothgrad", smoothgrad.smoothgrad))
 
@@ -135,17 +135,17 @@ def test_a_run_interrupted_from_its_progress_bar_keeps_finished_work_and_the_mod
     assert not at.exception
     assert sorted(r.methods[0].method for r in _stored(at, "explain")) == sorted(m for m in EXPLAIN_METHODS
                                                                                 if m != "smoothgrad")
-    assert counts == {"gradient pass": 1, "guided backprop": 1, "deeplift": 1, "smoothgrad": 0}
+    assert counts == {"fused pass": 1, "deeplift": 1, "smoothgrad": 0}
     bundle = at.session_state[state.MODEL_KEY]
     assert hooks_left(bundle.model) == [] and fingerprint(bundle.model) == bundle.fingerprint
 
     interrupt["on"] = False
     at.button(key="explain.act.run").click()
     at = at.run()
-    assert counts == {"gradient pass": 1, "guided backprop": 1, "deeplift": 1, "smoothgrad": 1}
+    assert counts == {"fused pass": 1, "deeplift": 1, "smoothgrad": 1}
     assert sorted(r.methods[0].method for r in _stored(at, "explain")) == sorted(EXPLAIN_METHODS)
     at.run()  # a plain rerun computes nothing
-    assert counts["smoothgrad"] == 1 and counts["gradient pass"] == 1
+    assert counts["smoothgrad"] == 1 and counts["fused pass"] == 1
 
 
 # --- a long session -------------------------------------------------------------------------------
