@@ -12,7 +12,7 @@ from torch import nn
 from xaicore.errors import MethodUnavailable, ParameterError
 from xaicore.explainers import modified_relu
 from xaicore.explainers.fused import CapturedFusedPass, fused_pass
-from xaicore.explainers.gradients import gradient_pass
+from xaicore.explainers.gradients import GradientPass, target_scores
 from xaicore.models.default import load_default_bundle
 
 from tests.xaicore._sanity_fixtures import TinyNet, seeded_weights
@@ -34,6 +34,19 @@ class TwoLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.relu(self.first(x)))
+
+
+def gradient_pass(model: nn.Module, x: torch.Tensor, t: torch.Tensor, *, layer: nn.Module) -> GradientPass:
+    """The plain reference: one forward with a hook on ``layer``, one autograd.grad call."""
+    kept = []
+    handle = layer.register_forward_hook(lambda _m, _a, out: kept.append(out))
+    try:
+        xi = x.detach().requires_grad_(True)
+        scores = target_scores(model(xi), t)
+    finally:
+        handle.remove()
+    grad_x, grad_layer = torch.autograd.grad(scores.sum(), [xi, kept[0]])
+    return GradientPass(grad_x, kept[0].detach(), grad_layer)
 
 
 def _hooks(model: nn.Module) -> int:

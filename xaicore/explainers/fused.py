@@ -29,7 +29,7 @@ from torch import nn
 
 from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
-from xaicore.explainers.gradients import GradientPass, _single_activation, chunk_size, target_scores
+from xaicore.explainers.gradients import GradientPass, single_activation, chunk_size, target_scores
 
 RULES = ("plain", "guided", "deconv")
 GRAPHS_ENV = "XAI_CUDA_GRAPHS"
@@ -142,7 +142,7 @@ def fused_pass_once(
             handle.remove()
     wrt = [x]
     if layer is not None:
-        wrt.append(_single_activation(captured))
+        wrt.append(single_activation(captured))
     grads = torch.autograd.grad(scores.sum(), wrt)
     by_rule = {rule: grads[0][i * n:(i + 1) * n] for i, rule in enumerate(rules)}
     cam = None

@@ -1,9 +1,7 @@
-"""Plain gradients of a class score, the building block of most methods.
-
-:func:`gradient_pass` is the one forward and one backward pass that Saliency, Input x
-Gradient and Grad-CAM share: a forward hook keeps the CAM layer's activation, and one
-``torch.autograd.grad`` call returns the gradients with respect to the input and to that
-activation. Nothing is accumulated into ``.grad`` of the model's parameters.
+"""Plain gradients of a class score, the building block of most methods: input gradients at
+many sample points in memory-sized chunks, chunk sizing, and :class:`GradientPass`, what the
+fused pass (:mod:`xaicore.explainers.fused`) returns for the CAM layer. Nothing is accumulated
+into ``.grad`` of the model's parameters.
 """
 
 from __future__ import annotations
@@ -108,49 +106,7 @@ class GradientPass:
     layer_grad: torch.Tensor | None
 
 
-def gradient_pass(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    layer: nn.Module | None = None,
-    want_input: bool = True,
-) -> GradientPass:
-    """One forward and one backward pass for gradients wrt the input and/or ``layer``'s output.
-
-    The forward hook that keeps the activation is removed on every path.
-    """
-    captured: list[torch.Tensor] = []
-
-    def keep(_module: nn.Module, _args: object, output: object) -> None:
-        captured.append(output)  # type: ignore[arg-type]
-
-    handle = layer.register_forward_hook(keep) if layer is not None else None
-    try:
-        with torch.enable_grad():
-            x = inputs.detach().requires_grad_(True)
-            scores = target_scores(model(x), target)
-    finally:
-        if handle is not None:
-            handle.remove()
-    wrt: list[torch.Tensor] = [x] if want_input else []
-    activation = None
-    if layer is not None:
-        activation = _single_activation(captured)
-        wrt.append(activation)
-    if not wrt:
-        return GradientPass(None, None, None)
-    grads = torch.autograd.grad(scores.sum(), wrt)
-    input_grad = grads[0] if want_input else None
-    layer_grad = grads[-1] if layer is not None else None
-    return GradientPass(
-        input_grad=input_grad,
-        activation=None if activation is None else activation.detach(),
-        layer_grad=layer_grad,
-    )
-
-
-def _single_activation(captured: list[object]) -> torch.Tensor:
+def single_activation(captured: list[object]) -> torch.Tensor:
     if not captured:
         raise MethodUnavailable("The CAM layer did not run in the forward pass, so there is no activation to use.")
     if len(captured) > 1:
@@ -159,26 +115,3 @@ def _single_activation(captured: list[object]) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise MethodUnavailable("The CAM layer's output is not a single tensor; choose a convolutional layer.")
     return out
-
-
-def chunked_gradient_pass(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    layer: nn.Module | None = None,
-    want_input: bool = True,
-) -> GradientPass:
-    """:func:`gradient_pass` over the batch in memory-sized chunks of images (halved on OOM)."""
-
-    def run(start: int, stop: int) -> GradientPass:
-        return gradient_pass(model, inputs[start:stop], target[start:stop], layer=layer, want_input=want_input)
-
-    def combine(parts: Sequence[GradientPass]) -> GradientPass:
-        def cat(field: str) -> torch.Tensor | None:
-            values = [getattr(p, field) for p in parts]
-            return None if values[0] is None else torch.cat(values)
-
-        return GradientPass(cat("input_grad"), cat("activation"), cat("layer_grad"))
-
-    return run_chunked(run, inputs.shape[0], chunk=chunk_size(inputs[0]), combine=combine)
