@@ -646,6 +646,9 @@ def _worker_pool(workers: int, threads_each: int) -> ThreadPoolExecutor:
             barrier = threading.Barrier(workers)
 
             def start() -> None:
+                # PyTorch sets a thread's count lazily, from the process-wide one, at its first
+                # query: query first, or the count put back below would end up here too.
+                torch.get_num_threads()
                 torch.set_num_threads(threads_each)
                 barrier.wait()
 

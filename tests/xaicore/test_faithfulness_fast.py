@@ -245,7 +245,12 @@ def test_worker_threads_give_the_same_curves_and_leave_the_thread_count(monkeypa
     later.start()
     later.join()
     assert seen == [threads]  # threads started afterwards get the process's count, not the workers'
-    assert result.params["cpu_workers"] == min(workers, threads)
+    used = result.params["cpu_workers"]
+    assert used == min(workers, threads)
+    if used > 1:  # each worker keeps its share of the threads (set once, not overwritten lazily)
+        pool = faithfulness._worker_pool(used, threads // used)
+        counts = [f.result() for f in [pool.submit(torch.get_num_threads) for _ in range(2 * used)]]
+        assert counts == [threads // used] * (2 * used)
     for name in (*maps, RANDOM):
         np.testing.assert_allclose(result.get(name).insertion, plain.get(name).insertion, atol=TOLERANCE, rtol=0)
         np.testing.assert_allclose(result.get(name).deletion, plain.get(name).deletion, atol=TOLERANCE, rtol=0)
