@@ -20,27 +20,35 @@ own (``step_loop_s_per_method``); the single-pass figure sums its methods' times
 not run twice. Both run in the same process on the same attributions; the figures say whether
 they agree within 1e-5.
 
-Where the speed-up comes from, and its limit, on the 2-core CPU (AMD EPYC Zen 3, AVX2; figures
-from quiet moments of this shared machine, which otherwise vary by up to 2x):
+Where the speed-up comes from, and why it stops short of 5x on the 2-core CPU (AMD EPYC Zen 3,
+AVX2; figures from the quietest moments of this shared machine, which otherwise vary by up to
+2x and more):
 
-* The loop is bound by the batch-1 forward pass of the plain model: about 1.2-1.5 ms per
-  masked image, 1010 of them for the five single-pass methods (about 1.3-1.6 s).
-* The batched path is almost only forward passes of the inference copy: about 0.21 ms per
-  masked image with two single-threaded workers (0.225 ms with one two-threaded stream),
-  plus about 0.02 ms for masking, ranking and bookkeeping: about 0.25 s for the 1010 images
-  (0.72 s before the copy, the shared curve ends and the cheaper masking).
+* The loop is bound by the batch-1 forward pass of the plain model: 1.05-1.12 s for the 1010
+  masked images of the five single-pass methods, about 1.05-1.1 ms each.
+* The batched path takes 0.215-0.23 s (0.50-0.55 s before the inference copy, the shared curve
+  ends, the cheaper masking and the worker threads): 4.8-5.0x. About 0.21 ms per masked image
+  is the inference copy's forward pass; masking, ranking and bookkeeping add about 0.01 ms.
 * The copy is compute-bound. oneDNN's verbose log (one thread, 32 images) gives per image:
   conv1 49 us, conv2 103 us, conv3 105 us, conv4 51 us, max-pooling 35 us, layout reorders
-  10 us, about 0.35 ms of one core. Convolutions 2-4 run at about 90 GFLOP/s per core, close
-  to a Zen 3 core's AVX2 peak (32 FLOP per cycle, 2.45 GHz base, ~3.5 GHz boost); the default
-  model needs 27 MFLOP (13.7 M multiply-adds) per 64x64 image. Two cores at that rate give at
-  best ~0.18 ms per image, so this design tops out near 1.3 / 0.18, about 7x over the loop;
-  measured figures are 5-7x. Going further needs fewer FLOPs per masked image (sparse or
-  incremental convolution over the few pixels that change between steps), which no generic,
-  exact PyTorch operation offers; NNPACK's Winograd convolutions were slower here (and
-  approximate), oneDNN has Winograd only on AVX-512.
+  8 us: 0.35 ms of one core, about 0.38 ms with ReLU, the linear layers and softmax.
+  Convolutions 2-4 run at about 90 GFLOP/s, close to a Zen 3 core's AVX2 peak (32 FLOP per
+  cycle at ~2.9-3.5 GHz); the default model needs 27 MFLOP (13.7 M multiply-adds) per 64x64
+  image. Two cores at that rate would give 0.19 ms per image; two workers reach 0.21 (each
+  about 10 % slower than one alone: shared L3 and memory bandwidth, lower boost clock). So even
+  perfect scaling with no overhead would give about 1.07 / 0.19 = 5.6x here: 5x is within
+  reach only by a few per cent, and the measured figure straddles it (4.8-5.0x quiet, higher
+  when load slows the loop more than the batches).
+* What was tried and measured: batch sizes 16-128 per stream (flat from 16 to 64, worse
+  above); one 2-thread stream instead of two 1-thread workers (16 % slower); conv+ReLU fused
+  through oneDNN post-ops in channels-last (no faster than the frozen copy); NNPACK's Winograd
+  convolutions (slower, and approximate); oneDNN's graph fuser (3x slower); torch.where for
+  the masking (7x slower than the bit selection now used). Going further needs fewer FLOPs
+  per masked image (sparse or incremental convolution over the few pixels that change between
+  steps, or the first convolution's linearity between the insertion and deletion image of a
+  step, at most ~5 %), which no generic, exact PyTorch operation offers.
 * ``batched_all_methods_first_call_s`` adds making the copy: about 0.04 s for fx, tracing,
-  freezing and checking, plus about 0.15 s the first time TorchScript runs in a process.
+  freezing and checking, plus about 0.1 s the first time TorchScript runs in a process.
 """
 
 from __future__ import annotations
