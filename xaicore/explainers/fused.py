@@ -20,8 +20,7 @@ so every replay explains the model as it is now, without the per-kernel launch c
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,8 @@ from torch import nn
 
 from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
-from xaicore.explainers.gradients import GradientPass, single_activation, chunk_size, target_scores
+from xaicore.explainers.gradients import GradientPass, chunk_size, single_activation, target_scores
+from xaicore.explainers.modified_relu import relu_hooks
 
 RULES = ("plain", "guided", "deconv")
 GRAPHS_ENV = "XAI_CUDA_GRAPHS"
@@ -60,8 +60,7 @@ class _RowRuleReLU(torch.autograd.Function):
         return g, None, None
 
 
-@contextmanager
-def _row_rules(model: nn.Module, clamp: torch.Tensor, gate: torch.Tensor) -> Iterator[None]:
+def _row_rules(model: nn.Module, clamp: torch.Tensor, gate: torch.Tensor):
     """Within the block, every ``nn.ReLU`` of ``model`` back-propagates with its row's rule."""
     rows = clamp.shape[0]
 
@@ -71,15 +70,7 @@ def _row_rules(model: nn.Module, clamp: torch.Tensor, gate: torch.Tensor) -> Ite
             raise MethodUnavailable("A ReLU sees a tensor whose first dimension is not the batch; rules cannot be mixed.")
         return _RowRuleReLU.apply(x, clamp, gate)
 
-    handles = []
-    try:
-        for module in model.modules():
-            if isinstance(module, nn.ReLU):
-                handles.append(module.register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return relu_hooks(model, hook)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ on load, and the methods marked unavailable where that is impossible).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -44,14 +44,13 @@ class _DeconvReLU(torch.autograd.Function):
         return grad.clamp(min=0)
 
 
+ReluHook = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]
+
+
 @contextmanager
-def _relu_backward(model: nn.Module, rule: type[torch.autograd.Function]) -> Iterator[None]:
-    """Within the block, every ``nn.ReLU`` of ``model`` back-propagates with ``rule``
-    (:class:`_DeconvReLU` replaces the ReLU's output; :class:`_PositiveGrad` follows it)."""
-
-    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        return rule.apply(output if rule is _PositiveGrad else inputs[0])
-
+def relu_hooks(model: nn.Module, hook: ReluHook) -> Iterator[None]:
+    """Within the block, ``hook`` is a forward hook of every ``nn.ReLU`` of ``model`` (its
+    return value replaces the ReLU's output); removed on every path."""
     handles = []
     try:
         for module in model.modules():
@@ -61,6 +60,16 @@ def _relu_backward(model: nn.Module, rule: type[torch.autograd.Function]) -> Ite
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _relu_backward(model: nn.Module, rule: type[torch.autograd.Function]):
+    """Within the block, every ``nn.ReLU`` of ``model`` back-propagates with ``rule``
+    (:class:`_DeconvReLU` replaces the ReLU's output; :class:`_PositiveGrad` follows it)."""
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        return rule.apply(output if rule is _PositiveGrad else inputs[0])
+
+    return relu_hooks(model, hook)
 
 
 def _modified_gradient(
