@@ -69,7 +69,8 @@ from torch import nn
 from xaicore.device import run_chunked
 from xaicore.errors import OutOfMemory, ParameterError, UnknownNameError
 from xaicore.explainers.baselines import make_baseline
-from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
+from xaicore.models.bundle import ModelBundle, fingerprint
+from xaicore.models.rewrite import pool_before_relu, split_normalization
 from xaicore.provenance import Provenance
 
 DEFINITION = (
@@ -441,21 +442,6 @@ def insertion_deletion(
     )
 
 
-def _split_normalization(net: nn.Module) -> tuple[Any, nn.Module]:
-    """``(normalize, inner)`` with ``net(z) == inner(normalize(z))`` for a plain
-    :class:`PixelSpaceModel`; ``(identity, net)`` for anything else.
-
-    Normalization (and the grayscale conversion) works pixel by pixel, and a masked image takes
-    each pixel, all channels together, from the image or from the background, so
-    ``normalize(where(shown, x, bg)) == where(shown, normalize(x), normalize(bg))`` element for
-    element, bit for bit: the curves normalize the image and the background once instead of
-    every masked image.
-    """
-    if isinstance(net, PixelSpaceModel) and type(net).forward is PixelSpaceModel.forward:
-        return net.normalize, net.net
-    return (lambda z: z), net
-
-
 def _parameter_state(module: nn.Module) -> tuple:
     """Identity and in-place version of every parameter and buffer: changes whenever the weights do."""
     return tuple(
@@ -478,67 +464,6 @@ def clear_inference_copies() -> None:
     """Forget every cached inference copy (see :func:`inference_copy`); the next call makes it again."""
     with _INFERENCE_LOCK:
         _INFERENCE_COPIES.clear()
-
-
-_RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu, torch.relu_)
-_MAX_POOL_FUNCTIONS = (torch.nn.functional.max_pool2d, torch.max_pool2d)
-
-
-def _is_relu(node: Any, modules: Mapping[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return type(modules.get(node.target)) is nn.ReLU
-    if node.op == "call_function":
-        return node.target in _RELU_FUNCTIONS and len(node.args) == 1 and dict(node.kwargs) in ({}, {"inplace": False})
-    return node.op == "call_method" and node.target in ("relu", "relu_") and len(node.args) == 1 and not node.kwargs
-
-
-def _is_max_pool(node: Any, modules: Mapping[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        module = modules.get(node.target)
-        return type(module) is nn.MaxPool2d and not module.return_indices
-    if node.op == "call_function" and node.target in _MAX_POOL_FUNCTIONS:
-        return not node.kwargs.get("return_indices", False) and not (len(node.args) > 6 and node.args[6])
-    return False
-
-
-def pool_before_relu(net: nn.Module) -> nn.Module | None:
-    """``net`` rewritten (torch.fx) so that every ``max_pool2d(relu(a))`` runs as
-    ``relu(max_pool2d(a))``; ``None`` when there is no such pair or fx cannot trace ``net``.
-
-    Exact: ReLU is non-decreasing, so the maximum over a window commutes with it, and the ReLU
-    then touches a quarter of the values (2x2 pooling). Only pairs where the pooling is the
-    ReLU's one user and the ReLU its input's one user are swapped (so an in-place ReLU changes
-    nothing anyone else reads). The rewritten module shares ``net``'s sub-modules and weights.
-    """
-    try:
-        from torch import fx
-
-        graph_module = fx.symbolic_trace(net)
-    except Exception:  # noqa: BLE001 - models fx cannot trace keep their order
-        return None
-    graph = graph_module.graph
-    modules = dict(graph_module.named_modules())
-    swapped = 0
-    for pool in list(graph.nodes):
-        if not _is_max_pool(pool, modules) or not pool.args:
-            continue
-        relu = pool.args[0]
-        if not isinstance(relu, fx.Node) or not _is_relu(relu, modules) or len(relu.users) != 1:
-            continue
-        source = relu.args[0]
-        if not isinstance(source, fx.Node) or len(source.users) != 1:
-            continue  # an in-place ReLU would change what the other users of its input see
-        pool.args = (relu.args[0], *pool.args[1:])
-        with graph.inserting_after(pool):
-            after = graph.create_node(relu.op, relu.target, (pool,), {})
-        pool.replace_all_uses_with(after, delete_user_cb=lambda user: user is not after)
-        graph.erase_node(relu)
-        swapped += 1
-    if not swapped:
-        return None
-    graph.lint()
-    graph_module.recompile()
-    return graph_module
 
 
 def _jit_inference(net: nn.Module, example: torch.Tensor) -> Any:
@@ -726,7 +651,7 @@ def _curve_probabilities(
     deletion)`` and the background elsewhere. Exact shortcuts (each equal to running every
     masked image through ``net``):
 
-    * normalization is applied once to the image and the background (:func:`_split_normalization`);
+    * normalization is applied once to the image and the background (:func:`split_normalization`);
     * the curve ends do not depend on the ranking: at ``k = 0`` insertion shows the background
       and deletion the image, at ``k = P`` (``fraction = 1``) the other way round. These 2N
       images go through the plain model once and serve every ranking.
@@ -743,7 +668,7 @@ def _curve_probabilities(
     h, w = x.shape[-2:]
     out = torch.empty(num_rankings, n, 2, k, device=x.device, dtype=torch.float32)
     with lock, torch.no_grad():
-        normalize, inner = _split_normalization(net)
+        normalize, inner = split_normalization(net)
         xn, bgn = normalize(x).contiguous(), normalize(bg).contiguous()
         ends = torch.cat([xn, bgn]).contiguous(memory_format=torch.channels_last)
         ends_probs = run_chunked(

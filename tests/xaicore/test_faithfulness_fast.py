@@ -21,10 +21,9 @@ from xaicore.faithfulness import (
     inference_copy,
     insertion_deletion,
     make_background,
-    pool_before_relu,
 )
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
-from xaicore.models.default import CHANNELS, INPUT_SIZE, ShapesNet, load_default_bundle
+from xaicore.models.default import INPUT_SIZE, ShapesNet, load_default_bundle
 from xaicore.models.layers import forward_order
 
 from tests.xaicore._sanity_fixtures import seeded_weights, tiny_bundle
@@ -51,8 +50,8 @@ def _batch_norm_bundle(seed: int = 0) -> ModelBundle:
     net = seeded_weights(ShapesNet(8, batch_norm=True), seed)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for index, channels in enumerate(CHANNELS, start=1):
-            bn = net.features.get_submodule(f"bn{index}")
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            channels = bn.num_features
             bn.running_mean.copy_(torch.randn(channels, generator=gen) * 0.1)
             bn.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
     return _bundle(net.eval(), size=INPUT_SIZE[0], num_classes=8)
@@ -122,50 +121,6 @@ def test_curve_ends_are_shared_by_every_ranking():
     with torch.no_grad():
         p = torch.softmax(bundle.model(torch.cat([images, torch.zeros_like(images)])), dim=1)[:, 1]
     np.testing.assert_allclose([first.deletion[0, 0], first.insertion[0, 0]], p.numpy(), atol=1e-6)
-
-
-def test_pool_before_relu_is_exact_and_leaves_the_model_alone():
-    bundle = load_default_bundle(device="cpu")
-    net = bundle.model.net
-    swapped = pool_before_relu(net)
-    assert swapped is not None
-    order = [n.target for n in swapped.graph.nodes if n.op == "call_module"]
-    assert order[:3] == ["features.conv1", "features.pool1", "features.relu1"]
-    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(swapped(x), net(x))
-    assert fingerprint(bundle.model) == bundle.fingerprint
-    assert [name for name, _ in net.features.named_children()][:3] == ["conv1", "relu1", "pool1"]
-
-
-class _Functional(nn.Module):
-    """relu -> max_pool as functions, one in-place ReLU whose input is also read by a skip."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.head = nn.Linear(4 * 2 * 2, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv(x)), 2)  # swapped
-        y = self.conv2(x)
-        z = F.max_pool2d(torch.relu_(y), 2)  # in-place on y, which the skip reads: kept
-        return self.head((z + F.max_pool2d(y, 2)).flatten(1))
-
-
-def test_pool_before_relu_functional_and_in_place_cases():
-    net = seeded_weights(_Functional(), 0).eval()
-    swapped = pool_before_relu(net)
-    assert swapped is not None
-    targets = [(n.op, getattr(n.target, "__name__", n.target)) for n in swapped.graph.nodes]
-    pools = [i for i, t in enumerate(targets) if t[1] == "max_pool2d"]
-    assert targets[pools[0] + 1][1] == "relu"  # the first pair now pools first
-    assert targets[pools[1] - 1][1] == "relu_"  # the in-place pair is unchanged
-    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.equal(swapped(x), net(x))
-    assert pool_before_relu(nn.Sequential(nn.Flatten(), nn.Linear(3, 2))) is None  # nothing to swap
 
 
 class _Branchy(nn.Module):

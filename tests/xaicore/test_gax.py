@@ -246,15 +246,10 @@ def test_save_writes_json_and_npz(net_bundle, images, batched, tmp_path):
         np.testing.assert_array_equal(data["image"], single[0].image)
 
 
-def test_default_model_raises_confidence_for_most_correctly_classified_images():
-    """The paper's settings (target CO 48, 300 steps, lr 0.1, l_s 100) on the default model.
-
-    Measured on these 32 generated images: all 32 classified correctly, 26 reach CO 48 within
-    300 steps (steps 4 to 282, median about 98). The issue's goal of 90% is not met with
-    l_s = 100: images without dark pixels keep a large similarity term, which slows them down
-    (with l_s = 0 every image passes CO 48 within about 50 steps). The bound below is the
-    measured rate less two images.
-    """
+@pytest.fixture(scope="module")
+def default_gax():
+    """The paper's settings (target CO 48, 300 steps, lr 0.1, l_s 100) on the default model, for
+    the correctly classified ones of 32 generated images."""
     from xaicore.data import shapes
     from xaicore.models.default import load_default_bundle
 
@@ -264,6 +259,16 @@ def test_default_model_raises_confidence_for_most_correctly_classified_images():
     correct = predicted == labels
     assert correct.sum() >= 28, "the default model should classify most generated shapes correctly"
     result = run_gax(bundle, images[correct], target=labels[correct])
+    assert fingerprint(bundle.model) == bundle.fingerprint
+    return result
+
+
+def test_default_model_raises_confidence_for_most_correctly_classified_images(default_gax):
+    """Measured on these 32 generated images: all 32 classified correctly, 26 reach CO 48 within
+    300 steps (steps 4 to 282, median about 98). The bound below is the measured rate less two
+    images; the issue's 90% is the strict xfail below.
+    """
+    result = default_gax
     assert result.target_co == 48.0 and result.max_steps == 300
     reached = np.array([image.reached for image in result.images])
     steps = np.array([image.steps for image in result.images])
@@ -272,4 +277,17 @@ def test_default_model_raises_confidence_for_most_correctly_classified_images():
     for image in result.images:
         assert (image.co_curve[-1] >= 48.0) == image.reached
         assert image.co_curve[-1] > image.co_curve[0]
-    assert fingerprint(bundle.model) == bundle.fingerprint
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Known shortfall (issue 4): with l_s = 100 the default model reaches CO 48 within 300 steps "
+    "for 81% of these 32 images and 84.8% of 256 (generate(256, seed=2024)), not 90%. Images "
+    "without dark pixels keep a small similarity denominator, whose term outweighs the CO score "
+    "(with l_s = 0 every image passes within about 50 steps). Retraining with seeds 1 and 2 of the "
+    "same recipe gives 80.4% and 82.2% of the 256; variants with 7 or 8 convolutions reach it for 1 "
+    "of 32 (generate(32, seed=0)). A model that reaches 90% turns this into a failure to look at.",
+)
+def test_default_model_reaches_the_target_for_90_percent(default_gax):
+    reached = np.array([image.reached for image in default_gax.images])
+    assert reached.mean() >= 0.9

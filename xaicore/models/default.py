@@ -25,17 +25,25 @@ WEIGHTS_PATH = ASSETS_DIR / "default_model.pt"
 CARD_PATH = ASSETS_DIR / "default_model.json"
 MODEL_NAME = "Default shapes CNN"
 INPUT_SIZE = (64, 64)
-CHANNELS = (16, 32, 64, 64)
+BLOCKS: tuple[tuple[int, ...], ...] = ((16,), (32,), (64,), (64,))
+"""Output channels of each block's 3x3 convolutions; every block ends with 2x2 max-pooling."""
 HIDDEN = (128, 64)
 
 _RETRAIN = "Rebuild it with `xai train-default` (about 10 minutes on a CPU)."
 
 
+def conv_count() -> int:
+    """Number of convolutions in :data:`BLOCKS`."""
+    return sum(len(block) for block in BLOCKS)
+
+
 class ShapesNet(nn.Module):
     """Small VGG-style classifier for 64x64 RGB input.
 
-    Four blocks of 3x3 convolution, ReLU and 2x2 max-pooling (16, 32, 64, 64 channels), then
-    three fully connected layers (1024 -> 128 -> 64 -> ``num_classes``). Every ReLU is its own
+    Blocks of 3x3 convolutions, each followed by a ReLU, and 2x2 max-pooling at the end of every
+    block (channels per convolution: :data:`BLOCKS`), then fully connected layers
+    (flattened features -> :data:`HIDDEN` -> ``num_classes``). Convolutions are numbered across
+    blocks (``conv1`` ... with ``relu1`` ...; ``pool1`` ... per block). Every ReLU is its own
     non-in-place ``nn.ReLU`` module and sub-modules are registered in the order the forward
     pass runs them, so hook-based explainers and layer randomization see the real network.
 
@@ -51,19 +59,20 @@ class ShapesNet(nn.Module):
 
     def __init__(self, num_classes: int, *, batch_norm: bool = False) -> None:
         super().__init__()
-        blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        in_channels = 3
-        for index, channels in enumerate(CHANNELS, start=1):
-            blocks[f"conv{index}"] = nn.Conv2d(in_channels, channels, kernel_size=3, padding=1)
-            if batch_norm:
-                blocks[f"bn{index}"] = nn.BatchNorm2d(channels)
-            blocks[f"relu{index}"] = nn.ReLU(inplace=False)
-            blocks[f"pool{index}"] = nn.MaxPool2d(kernel_size=2)
-            in_channels = channels
-        self.features = nn.Sequential(blocks)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        in_channels, index = 3, 0
+        for block_index, block in enumerate(BLOCKS, start=1):
+            for channels in block:
+                index += 1
+                layers[f"conv{index}"] = nn.Conv2d(in_channels, channels, kernel_size=3, padding=1)
+                if batch_norm:
+                    layers[f"bn{index}"] = nn.BatchNorm2d(channels)
+                layers[f"relu{index}"] = nn.ReLU(inplace=False)
+                in_channels = channels
+            layers[f"pool{block_index}"] = nn.MaxPool2d(kernel_size=2)
+        self.features = nn.Sequential(layers)
         self.flatten = nn.Flatten()
-        side = INPUT_SIZE[0] // 2 ** len(CHANNELS)
-        widths = (in_channels * side * side, *HIDDEN)
+        widths = (in_channels * flat_side() ** 2, *HIDDEN)
         head: OrderedDict[str, nn.Module] = OrderedDict()
         for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1):
             head[f"fc{index}"] = nn.Linear(fan_in, fan_out)
@@ -73,6 +82,11 @@ class ShapesNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.features(x)))
+
+
+def flat_side() -> int:
+    """Side of the last feature map (the input side halved once per block)."""
+    return INPUT_SIZE[0] // 2 ** len(BLOCKS)
 
 
 def from_state_dict(state: dict[str, torch.Tensor], num_classes: int) -> ShapesNet:
@@ -91,7 +105,7 @@ def fold_batch_norm(net: ShapesNet) -> ShapesNet:
     """The plain :class:`ShapesNet` computing what ``net`` (built with ``batch_norm=True``)
     computes in eval mode: each ``BatchNorm2d`` merged into the convolution before it."""
     state = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("classifier.")}
-    for index in range(1, len(CHANNELS) + 1):
+    for index in range(1, conv_count() + 1):
         conv, bn = net.features.get_submodule(f"conv{index}"), net.features.get_submodule(f"bn{index}")
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         state[f"features.conv{index}.weight"] = conv.weight * scale.view(-1, 1, 1, 1)
