@@ -72,8 +72,13 @@ def test_forward_is_the_registered_modules_applied_in_order():
     assert sum(isinstance(m, nn.MaxPool2d) for m in leaves) == 4
 
 
-def test_folding_batch_norm_keeps_the_function_and_drops_the_layers():
+@pytest.mark.parametrize("blocks", [default.BLOCKS, ((8, 8), (16,), (16, 16, 16), (32,))])
+def test_folding_batch_norm_keeps_the_function_and_drops_the_layers(blocks, monkeypatch):
+    monkeypatch.setattr(default, "BLOCKS", blocks)
     net = init_network(len(shapes.CLASSES), seed=4, batch_norm=True).train()
+    convs = [n for n, m in net.features.named_children() if isinstance(m, nn.Conv2d)]
+    assert convs == [f"conv{i}" for i in range(1, default.conv_count() + 1)]
+    assert [n for n in net.features._modules if n.startswith("pool")] == [f"pool{i}" for i in range(1, len(blocks) + 1)]
     generator = torch.Generator().manual_seed(0)
     for _ in range(3):  # move the running statistics away from their defaults
         net(torch.randn(16, 3, 64, 64, generator=generator) * 2 + 1)
