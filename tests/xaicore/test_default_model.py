@@ -16,6 +16,7 @@ from xaicore.models import default
 from xaicore.models.bundle import fingerprint
 from xaicore.models.layers import forward_order
 from xaicore.training import (
+    card_markdown,
     TrainConfig,
     derived_seed,
     evaluate,
@@ -113,6 +114,10 @@ def test_weights_file_is_small_and_loads_with_weights_only():
     state = torch.load(default.WEIGHTS_PATH, map_location="cpu", weights_only=True)
     assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
     assert set(state) == set(default.ShapesNet(len(shapes.CLASSES)).state_dict())
+
+
+def test_markdown_card_is_the_machine_readable_card_rendered(card):
+    assert (default.ASSETS_DIR / "MODEL_CARD.md").read_text(encoding="utf-8") == card_markdown(card)
 
 
 def test_bundle_matches_card_and_contract(bundle, card):

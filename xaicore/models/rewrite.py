@@ -66,9 +66,9 @@ def pool_before_relu(net: nn.Module) -> nn.Module | None:
     Exact, forward and backward: ReLU is non-decreasing, so the maximum over a window commutes
     with it, and both orders send a window's gradient to the same element (the first maximum)
     and let it through exactly when that maximum is positive. The ReLU then touches a quarter
-    of the values (2x2 pooling). Only pairs where the pooling is the
-    ReLU's one user and the ReLU its input's one user are swapped (so an in-place ReLU changes
-    nothing anyone else reads). The rewritten module shares ``net``'s sub-modules and weights.
+    of the values (2x2 pooling). Only pairs where the pooling is the ReLU's one user and the
+    ReLU its input's one user are swapped (so an in-place ReLU changes nothing anyone else
+    reads). The rewritten module shares ``net``'s sub-modules and weights.
     """
     try:
         from torch import fx
