@@ -89,15 +89,17 @@ def test_faster_forward_gives_the_same_logits_and_input_gradients_bit_for_bit():
 
 
 def test_split_normalization_leaves_autocast_models_whole():
-    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
     model = PixelSpaceModel(net, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
     normalize, inner = split_normalization(model)
     assert inner is net
+    assert faster_forward(model) is not None
     x = torch.rand(1, 3, 2, 2)
     assert torch.equal(normalize(x), model.normalize(x))
     model.autocast_dtype = torch.bfloat16
     normalize, inner = split_normalization(model)
     assert inner is model and torch.equal(normalize(x), x)
+    assert faster_forward(model) is None
 
 
 def test_gax_with_the_rewrite_equals_gax_on_the_plain_model(monkeypatch):

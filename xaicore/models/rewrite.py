@@ -114,7 +114,8 @@ class _Rewritten(nn.Module):
 def faster_forward(net: nn.Module) -> nn.Module | None:
     """A module computing ``net``'s outputs and input gradients with its max-poolings moved
     before their ReLUs (:func:`pool_before_relu`, applied to the network inside a
-    :class:`PixelSpaceModel`'s normalization); ``None`` when nothing can be swapped.
+    :class:`PixelSpaceModel`'s normalization); ``None`` when nothing can be swapped or the
+    model runs in autocast (bf16).
 
     It shares ``net``'s sub-modules and weights and changes nothing in ``net``. It replays the
     traced tensor operations only (a ``forward`` with Python side effects loses them), and
@@ -122,6 +123,8 @@ def faster_forward(net: nn.Module) -> nn.Module | None:
     evaluated and differentiated, and check it against ``net`` before use (the rewrite is made
     once per network and kept, so a sub-module replaced later is not seen by it).
     """
+    if isinstance(net, PixelSpaceModel) and net.autocast_dtype is not None:
+        return None  # fx records operations, not the autocast context around them
     normalize, inner = split_normalization(net)
     with _SWAPPED_LOCK:
         if inner not in _SWAPPED:
