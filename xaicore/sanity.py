@@ -433,6 +433,8 @@ class _Runner:
         self._explain = explain
         self._plan = plan
         self._trained = trained
+        # the trained maps ranked once (methods x images rows) for every schedule's Spearman
+        self._trained_ranks = {kind: rank_maps(trained[kind].flatten(0, 1)) for kind in KINDS}
         self._targets = targets
         self._policy = target_policy
         self._ssim_kw = ssim_kw
@@ -463,7 +465,8 @@ class _Runner:
                 _report(self._progress, self._done, self._total, f"{mode}, seed {seed}: randomized {step.layer}")
         stacked = {kind: torch.stack(maps[kind]) for kind in KINDS}
         skip = 0 if reused is None else 1
-        values = _similarities({k: v[skip:] for k, v in stacked.items()}, self._trained, self._plan, self._ssim_kw)
+        values = _similarities({k: v[skip:] for k, v in stacked.items()}, self._trained, self._trained_ranks,
+                               self._plan, self._ssim_kw)
         if reused is not None:
             values = {m: torch.cat([reused.values[m], values[m]]) for m in METRICS}
         out = _ScheduleOutputs(
@@ -674,9 +677,14 @@ def _flags(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _similarities(
-    stacked: Mapping[str, torch.Tensor], trained: Mapping[str, torch.Tensor], plan: _Plan, ssim_kw: Mapping[str, Any]
+    stacked: Mapping[str, torch.Tensor],
+    trained: Mapping[str, torch.Tensor],
+    trained_ranks: Mapping[str, torch.Tensor],
+    plan: _Plan,
+    ssim_kw: Mapping[str, Any],
 ) -> dict[str, torch.Tensor]:
-    """SSIM and Spearman of every (step, method, image) map against its trained map, batched."""
+    """SSIM and Spearman of every (step, method, image) map against its trained map, batched;
+    ``trained_ranks`` is :func:`rank_maps` of the trained maps, (methods x images) rows."""
     out = {}
     for kind in KINDS:
         randomized = stacked[kind]
@@ -685,9 +693,7 @@ def _similarities(
         b = reference.flatten(0, 2)
         data_range = get_normalization(plan.normalizations[kind]).data_range
         out[f"ssim_{kind}"] = ssim_batch(a, b, data_range=data_range, **ssim_kw)
-        # the trained maps are ranked once (methods x images rows), not once per step
-        ranks = rank_maps(trained[kind].flatten(0, 1))
-        ranks_b = ranks.view(*trained[kind].shape[:2], -1).unsqueeze(0).expand(randomized.shape[0], -1, -1, -1)
+        ranks_b = trained_ranks[kind].view(*trained[kind].shape[:2], -1).unsqueeze(0).expand(randomized.shape[0], -1, -1, -1)
         out[f"spearman_{kind}"] = spearman_batch(a, b, ranks_b=ranks_b.flatten(0, 2))
     return out
 
