@@ -124,7 +124,6 @@ class _Runner:
             others = tuple(u for u in users if u != name)
             self.outcomes[name] = Outcome(attribution, None, share, others)
 
-
     def deeplift_pair(self) -> None:
         """DeepLift and DeepLiftShap from one batch of pairs; on failure both run alone."""
         from xaicore.explainers.methods import deeplift_shap_references
