@@ -249,45 +249,33 @@ def test_save_writes_json_and_npz(net_bundle, images, batched, tmp_path):
 @pytest.fixture(scope="module")
 def default_gax():
     """The paper's settings (target CO 48, 300 steps, lr 0.1, l_s 100) on the default model, for
-    the correctly classified ones of 32 generated images."""
+    the correctly classified ones of 256 generated images (about 15 s on two CPU threads)."""
     from xaicore.data import shapes
     from xaicore.models.default import load_default_bundle
 
     bundle = load_default_bundle(device="cpu")
-    images, labels = shapes.generate(32, seed=2024)
+    images, labels = shapes.generate(256, seed=2024)
     predicted = bundle.logits(bundle.to_input(images)).argmax(dim=1).numpy()
     correct = predicted == labels
-    assert correct.sum() >= 28, "the default model should classify most generated shapes correctly"
+    assert correct.mean() >= 0.98, "the default model should classify generated shapes correctly"
     result = run_gax(bundle, images[correct], target=labels[correct])
     assert fingerprint(bundle.model) == bundle.fingerprint
     return result
 
 
-def test_default_model_raises_confidence_for_most_correctly_classified_images(default_gax):
-    """Measured on these 32 generated images: all 32 classified correctly, 26 reach CO 48 within
-    300 steps (steps 4 to 282, median about 98). The bound below is the measured rate less two
-    images; the issue's 90% is the strict xfail below.
-    """
+def test_default_model_reaches_the_target_for_90_percent(default_gax):
+    """Issue 4's figure. Measured on the CPU: all 256 classified correctly, 237 reach CO 48 within
+    300 steps (92.6%), median 40 steps (the paper reports most ImageNet images within 50); of the
+    smaller draw generate(32, seed=2024), 29 of 32."""
     result = default_gax
     assert result.target_co == 48.0 and result.max_steps == 300
     reached = np.array([image.reached for image in result.images])
     steps = np.array([image.steps for image in result.images])
-    assert reached.mean() >= 0.75, f"reached {reached.sum()} of {reached.size}; steps {sorted(steps.tolist())}"
-    assert np.median(steps) <= 150
+    assert reached.mean() >= 0.9, f"reached {reached.sum()} of {reached.size}; steps {sorted(steps.tolist())}"
+    assert np.median(steps) <= 50
     for image in result.images:
+        # Stop semantics: a reached image stops at the first step whose CO score is >= 48.
+        assert len(image.co_curve) == image.steps + 1
         assert (image.co_curve[-1] >= 48.0) == image.reached
-        assert image.co_curve[-1] > image.co_curve[0]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known shortfall (issue 4): with l_s = 100 the default model reaches CO 48 within 300 steps "
-    "for 81% of these 32 images and 84.8% of 256 (generate(256, seed=2024)), not 90%. Images "
-    "without dark pixels keep a small similarity denominator, whose term outweighs the CO score "
-    "(with l_s = 0 every image passes within about 50 steps). Retraining with seeds 1 and 2 of the "
-    "same recipe gives 80.4% and 82.2% of the 256; variants with 7 or 8 convolutions reach it for 1 "
-    "of 32 (generate(32, seed=0)). A model that reaches 90% turns this into a failure to look at.",
-)
-def test_default_model_reaches_the_target_for_90_percent(default_gax):
-    reached = np.array([image.reached for image in default_gax.images])
-    assert reached.mean() >= 0.9
+        assert not (image.co_curve[:-1] >= 48.0).any()
+        assert image.reached or image.steps == 300
