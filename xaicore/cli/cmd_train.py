@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for f in dataclasses.fields(TrainConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                        help=f"default: {f.default}")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu). Deterministic kernels on both: the same device type "
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda (default: cpu). Deterministic kernels on both: the same device type "
                    "and versions give the same weights (the committed ones: cuda, see the card)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
