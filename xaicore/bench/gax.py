@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from xaicore.bench.common import BenchContext, Workload, synchronize
+from xaicore.bench.common import BenchContext, Workload, best_time, synchronize
 from xaicore.confidence import kappa, similarity_term
 from xaicore.gax import run_gax
 from xaicore.models.bundle import ModelBundle
@@ -105,15 +105,14 @@ def run(ctx: BenchContext) -> dict:
     for warm in (x[:1], x):  # warm-up: oneDNN makes its kernels per shape, at their first use
         run_gax(bundle, warm, target_co=math.inf, max_steps=3)
 
-    single_s = min(_timed(lambda: run_gax(bundle, x[:1], target_co=math.inf, max_steps=STEPS), device)
-                   for _ in range(max(1, ctx.repeats)))
+    def best(fn) -> float:  # warmed up above
+        return best_time(fn, device=device, repeats=ctx.repeats, warmup=0)
+
+    single_s = best(lambda: run_gax(bundle, x[:1], target_co=math.inf, max_steps=STEPS))
     plain_single_s = _timed(lambda: plain_gax(bundle, x[0], target=targets[0], target_co=math.inf,
                                               max_steps=STEPS), device)
-    repeats = range(max(1, ctx.repeats))
-    batch_s = min(_timed(lambda: run_gax(bundle, x, target_co=math.inf, max_steps=BATCH_STEPS), device)
-                  for _ in repeats)
-    loop_s = min(_timed(lambda: [run_gax(bundle, x[i:i + 1], target_co=math.inf, max_steps=BATCH_STEPS)
-                                 for i in range(n)], device) for _ in repeats)
+    batch_s = best(lambda: run_gax(bundle, x, target_co=math.inf, max_steps=BATCH_STEPS))
+    loop_s = best(lambda: [run_gax(bundle, x[i:i + 1], target_co=math.inf, max_steps=BATCH_STEPS) for i in range(n)])
     few = min(n, PLAIN_LOOP_IMAGES)
     plain_loop_s = _timed(lambda: [plain_gax(bundle, x[i], target=targets[i], target_co=math.inf,
                                              max_steps=BATCH_STEPS) for i in range(few)], device) * n / few

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.bench.common import BenchContext, Workload, pass_time, synchronize
+from xaicore.bench.common import BenchContext, Workload, best_time, pass_time, synchronize
 from xaicore.models.bundle import ModelBundle
 from xaicore.randomization import layer_seed, reinitialize
 
@@ -126,15 +126,9 @@ def reference_sanity(
 
 def _best(fn, ctx: BenchContext):
     """(best seconds, last result) of a warm-up and up to two timed calls of ``fn``."""
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(max(1, min(ctx.repeats, 2))):
-        synchronize(ctx.device)
-        start = time.perf_counter()
-        result = fn()
-        synchronize(ctx.device)
-        best = min(best, time.perf_counter() - start)
-    return best, result
+    last: list[Any] = []
+    seconds = best_time(lambda: last.append(fn()), device=ctx.device, repeats=min(ctx.repeats, 2))
+    return seconds, last[-1]
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
