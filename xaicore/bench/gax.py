@@ -12,12 +12,12 @@ Figures (all in the same run, on the bench's model and device):
 - ``batch_full``: the batch for :data:`STEPS` steps with an unreachable target.
 - ``to_target``: the default target (CO 48) and step cap (300), the batch against the
   single runs, and the distribution of the steps at which the images stopped.
+- peak memory (CUDA: allocator peak; CPU: the process's peak resident set) and the bytes of
+  history per step and image.
 
 The plain loop of the ``batch`` figure and the single runs of ``to_target`` cover at most
 :data:`PLAIN_LOOP_IMAGES` images; the plain loop's time is scaled to the batch (per-image
 loops take the same time per image) and says how many images it timed.
-- peak memory (CUDA: allocator peak; CPU: the process's peak resident set) and the bytes of
-  history per step and image.
 
 Compare the per-step times with the floor that ``xai bench`` prints first (one forward and
 backward pass of the model at batch 1 and at the bench batch): on a CPU the model's own

@@ -38,6 +38,8 @@ GRAPHS_ENV = "XAI_CUDA_GRAPHS"
 def graphs_enabled() -> bool:
     """Whether CUDA graphs may be used (``XAI_CUDA_GRAPHS=0`` turns them off)."""
     return os.environ.get(GRAPHS_ENV, "1").strip() != "0"
+
+
 # (clamp the incoming gradient to its positive part, gate it by the ReLU's forward activity)
 _RULE_FLAGS = {"plain": (False, True), "guided": (True, True), "deconv": (True, False)}
 

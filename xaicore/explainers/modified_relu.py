@@ -5,8 +5,9 @@ regardless of the ReLU's input (``relu(g)``). These equal Captum's ``GuidedBackp
 ``Deconvolution`` (tested against them) but cost one plain forward and backward pass: each ReLU
 module gets a forward hook that routes its output through a small autograd function, and the
 hooks are removed in ``finally``. Guided Backprop only adds a positive-part step after each
-ReLU (the ReLU's own backward does the masking), so it costs no extra forward work. Functional ReLUs are invisible to both (models are made safe
-on load, and the methods marked unavailable where that is impossible).
+ReLU (the ReLU's own backward does the masking), so it costs no extra forward work.
+Functional ReLUs are invisible to both (models are made safe on load, and the methods marked
+unavailable where that is impossible).
 """
 
 from __future__ import annotations
