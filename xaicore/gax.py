@@ -18,9 +18,9 @@ Batching. Several images run as one batch. Adam is elementwise, and every operat
 step is per image, so the batched run equals the one-image loop exactly whenever the model's
 own kernels give the same result for a sample whatever the batch size (true in float64 for
 convolutions on the CPU; a BLAS may pick a different kernel for a batch of one in linear
-layers, which then differ in the last bits). A stopped image stays in the batch until the next check, where it is dropped from the
-working batch so that its compute is not wasted; what it computes after its stop step is never
-reported.
+layers, which then differ in the last bits). A stopped image stays in the batch until the next
+check, where it is dropped from the working batch so that its compute is not wasted; what it
+computes after its stop step is never reported.
 
 CUDA. The step's forward and backward pass is recorded as a CUDA graph and replayed (recorded
 again when the working batch shrinks); ``XAI_CUDA_GRAPHS=0`` turns that off. On the CPU the
