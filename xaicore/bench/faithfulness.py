@@ -20,11 +20,12 @@ own (``step_loop_s_per_method``); the single-pass figure sums its methods' times
 not run twice. Both run in the same process on the same attributions; the figures say whether
 they agree within 1e-5.
 
-Where the speed-up comes from, and why it stopped short of 5x on the 2-core CPU (AMD EPYC Zen 3,
+Where the speed-up comes from, and why it stops short of 5x on the 2-core CPU (AMD EPYC Zen 3,
 AVX2; figures from the quietest moments of this shared machine, which otherwise vary by up to
 2x and more) with the default model's earlier 128 -> 64 head. Its present 1024 -> 1024 head
-(8 MB of weights, read once per batch-1 pass) makes the loop's passes 1.3-1.5 ms and the batched
-path 0.25 s: 5.1-5.9x. The breakdown below is the earlier head's:
+(8 MB of weights, read once per batch-1 pass) makes the loop's passes 1.2-1.6 ms and the batched
+path 0.23-0.26 s: 4.7-6.9x over seven runs, still straddling 5x when the loop runs fastest. The
+breakdown below is the earlier head's:
 
 * The loop is bound by the batch-1 forward pass of the plain model: 1.05-1.12 s for the 1010
   masked images of the five single-pass methods, about 1.05-1.1 ms each.
