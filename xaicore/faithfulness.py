@@ -35,7 +35,9 @@ to 1e-5) and does less work per masked image than a plain forward pass:
   (batch norm folded, oneDNN convolutions with pre-packed weights, activations in oneDNN's
   layout). It is used only when it agrees with the plain model within 1e-5 on (up to 8 of) the
   curve-end images; models TorchScript or fx cannot take run plainly. On CUDA the plain model
-  runs.
+  runs. A fully connected head is copied apart (:func:`split_at_head`) and runs on the
+  features of up to 256 masked images at a time, while the convolutions take 32 at a time:
+  each layout suits its part (8 % less time per image on the default model).
 * **Threads (CPU).** With at most 4 intra-op threads, the copy runs from one worker thread
   per intra-op thread, each with one intra-op thread and its share of a batch: on a 2-core CPU
   two single-threaded streams of 32 images are faster than one two-threaded stream of 64
@@ -70,7 +72,7 @@ from xaicore.device import run_chunked
 from xaicore.errors import OutOfMemory, ParameterError, UnknownNameError
 from xaicore.explainers.baselines import make_baseline
 from xaicore.models.bundle import ModelBundle, fingerprint
-from xaicore.models.rewrite import pool_before_relu, split_normalization
+from xaicore.models.rewrite import pool_before_relu, split_at_head, split_normalization
 from xaicore.provenance import Provenance
 
 DEFINITION = (
@@ -482,7 +484,46 @@ def _jit_inference(net: nn.Module, example: torch.Tensor) -> Any:
         return None
 
 
-def inference_copy(net: nn.Module, example: torch.Tensor, check: torch.Tensor, expected: torch.Tensor) -> Any:
+@dataclass(frozen=True)
+class InferenceCopy:
+    """An inference-optimized private copy of a network: ``head(trunk(x))``, or ``trunk(x)``
+    alone when ``head`` is ``None``.
+
+    ``scripted`` says whether the parts are TorchScript (which takes any memory layout and
+    may run from several threads at once) or the fx-rewritten network itself. With a head,
+    callers run the trunk on a few images at a time and the head on up to :data:`HEAD_ROWS`
+    rows (see :func:`inference_copy`).
+    """
+
+    trunk: Any
+    head: Any = None
+    scripted: bool = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(x)
+        return features if self.head is None else self.head(features)
+
+
+HEAD_ROWS = 256  # feature rows per pass of a copy's head
+
+
+def _scripted_copy(net: nn.Module, example: torch.Tensor) -> InferenceCopy | None:
+    """``net`` as TorchScript, cut into trunk and head when it has a fully connected head
+    (:func:`split_at_head`), else whole; ``None`` when TorchScript cannot take it."""
+    parts = split_at_head(net)
+    if parts is not None:
+        trunk = _jit_inference(parts[0], example)
+        if trunk is not None:
+            with torch.no_grad():
+                features = parts[0](example)
+            head = _jit_inference(parts[1], features)
+            if head is not None:
+                return InferenceCopy(trunk, head)
+    whole = _jit_inference(net, example)
+    return None if whole is None else InferenceCopy(whole)
+
+
+def inference_copy(net: nn.Module, example: torch.Tensor, check: torch.Tensor, expected: torch.Tensor) -> InferenceCopy | None:
     """An inference-optimized private copy of ``net`` (CPU only), or ``None`` to run ``net`` itself.
 
     Made once per module and weights (cached by the module, rebuilt when any parameter or
@@ -493,6 +534,13 @@ def inference_copy(net: nn.Module, example: torch.Tensor, check: torch.Tensor, e
     tensor operations only: Python side effects of its ``forward`` (counters, checks that
     trace without a tracer warning) do not run; pass ``optimize=False`` to
     :func:`insertion_deletion` for such models.
+
+    A network with a fully connected head is copied in two parts (:func:`split_at_head`):
+    the convolutions run fastest on a few images at a time, the head on many rows at a time.
+    On the default model (two 1024 x 1024 layers, 8 MB of weights) one thread of the
+    development machine spends about 55 us per image in the head at 32 rows a pass and 46 us
+    at 256, and the trunk runs faster when it does not share the caches with the head's
+    weights: 0.40 ms per masked image in all, against 0.44 ms for the whole copy at 32 images.
     """
     if example.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return None
@@ -505,7 +553,12 @@ def inference_copy(net: nn.Module, example: torch.Tensor, check: torch.Tensor, e
         return cached[1]
     fast = None
     reordered = pool_before_relu(net)
-    for candidate in (_jit_inference(reordered or net, example), reordered):
+    candidates = (
+        lambda: _scripted_copy(reordered or net, example),
+        lambda: None if reordered is None else InferenceCopy(reordered, scripted=False),
+    )
+    for make in candidates:
+        candidate = make()
         if candidate is not None and _agrees(candidate, check, expected):
             fast = candidate
             break
@@ -645,7 +698,8 @@ def _curve_probabilities(
     optimize: bool,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Target probability of every masked image, (ranking, image, kind, step) as (M, N, 2, K),
-    and how it ran (``inference_copy``: whether the copy ran; ``cpu_workers``: threads).
+    and how it ran (``inference_copy``: whether the copy ran; ``head_apart``: whether it ran
+    its fully connected head on :data:`HEAD_ROWS` rows at a time; ``cpu_workers``: threads).
 
     The image at step ``j`` of ``kind`` shows the input where ``(rank < k_j) != (kind ==
     deletion)`` and the background elsewhere. Exact shortcuts (each equal to running every
@@ -660,8 +714,9 @@ def _curve_probabilities(
     (the faster layout for the plain model's convolutions on the CPU); or, on the CPU and when
     ``optimize``, through its inference-optimized copy (:func:`inference_copy`), split between
     as many worker threads as intra-op threads, each with one intra-op thread and
-    ``batch_size / workers`` images per call (:func:`_run_in_workers`). A copy that fails on
-    some batch is dropped and the plain model runs instead.
+    ``batch_size / workers`` images per call (:func:`_run_in_workers`); a copy with its head
+    apart runs that head on the features of up to :data:`HEAD_ROWS` images per call. A copy
+    that fails on some batch is dropped and the plain model runs instead.
     """
     num_rankings, n, _ = ranks.shape
     k = len(steps)
@@ -683,7 +738,7 @@ def _curve_probabilities(
             out[:, :, 0, -1], out[:, :, 1, -1] = p_image, p_background
         middle = torch.arange(1, k - 1 if full else k, device=x.device)
         if len(middle) == 0:
-            return out, {"inference_copy": False, "cpu_workers": 1}
+            return out, {"inference_copy": False, "head_apart": False, "cpu_workers": 1}
         check = min(len(ends), max(2, min(batch_size, 8)))  # another batch size than the trace's
         fast = inference_copy(inner, xn[:1], ends[:check], ends_probs[:check]) if optimize else None
         km = len(middle)
@@ -692,15 +747,21 @@ def _curve_probabilities(
         thresholds = steps[middle].to(ranks.dtype)
         masked = _masker(xn, bgn)
 
-        def chunk_with(run: Any, layout: torch.memory_format):
+        def chunk_with(run: Any, layout: torch.memory_format, *, head: Any = None, per_trunk: int = 0):
             def chunk(start: int, stop: int) -> torch.Tensor:
                 i = torch.arange(start, stop, device=x.device)
                 row = i // (2 * km)  # ranking * N + image
-                deletion = ((i // km) % 2).bool().unsqueeze(1)
-                inside = torch.lt(rows.index_select(0, row), thresholds.index_select(0, i % km).unsqueeze(1))
                 image = row % n
-                batch = masked(torch.ne(inside, deletion), image)
-                logits = run(batch.contiguous(memory_format=layout))
+
+                def trunk(a: int, b: int) -> torch.Tensor:
+                    deletion = ((i[a:b] // km) % 2).bool().unsqueeze(1)
+                    inside = torch.lt(rows.index_select(0, row[a:b]), thresholds.index_select(0, i[a:b] % km).unsqueeze(1))
+                    return run(masked(torch.ne(inside, deletion), image[a:b]).contiguous(memory_format=layout))
+
+                if head is None:
+                    logits = trunk(0, len(i))
+                else:
+                    logits = head(torch.cat([trunk(a, a + per_trunk) for a in range(0, len(i), per_trunk)]))
                 probs = torch.softmax(logits.float(), dim=1)
                 return probs.gather(1, target.index_select(0, image).unsqueeze(1)).squeeze(1)
 
@@ -711,11 +772,16 @@ def _curve_probabilities(
         if fast is not None:
             # TorchScript takes any layout (it converts to oneDNN's own) and may run from
             # several threads at once; the fx-only copy runs the model's own modules.
-            scripted = isinstance(fast, torch.jit.ScriptModule)
-            workers = _cpu_workers(x.device, batch_size) if scripted else 1
-            layout = torch.contiguous_format if scripted else torch.channels_last
+            workers = _cpu_workers(x.device, batch_size) if fast.scripted else 1
+            layout = torch.contiguous_format if fast.scripted else torch.channels_last
+            if fast.head is None:
+                run, per_call = chunk_with(fast.trunk, layout), batch_size
+            else:  # the trunk on batch_size / workers images at a time, the head on HEAD_ROWS rows
+                per_trunk = max(1, batch_size // workers)
+                run = chunk_with(fast.trunk, layout, head=fast.head, per_trunk=per_trunk)
+                per_call = max(batch_size, HEAD_ROWS) * workers
             try:
-                probs = _run_in_workers(chunk_with(fast, layout), total, chunk=batch_size, workers=workers)
+                probs = _run_in_workers(run, total, chunk=per_call, workers=workers)
             except OutOfMemory:
                 raise
             except Exception:  # noqa: BLE001 - a copy that fails on some batch is dropped
@@ -724,4 +790,5 @@ def _curve_probabilities(
         if probs is None:
             probs = run_chunked(chunk_with(inner, torch.channels_last), total, chunk=batch_size, combine=torch.cat)
         out[:, :, :, middle] = probs.view(num_rankings, n, 2, km)
-    return out, {"inference_copy": fast is not None, "cpu_workers": workers}
+    head_apart = fast is not None and fast.head is not None
+    return out, {"inference_copy": fast is not None, "head_apart": head_apart, "cpu_workers": workers}

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import xaicore.gax as gax
 from xaicore.models.bundle import PixelSpaceModel, fingerprint
 from xaicore.models.default import load_default_bundle
-from xaicore.models.rewrite import faster_forward, pool_before_relu, split_normalization
+from xaicore.models.rewrite import faster_forward, pool_before_relu, split_at_head, split_normalization
 
 from tests.xaicore._sanity_fixtures import seeded_weights
 
@@ -134,3 +134,49 @@ def test_gax_keeps_the_plain_model_when_the_rewrite_disagrees(monkeypatch):
     assert gax._step_network(bundle.model, x, clean + 1e-6) is bundle.model
     plain = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 8))
     assert gax._step_network(plain, x, plain(x)) is plain  # nothing to swap
+
+
+class _SkipAcrossTheCut(nn.Module):
+    """A value from before the first linear layer read again after it: no clean cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 4 * 4, 2 * 4 * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.max_pool2d(self.conv(x), 2)
+        return self.fc(pooled.flatten(1)) + pooled.mean(dim=(2, 3)).repeat(1, 16)
+
+
+@pytest.mark.parametrize("which", ["default", "swapped", "resnet18", "mobilenet_v3_small"])
+def test_split_at_head_cuts_before_the_first_linear_layer_and_is_exact(which):
+    import torchvision
+
+    if which in ("default", "swapped"):
+        net = load_default_bundle(device="cpu").model.net
+        net = pool_before_relu(net) if which == "swapped" else net
+        features = 1024
+    else:
+        net = seeded_weights(getattr(torchvision.models, which)(num_classes=5), 1).eval()
+        features = {"resnet18": 512, "mobilenet_v3_small": 576}[which]
+    state = fingerprint(net)
+    trunk, head = split_at_head(net)
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        cut = trunk(x)
+        assert cut.shape == (3, features)
+        assert torch.equal(head(cut), net(x))
+    assert not any(isinstance(m, (nn.Linear)) for m in trunk.modules())
+    assert fingerprint(net) == state
+
+
+def test_split_at_head_refuses_models_it_cannot_cut():
+    assert split_at_head(_SkipAcrossTheCut()) is None
+    assert split_at_head(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten())) is None  # no linear layer
+    assert split_at_head(nn.Linear(4, 2)) is None  # nothing before the head
+    net = seeded_weights(_Functional(), 0).eval()  # its head reads one value computed before it: a cut
+    trunk, head = split_at_head(net)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(head(trunk(x)), net(x))

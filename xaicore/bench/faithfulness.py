@@ -193,6 +193,7 @@ def _run(ctx: BenchContext) -> dict[str, Any]:
         "masked_images": forwards,
         "batch_size": result.params["batch_size"],
         "inference_copy": result.params["inference_copy"],
+        "head_apart": result.params["head_apart"],
         "batched_all_methods_s": batched_s,
         "batched_all_methods_first_call_s (making the inference copy included)": first_call_s,
         "batched_one_method_s": one_method_s,

@@ -6,6 +6,8 @@ named): the results are the same numbers, bit for bit, computed with less work.
 * :func:`pool_before_relu` swaps ``max_pool2d(relu(a))`` into ``relu(max_pool2d(a))``: the ReLU
   then touches a quarter of the values, forward and backward.
 * :func:`faster_forward` applies both to a whole model.
+* :func:`split_at_head` cuts a network into its trunk and its fully connected head, so callers
+  can run the head on more rows at a time than the trunk.
 """
 
 from __future__ import annotations
@@ -136,3 +138,66 @@ def faster_forward(net: nn.Module) -> nn.Module | None:
 # fx tracing takes milliseconds: one rewrite per network (callers check it against the network)
 _SWAPPED: "weakref.WeakKeyDictionary[nn.Module, nn.Module | None]" = weakref.WeakKeyDictionary()
 _SWAPPED_LOCK = threading.Lock()
+
+
+def _is_linear(node: Any, modules: Mapping[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), nn.Linear)
+    return node.op == "call_function" and node.target is torch.nn.functional.linear
+
+
+def split_at_head(net: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """``(trunk, head)`` with ``head(trunk(x)) == net(x)``, cut at the input of ``net``'s first
+    fully connected layer; ``None`` when fx cannot trace ``net``, it has no such layer, or the
+    cut does not separate it (a value from before the cut read after it, a skip connection
+    say).
+
+    Both parts share ``net``'s sub-modules and weights and replay its operations in order, so
+    they compute the same numbers. What a caller gains: the trunk's convolutions run fastest
+    on a few images at a time (their activations stay in the CPU's caches), a large fully
+    connected layer on many rows at a time (its weights are read once per pass).
+    """
+    try:
+        from torch import fx
+
+        graph_module = net if isinstance(net, fx.GraphModule) else fx.symbolic_trace(net)
+    except Exception:  # noqa: BLE001 - models fx cannot trace stay whole
+        return None
+    modules = dict(graph_module.named_modules())
+    nodes = list(graph_module.graph.nodes)
+    first = next((n for n in nodes if _is_linear(n, modules)), None)
+    if first is None or not first.args or not isinstance(first.args[0], fx.Node):
+        return None
+    cut = first.args[0]
+    if cut.op == "placeholder":
+        return None  # nothing before the head
+    after = nodes[nodes.index(cut) + 1 :]
+    later = set(after)
+    for node in after:
+        if node.op == "placeholder" or any(
+            source is not cut and source not in later and source.op != "get_attr" for source in node.all_input_nodes
+        ):
+            return None
+
+    trunk_graph, env = fx.Graph(), {}
+    for node in nodes[: nodes.index(cut) + 1]:
+        env[node] = trunk_graph.node_copy(node, env.__getitem__)
+    trunk_graph.output(env[cut])
+    head_graph = fx.Graph()
+    env = {cut: head_graph.placeholder("features")}
+
+    def head_input(source: Any) -> Any:
+        if source not in env:  # an attribute fetched before the cut
+            env[source] = head_graph.node_copy(source)
+        return env[source]
+
+    for node in after:
+        env[node] = head_graph.node_copy(node, head_input)
+    parts = []
+    for graph in (trunk_graph, head_graph):
+        part = fx.GraphModule(graph_module, graph)
+        part.graph.eliminate_dead_code()
+        part.graph.lint()
+        part.recompile()
+        parts.append(part)
+    return parts[0], parts[1]
