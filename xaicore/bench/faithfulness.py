@@ -20,36 +20,33 @@ own (``step_loop_s_per_method``); the single-pass figure sums its methods' times
 not run twice. Both run in the same process on the same attributions; the figures say whether
 they agree within 1e-5.
 
-Where the speed-up comes from, and why it stops short of 5x on the 2-core CPU (AMD EPYC Zen 3,
-AVX2; figures from the quietest moments of this shared machine, which otherwise vary by up to
-2x and more) with the default model's earlier 128 -> 64 head. Its present 1024 -> 1024 head
-(8 MB of weights, read once per batch-1 pass) makes the loop's passes 1.2-1.6 ms and the batched
-path 0.23-0.26 s: 4.7-6.9x over seven runs, still straddling 5x when the loop runs fastest. The
-breakdown below is the earlier head's:
+Where the speed-up comes from, on the 2-core CPU (AMD EPYC Zen 3, AVX2; figures from the
+quietest moments of this shared machine, which otherwise vary by up to 2x and more), default
+model with its 1024 -> 1024 head (8 MB of weights):
 
-* The loop is bound by the batch-1 forward pass of the plain model: 1.05-1.12 s for the 1010
-  masked images of the five single-pass methods, about 1.05-1.1 ms each.
-* The batched path takes 0.215-0.23 s (0.50-0.55 s before the inference copy, the shared curve
-  ends, the cheaper masking and the worker threads): 4.8-5.0x. About 0.21 ms per masked image
-  is the inference copy's forward pass; masking, ranking and bookkeeping add about 0.01 ms.
-* The copy is compute-bound. oneDNN's verbose log (one thread, 32 images) gives per image:
-  conv1 49 us, conv2 103 us, conv3 105 us, conv4 51 us, max-pooling 35 us, layout reorders
-  8 us: 0.35 ms of one core, about 0.38 ms with ReLU, the linear layers and softmax.
-  Convolutions 2-4 run at about 90 GFLOP/s, close to a Zen 3 core's AVX2 peak (32 FLOP per
-  cycle at ~2.9-3.5 GHz); the default model needs 27 MFLOP (13.7 M multiply-adds) per 64x64
-  image. Two cores at that rate would give 0.19 ms per image; two workers reach 0.21 (each
-  about 10 % slower than one alone: shared L3 and memory bandwidth, lower boost clock). So even
-  perfect scaling with no overhead would give about 1.07 / 0.19 = 5.6x here: 5x is within
-  reach only by a few per cent, and the measured figure straddles it (4.8-5.0x quiet, higher
-  when load slows the loop more than the batches).
-* What was tried and measured: batch sizes 16-128 per stream (flat from 16 to 64, worse
-  above); one 2-thread stream instead of two 1-thread workers (16 % slower); conv+ReLU fused
-  through oneDNN post-ops in channels-last (no faster than the frozen copy); NNPACK's Winograd
-  convolutions (slower, and approximate); oneDNN's graph fuser (3x slower); torch.where for
-  the masking (7x slower than the bit selection now used). Going further needs fewer FLOPs
-  per masked image (sparse or incremental convolution over the few pixels that change between
-  steps, or the first convolution's linearity between the insertion and deletion image of a
-  step, at most ~5 %), which no generic, exact PyTorch operation offers.
+* The loop is bound by the batch-1 forward pass of the plain model: 1.18-1.24 s for the 1010
+  masked images of the five single-pass methods, about 1.2 ms each (1.05 ms with the earlier
+  128 -> 64 head: every batch-1 pass reads the head's weights again).
+* The batched path takes 0.22-0.23 s: 5.35-5.45x at the quietest moments. About 0.21 s of it is
+  the inference copy's forward passes, run by two single-threaded workers (0.43 ms per masked
+  image per worker, 7 % more than one worker alone: shared L3 and memory bandwidth); masking,
+  ranking, the curve ends and bookkeeping add about 5 ms.
+* Per masked image on one thread: the trunk 0.335 ms at 32 images a pass (oneDNN's verbose
+  log for the convolutions: conv1 49 us, conv2 103 us, conv3 105 us, conv4 51 us; max-pooling
+  about 40 us), the head 0.046 ms at 256 rows a pass (0.055 ms at 32, which is why the copy
+  runs its head apart, see :func:`xaicore.faithfulness.inference_copy`). Convolutions 2-4 run
+  at about 90 GFLOP/s, close to a Zen 3 core's AVX2 peak (32 FLOP per cycle at ~2.9-3.5 GHz);
+  the model needs 31 MFLOP per 64x64 image. The batched path is therefore near the cores'
+  compute limit, and the ratio cannot rise much further without fewer FLOPs per masked image.
+* What was tried and measured: batch sizes 16-128 per stream (flat from 32 to 64, worse above
+  and below; the head 128-512 rows, flat); one 2-thread stream instead of two 1-thread workers
+  (16 % slower); conv+ReLU fused through oneDNN post-ops in channels-last (no faster than the
+  frozen copy); NNPACK's Winograd convolutions (slower, and approximate); oneDNN's graph fuser
+  (3x slower); torch.where for the masking (7x slower than the bit selection now used); the
+  first convolution's linearity (each masked image's conv1 output as a running sum over the
+  pixels added so far, exact to 3e-6): it saves conv1's arithmetic but writes as much memory
+  as it saves, and PyTorch's cumulative sum over a leading dimension was slower than the
+  convolution itself.
 * ``batched_all_methods_first_call_s`` adds making the copy: about 0.04 s for fx, tracing,
   freezing and checking, plus about 0.1 s the first time TorchScript runs in a process.
 """
