@@ -167,7 +167,7 @@ def test_split_at_head_cuts_before_the_first_linear_layer_and_is_exact(which):
         cut = trunk(x)
         assert cut.shape == (3, features)
         assert torch.equal(head(cut), net(x))
-    assert not any(isinstance(m, (nn.Linear)) for m in trunk.modules())
+    assert not any(isinstance(m, nn.Linear) for m in trunk.modules())
     assert fingerprint(net) == state
 
 
@@ -175,7 +175,7 @@ def test_split_at_head_refuses_models_it_cannot_cut():
     assert split_at_head(_SkipAcrossTheCut()) is None
     assert split_at_head(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten())) is None  # no linear layer
     assert split_at_head(nn.Linear(4, 2)) is None  # nothing before the head
-    net = seeded_weights(_Functional(), 0).eval()  # its head reads one value computed before it: a cut
+    net = seeded_weights(_Functional(), 0).eval()  # its skip rejoins before the first linear layer: a cut
     trunk, head = split_at_head(net)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
