@@ -25,9 +25,10 @@ quietest moments of this shared machine, which otherwise vary by up to 2x and mo
 model with its 1024 -> 1024 head (8 MB of weights):
 
 * The loop is bound by the batch-1 forward pass of the plain model: 1.18-1.24 s for the 1010
-  masked images of the five single-pass methods, about 1.2 ms each (1.05 ms with the earlier
-  128 -> 64 head: every batch-1 pass reads the head's weights again).
-* The batched path takes 0.22-0.23 s: 5.35-5.45x at the quietest moments. About 0.21 s of it is
+  masked images of the five single-pass methods at quiet moments, about 1.2 ms each (1.05 ms
+  with the earlier 128 -> 64 head: every batch-1 pass reads the head's weights again).
+* The batched path takes 0.22-0.23 s: 5.35-5.58x in the runs with such a loop (5.35-6.03x over
+  14 runs of session 5, 8.7x in one more on a loaded host). About 0.21 s of it is
   the inference copy's forward passes, run by two single-threaded workers (0.43 ms per masked
   image per worker, 7 % more than one worker alone: shared L3 and memory bandwidth); masking,
   ranking, the curve ends and bookkeeping add about 5 ms.
