@@ -348,6 +348,8 @@ def insertion_deletion(
         "black", "blur", "mean", or a tensor broadcastable to ``inputs``.
     batch_size:
         Masked images per forward pass (halved on out-of-memory); default 64 on CPU, 256 on GPU.
+        An inference copy with its fully connected head apart runs that head on the features
+        of up to ``max(batch_size, HEAD_ROWS)`` images per worker.
     model:
         Run this module instead of ``bundle.model`` (a private copy, say).
     random_control, seed:
