@@ -185,10 +185,32 @@ def test_guided_backprop_draws_the_same_map_for_both_classes(scene_ssim):
     "reaches the convolutions through the linear layers depends only on the class; the default model's "
     "1024-wide hidden layers do not wash that out. Retrained with VGG-16's head (two hidden layers of "
     "4096) the same recipe gives 0.83 (24 epochs: 0.89 and 0.91 for two seeds); such a model (84 MB) "
-    "is too large to ship. A default model that agrees turns this into a failure to look at.",
+    "is too large to ship. With the head re-initialized it is 0.89-0.91 (tested below); recipes that keep "
+    "a 1024-wide head nearer its initialization reach 0.70-0.80. A default model that agrees turns this "
+    "into a failure to look at.",
 )
 def test_deconvolution_draws_the_same_map_for_both_classes(scene_ssim):
     assert scene_ssim["deconvolution"] >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deconvolution_loses_the_class_when_the_head_is_random(scene_ssim, seed):
+    # The xfail's cause, checked: the class reaches Deconvolution's maps only through the trained
+    # fully connected layers. Re-initialized (as the cascading sanity check does, fc3 to fc1) they
+    # give 0.89-0.91 over seeds 0-2 on the trained convolutions, as VGG-16's wide head does.
+    from xaicore.data.shapes import generate_scenes
+    from xaicore.models.loading import load_model
+    from xaicore.randomization import LayerRandomizer
+
+    private, randomizer = LayerRandomizer.from_bundle(load_model("default", device="cpu"))
+    for layer in private.layers:
+        if ".classifier." in layer:
+            randomizer.randomize(layer, seed=seed)
+    results = [compare_classes(private, s, methods=("deconvolution",)) for s in generate_scenes(12, seed=77)]
+    random_head = float(np.mean([r.pair_ssim("deconvolution") for r in results]))
+    assert random_head >= 0.85
+    assert random_head >= scene_ssim["deconvolution"] + 0.25
 
 
 @pytest.mark.slow
