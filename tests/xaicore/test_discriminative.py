@@ -196,9 +196,9 @@ def test_deconvolution_draws_the_same_map_for_both_classes(scene_ssim):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_deconvolution_loses_the_class_when_the_head_is_random(scene_ssim, seed):
-    # The xfail's cause, checked: the class reaches Deconvolution's maps only through the trained
-    # fully connected layers. Re-initialized (as the cascading sanity check does, fc3 to fc1) they
-    # give 0.89-0.91 over seeds 0-2 on the trained convolutions, as VGG-16's wide head does.
+    # The xfail's cause, checked: what keeps the class in Deconvolution's maps is the trained fully
+    # connected head. Re-initialized (as the cascading sanity check does, fc3 to fc1) it gives
+    # 0.89-0.91 over seeds 0-2 on the trained convolutions, as VGG-16's wide head does.
     from xaicore.data.shapes import generate_scenes
     from xaicore.models.loading import load_model
     from xaicore.randomization import LayerRandomizer
