@@ -74,12 +74,12 @@ class ShapesNet(nn.Module):
             layers[f"pool{block_index}"] = nn.MaxPool2d(kernel_size=2)
         self.features = nn.Sequential(layers)
         self.flatten = nn.Flatten()
-        widths = (in_channels * flat_side() ** 2, *HIDDEN)
+        widths = head_widths(num_classes)
         head: OrderedDict[str, nn.Module] = OrderedDict()
         for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1):
             head[f"fc{index}"] = nn.Linear(fan_in, fan_out)
-            head[f"relu_fc{index}"] = nn.ReLU(inplace=False)
-        head[f"fc{len(widths)}"] = nn.Linear(widths[-1], num_classes)
+            if index < len(widths) - 1:
+                head[f"relu_fc{index}"] = nn.ReLU(inplace=False)
         self.classifier = nn.Sequential(head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,6 +89,11 @@ class ShapesNet(nn.Module):
 def flat_side() -> int:
     """Side of the last feature map (the input side halved once per block)."""
     return INPUT_SIZE[0] // 2 ** len(BLOCKS)
+
+
+def head_widths(num_classes: int) -> tuple[int, ...]:
+    """Widths through the fully connected layers: flattened features, :data:`HIDDEN`, classes."""
+    return (BLOCKS[-1][-1] * flat_side() ** 2, *HIDDEN, num_classes)
 
 
 def from_state_dict(state: dict[str, torch.Tensor], num_classes: int) -> ShapesNet:
