@@ -308,15 +308,49 @@ def heatmap_tile(
     The view is scaled by :func:`robust_scale` at ``percentile`` and drawn by :func:`blend`
     with opacity ``alpha``. ``cmap`` defaults to :func:`default_cmap` of ``mode``.
     """
-    m = channel_view(attr, channel)
+    return render_map(channel_view(attr, channel), mode=mode, image=image, alpha=alpha, cmap=cmap,
+                      percentile=percentile)
+
+
+def render_map(
+    m: np.ndarray,
+    *,
+    mode: str = "all",
+    image: np.ndarray | None = None,
+    alpha: float = 0.8,
+    cmap: str | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+    clip: float | None = None,
+) -> Tile:
+    """Render one (H, W) map as :func:`heatmap_tile` does; ``clip``, when given, replaces the
+    map's own :func:`clip_value` (to draw several maps on one shared scale)."""
+    m = np.asarray(m)
+    if m.ndim != 2:
+        raise ParameterError(f"A map to render must have shape (H, W); got {m.shape}.")
     status = view_status(m, mode=mode)
     if status is not Status.OK:
         return Tile(grey_tile(*m.shape), status, STATUS_TEXT[status], percentile=float(percentile), mode=mode)
-    scaled, clip = robust_scale(m, mode=mode, percentile=percentile)
+    if clip is None:
+        scaled, clip = robust_scale(m, mode=mode, percentile=percentile)
+    else:
+        if not (np.isfinite(clip) and clip > 0):
+            raise ParameterError(f"A shared clip value must be positive and finite; got {clip!r}.")
+        low = -1.0 if mode == "all" else 0.0
+        scaled = np.clip(_view_values(np.asarray(m, dtype=np.float64), mode) / clip, low, 1.0)
     if image is not None and np.asarray(image).shape[:2] != m.shape:
         raise ParameterError(f"Image {np.asarray(image).shape} and map {m.shape} must have the same size to overlay.")
     rgb = blend(scaled, cmap=cmap or default_cmap(mode), image=image, alpha=alpha)
-    return Tile(to_uint8(rgb), status, "", clip=clip, percentile=float(percentile), mode=mode)
+    return Tile(to_uint8(rgb), status, "", clip=float(clip), percentile=float(percentile), mode=mode)
+
+
+def shared_clip(maps: Sequence[np.ndarray], *, mode: str = "all", percentile: float = DEFAULT_PERCENTILE) -> float:
+    """One clip value for several maps drawn side by side: :func:`clip_value` of all their
+    non-degenerate views together (NaN when every one is degenerate)."""
+    usable = [np.asarray(m, dtype=np.float64).ravel() for m in maps
+              if view_status(np.asarray(m), mode=mode) is Status.OK]
+    if not usable:
+        return float("nan")
+    return clip_value(np.concatenate(usable)[None, :], mode=mode, percentile=percentile)
 
 
 def tinted_share(tile_rgb: np.ndarray, reference_rgb: np.ndarray, *, threshold: int = 10) -> float:
