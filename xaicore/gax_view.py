@@ -65,6 +65,20 @@ def channel_tiles(values: np.ndarray, *, scale: float | None = None) -> ChannelT
     return ChannelTiles(tiles, used, Status.OK)  # type: ignore[arg-type]
 
 
+def colorbar(drawn: ChannelTiles, *, width: int = 360) -> np.ndarray | None:
+    """The colour bar of tiles drawn by :func:`channel_tiles`: the diverging map from
+    ``-scale`` to ``+scale`` with its numbers (``None`` when the view has no scale)."""
+    if drawn.status is not Status.OK or not (np.isfinite(drawn.scale) and drawn.scale > 0):
+        return None
+    return heatmaps.colorbar(drawn.scale, mode="all", width=width, cmap="diverging", plain=True)
+
+
+def colorbar_text(drawn: ChannelTiles) -> str:
+    """The numbers of :func:`colorbar` in words."""
+    left, middle, right = heatmaps.colorbar_labels(drawn.scale, mode="all")
+    return f"colour bar: {left} \u2026 {middle} \u2026 {right} (blue: negative, red: positive; pixel units)"
+
+
 def frame_indices(count: int, *, max_frames: int) -> list[int]:
     """At most ``max_frames`` indices of ``range(count)``, evenly spread, first and last kept."""
     if max_frames < 2:
@@ -120,6 +134,7 @@ def gif_frame_count(data: bytes) -> int:
         return int(getattr(image, "n_frames", 1))
 
 
-__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "frame_indices",
+__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "colorbar",
+                          "colorbar_text", "frame_indices",
                           "evolution_gif",
                           "gif_frame_count")

@@ -388,11 +388,12 @@ def colorbar_text(clip: float, *, mode: str = "all", percentile: float = DEFAULT
 
 def colorbar(
     clip: float, *, mode: str = "all", width: int = 256, alpha: float = 0.8, cmap: str | None = None,
-    font_size: int | None = None,
+    font_size: int | None = None, plain: bool = False,
 ) -> np.ndarray:
     """A colour bar, uint8 (h, ``width``, 3): the colours of the scale drawn as :func:`blend`
-    draws them over a mid-grey pixel, with the attribution values at both ends and in the
-    middle (``-clip``, 0, ``+clip`` for signed maps; 0, ``clip/2``, ``clip`` otherwise)."""
+    draws them over a mid-grey pixel (``plain``: the colour map's own colours, for maps drawn
+    alone at full strength), with the values at both ends and in the middle (``-clip``, 0,
+    ``+clip`` for signed maps; 0, ``clip/2``, ``clip`` otherwise)."""
     if not (np.isfinite(clip) and clip > 0):
         raise ParameterError(f"A colour bar needs a positive, finite clip value; got {clip!r}.")
     if width < 16:
@@ -402,8 +403,11 @@ def colorbar(
     bar_h = max(8, size)
     low = -1.0 if mode == "all" else 0.0
     values = np.linspace(low, 1.0, width)[None, :].repeat(bar_h, axis=0)
-    grey = np.full((bar_h, width, 3), 0.5)
-    colours = to_uint8(blend(values, cmap=cmap or default_cmap(mode), image=grey, alpha=alpha))
+    if plain:
+        colours = to_uint8(colorize(values, cmap=cmap or default_cmap(mode)))
+    else:
+        grey = np.full((bar_h, width, 3), 0.5)
+        colours = to_uint8(blend(values, cmap=cmap or default_cmap(mode), image=grey, alpha=alpha))
     canvas = Image.new("RGB", (width, bar_h + int(size * 1.4) + 2), "white")
     canvas.paste(Image.fromarray(colours), (0, 0))
     draw = ImageDraw.Draw(canvas)
