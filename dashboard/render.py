@@ -187,16 +187,22 @@ def grid_png(
 def tile_png(rendered: heatmaps.Tile, *, alpha: float, min_width: int = 320) -> bytes:
     """PNG of one tile as drawn, enlarged (nearest neighbour) to at least ``min_width`` pixels,
     with its colour bar under it when the map has a scale."""
-    from PIL import Image
-
-    rgb = np.asarray(rendered.rgb, dtype=np.uint8)
-    factor = max(1, -(-min_width // rgb.shape[1]))
-    picture = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * factor, rgb.shape[0] * factor),
-                                                     Image.Resampling.NEAREST))
+    picture = enlarged(rendered.rgb, min_width=min_width)
     if rendered.status.value == "ok" and np.isfinite(rendered.clip) and rendered.clip > 0:
         bar = heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=picture.shape[1], alpha=alpha)
         picture = np.concatenate([picture, bar], axis=0)
     return png_bytes(picture)
+
+
+def enlarged(rgb: np.ndarray, *, min_width: int = 320) -> np.ndarray:
+    """An (H, W, 3) uint8 picture repeated pixel by pixel (nearest neighbour) to at least
+    ``min_width`` pixels wide, so that a small map stays sharp when shown large."""
+    from PIL import Image
+
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    factor = max(1, -(-min_width // rgb.shape[1]))
+    return np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * factor, rgb.shape[0] * factor),
+                                                  Image.Resampling.NEAREST))
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

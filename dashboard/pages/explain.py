@@ -146,18 +146,20 @@ def _tile(result, item, rendered, *, alpha: float) -> None:
         _enlarged(result, item, rendered, alpha)
 
 
-@st.dialog("Tile", width="large")
+@st.dialog("One map, enlarged", width="large")
 def _enlarged(result, item, rendered, alpha: float) -> None:
     """One method's map large, with its colour bar, description and downloads."""
     st.subheader(item.title)
     st.caption(get_method(item.method).description)
     left, right = st.columns([3, 2])
-    left.image(rendered.rgb, width="stretch", output_format="PNG", caption=render.status_line(item))
+    left.image(render.enlarged(rendered.rgb, min_width=512), width="stretch", output_format="PNG",
+               caption=render.status_line(item))
     bar = render.colorbar_png(rendered, alpha=alpha, width=480)
     if bar is not None:
         left.image(bar, width="stretch", alt=render.colorbar_alt(rendered))
         left.caption(render.colorbar_alt(rendered))
-    right.image(result.image, caption="model input", width="stretch", clamp=True, output_format="PNG")
+    right.image(render.enlarged(heatmaps.to_uint8(result.image), min_width=512), caption="model input",
+                width="stretch", output_format="PNG")
     stem = f"explain-{result.image_hash[:8]}-class{result.target}-{item.method}"
     a, b = st.columns(2)
     a.download_button("Tile (PNG)", render.tile_png(rendered, alpha=alpha), file_name=f"{stem}-{rendered.mode}.png",

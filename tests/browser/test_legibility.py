@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.browser.conftest import OUTPUT
+from xaicore import heatmaps
 from xaicore.data.samples import load_sample
 from xaicore.models.loading import load_model
 
@@ -102,13 +103,20 @@ def test_explain_tiles_are_visibly_tinted_and_carry_a_colour_bar(app, sample):
     everything = _wait_for_tiles(app, CHECKED)
     assert set(everything) == set(CHECKED), everything
     image = _model_input(sample)
-    shares = {title: visible_share(_fetch_png(app, src), image) for title, src in everything.items()}
-    _record(sample, shares)
+    tiles = {title: _fetch_png(app, src) for title, src in everything.items()}
+    shares = {title: visible_share(tile, image) for title, tile in tiles.items()}
+    # The colours themselves, not only the greyscale base under them: the share of pixels the
+    # map tints against the dimmed grey copy of the image it is drawn over.
+    base = heatmaps.dimmed_grey(image)
+    tinted = {title: visible_share(tile, base) for title, tile in tiles.items()}
+    _record(sample, {"vs input": shares, "vs dimmed grey": tinted})
     app.page.set_viewport_size({"width": 1400, "height": 3200})  # the whole grid in one picture
     app.wait_idle()
     app.screenshot(f"explain-{sample}")
     low = {t: round(s, 3) for t, s in shares.items() if s < SHARE}
     assert not low, f"tiles with under {SHARE:.0%} visibly changed pixels on {sample}: {low}"
+    faint = {t: round(s, 3) for t, s in tinted.items() if s < SHARE}
+    assert not faint, f"tiles whose colours tint under {SHARE:.0%} of the pixels on {sample}: {faint}"
 
     # A colour bar with numbers is on the page: the legend says what the colours mean, and
     # every checked tile has its bar (a PNG, blue at the left end, red at the right).
@@ -121,3 +129,34 @@ def test_explain_tiles_are_visibly_tinted_and_carry_a_colour_bar(app, sample):
     left, right = row[2], row[-3]
     assert left[2] > left[0] + 40 and right[0] > right[2] + 40, (left, right)
     assert any(ch.isdigit() for ch in bars[0]["alt"]), bars[0]["alt"]
+
+
+def test_one_tile_enlarges_with_its_downloads_and_the_record_names_the_clip(app, tmp_path):
+    _choose_sample(app, "shape: star")
+    app.open_page("Explain")
+    _wait_for_tiles(app, ("Saliency",))
+    app.page.get_by_role("button", name="Enlarge").first.click()
+    dialog = app.page.get_by_role("dialog")
+    dialog.wait_for()
+    app.wait_idle()
+    assert dialog.get_by_text("Saliency", exact=True).count() >= 1
+    assert dialog.locator('[data-testid="stImage"] img').count() >= 3  # map, its colour bar, the input
+    assert dialog.get_by_text("colour bar: -", exact=False).count() == 1
+    app.screenshot("explain-enlarged")
+    with app.page.expect_download() as info:
+        dialog.get_by_role("button", name="Attribution (.npy)").click()
+    saliency = np.load(info.value.path())
+    assert saliency.shape == (3, 64, 64) and np.abs(saliency).max() > 0
+    with app.page.expect_download() as info:
+        dialog.get_by_role("button", name="Tile (PNG)").click()
+    with Image.open(info.value.path()) as tile:
+        assert tile.width >= 320 and tile.height > tile.width  # the map enlarged, its colour bar under it
+    app.page.keyboard.press("Escape")
+    app.wait_idle()
+    with app.page.expect_download() as info:
+        app.page.get_by_role("button", name="Record (JSON)").click()
+    record = json.loads(open(info.value.path(), encoding="utf-8").read())
+    view = record["view"]
+    assert view["clip_percentile"] == heatmaps.DEFAULT_PERCENTILE and view["view"] == "all"
+    expected = np.percentile(np.abs(saliency.sum(axis=0, dtype=np.float64)), heatmaps.DEFAULT_PERCENTILE)
+    assert view["clip_values"]["saliency"] == pytest.approx(expected, rel=1e-9)
