@@ -133,12 +133,13 @@ def rendered_tile(
                                  alpha=alpha, percentile=percentile)
 
 
-def colorbar_png(rendered: heatmaps.Tile, *, alpha: float, width: int = 320) -> bytes | None:
+def colorbar_png(rendered: heatmaps.Tile, *, alpha: float, width: int = 320, over_image: bool = True) -> bytes | None:
     """PNG of the colour bar of a rendered map (its clip value in attribution units), or
     ``None`` for a degenerate map, which has no scale."""
     if rendered.status.value != "ok" or not np.isfinite(rendered.clip) or rendered.clip <= 0:
         return None
-    return png_bytes(heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=width, alpha=alpha))
+    return png_bytes(heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=width, alpha=alpha,
+                                       over_white=not over_image))
 
 
 def colorbar_alt(rendered: heatmaps.Tile) -> str:
@@ -184,12 +185,13 @@ def grid_png(
                                          percentile=percentile))
 
 
-def tile_png(rendered: heatmaps.Tile, *, alpha: float, min_width: int = 320) -> bytes:
+def tile_png(rendered: heatmaps.Tile, *, alpha: float, min_width: int = 320, over_image: bool = True) -> bytes:
     """PNG of one tile as drawn, enlarged (nearest neighbour) to at least ``min_width`` pixels,
     with its colour bar under it when the map has a scale."""
     picture = enlarged(rendered.rgb, min_width=min_width)
     if rendered.status.value == "ok" and np.isfinite(rendered.clip) and rendered.clip > 0:
-        bar = heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=picture.shape[1], alpha=alpha)
+        bar = heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=picture.shape[1], alpha=alpha,
+                                over_white=not over_image)
         picture = np.concatenate([picture, bar], axis=0)
     return png_bytes(picture)
 

@@ -42,11 +42,14 @@ def map_tile(
     return rendered.rgb, rendered.caption
 
 
-def colorbar(clip: float, *, view: str, alpha: float = 0.8, width: int = 320) -> np.ndarray | None:
-    """The colour bar of a strip or row drawn at ``clip`` (``None`` when nothing had a scale)."""
+def colorbar(
+    clip: float, *, view: str, alpha: float = 0.8, width: int = 320, over_image: bool = True
+) -> np.ndarray | None:
+    """The colour bar of a strip or row drawn at ``clip`` (``None`` when nothing had a scale),
+    its colours as drawn over the image or, with ``over_image=False``, over white."""
     if not (np.isfinite(clip) and clip > 0):
         return None
-    return heatmaps.colorbar(clip, mode=view, width=width, alpha=alpha)
+    return heatmaps.colorbar(clip, mode=view, width=width, alpha=alpha, over_white=not over_image)
 
 
 def colorbar_caption(clip: float, *, view: str, percentile: float = heatmaps.DEFAULT_PERCENTILE) -> str:

@@ -388,11 +388,11 @@ def colorbar_text(clip: float, *, mode: str = "all", percentile: float = DEFAULT
 
 def colorbar(
     clip: float, *, mode: str = "all", width: int = 256, alpha: float = 0.8, cmap: str | None = None,
-    font_size: int | None = None, plain: bool = False,
+    font_size: int | None = None, plain: bool = False, over_white: bool = False,
 ) -> np.ndarray:
     """A colour bar, uint8 (h, ``width``, 3): the colours of the scale drawn as :func:`blend`
-    draws them over a mid-grey pixel (``plain``: the colour map's own colours, for maps drawn
-    alone at full strength), with the values at both ends and in the middle (``-clip``, 0,
+    draws them over a mid-grey pixel (``over_white``: over white, as in the "heatmap only" view;
+    ``plain``: the colour map's own colours, for maps drawn alone at full strength), with the values at both ends and in the middle (``-clip``, 0,
     ``+clip`` for signed maps; 0, ``clip/2``, ``clip`` otherwise)."""
     if not (np.isfinite(clip) and clip > 0):
         raise ParameterError(f"A colour bar needs a positive, finite clip value; got {clip!r}.")
@@ -406,7 +406,7 @@ def colorbar(
     if plain:
         colours = to_uint8(colorize(values, cmap=cmap or default_cmap(mode)))
     else:
-        grey = np.full((bar_h, width, 3), 0.5)
+        grey = None if over_white else np.full((bar_h, width, 3), 0.5)
         colours = to_uint8(blend(values, cmap=cmap or default_cmap(mode), image=grey, alpha=alpha))
     canvas = Image.new("RGB", (width, bar_h + int(size * 1.4) + 2), "white")
     canvas.paste(Image.fromarray(colours), (0, 0))
@@ -484,7 +484,7 @@ def grid_image(
             picture = rendered.rgb
             note = rendered.caption or f"{m.runtime_s * 1e3:.0f} ms"
             if rendered.status is Status.OK:
-                bar = colorbar(rendered.clip, mode=mode, width=tile, alpha=alpha)
+                bar = colorbar(rendered.clip, mode=mode, width=tile, alpha=alpha, over_white=not overlay_image)
         cell = _captioned(_upscale(picture, tile), [m.title, note], font=font)
         if bar is not None:
             cell = _stacked(cell, Image.fromarray(bar))

@@ -128,14 +128,14 @@ def _grid(result) -> None:
                         continue
                     rendered = render.rendered_tile(result.image, item, view=view, channel=channel, alpha=alpha,
                                                     percentile=contrast, over_image=over_image)
-                    _tile(result, item, rendered, alpha=alpha)
+                    _tile(result, item, rendered, alpha=alpha, over_image=over_image)
         _downloads(result, view=view, channel=channel, alpha=alpha, percentile=contrast, over_image=over_image)
 
 
-def _tile(result, item, rendered, *, alpha: float) -> None:
+def _tile(result, item, rendered, *, alpha: float, over_image: bool) -> None:
     """One tile: the map, its colour bar, its status, the method's description, Enlarge."""
     st.image(rendered.rgb, caption=item.title, width="stretch", output_format="PNG")
-    bar = render.colorbar_png(rendered, alpha=alpha)
+    bar = render.colorbar_png(rendered, alpha=alpha, over_image=over_image)
     if bar is not None:
         st.image(bar, width="stretch", alt=render.colorbar_alt(rendered))
     if rendered.caption and item.status is Status.OK:  # the view shows nothing although the map has values
@@ -143,18 +143,18 @@ def _tile(result, item, rendered, *, alpha: float) -> None:
     st.caption(render.status_line(item), help=f"**{item.title}**: {get_method(item.method).description}")
     if st.button("Enlarge", key=f"explain.act.enlarge.{item.method}", type="tertiary",
                  icon=":material/open_in_full:", help=f"{item.title} large, with its downloads"):
-        _enlarged(result, item, rendered, alpha)
+        _enlarged(result, item, rendered, alpha, over_image)
 
 
 @st.dialog("One map, enlarged", width="large")
-def _enlarged(result, item, rendered, alpha: float) -> None:
+def _enlarged(result, item, rendered, alpha: float, over_image: bool = True) -> None:
     """One method's map large, with its colour bar, description and downloads."""
     st.subheader(item.title)
     st.caption(get_method(item.method).description)
     left, right = st.columns([3, 2])
     left.image(render.enlarged(rendered.rgb, min_width=512), width="stretch", output_format="PNG",
                caption=render.status_line(item))
-    bar = render.colorbar_png(rendered, alpha=alpha, width=480)
+    bar = render.colorbar_png(rendered, alpha=alpha, width=480, over_image=over_image)
     if bar is not None:
         left.image(bar, width="stretch", alt=render.colorbar_alt(rendered))
         left.caption(render.colorbar_alt(rendered))
@@ -162,7 +162,7 @@ def _enlarged(result, item, rendered, alpha: float) -> None:
                 width="stretch", output_format="PNG")
     stem = f"explain-{result.image_hash[:8]}-class{result.target}-{item.method}"
     a, b = st.columns(2)
-    a.download_button("Tile (PNG)", render.tile_png(rendered, alpha=alpha), file_name=f"{stem}-{rendered.mode}.png",
+    a.download_button("Tile (PNG)", render.tile_png(rendered, alpha=alpha, over_image=over_image), file_name=f"{stem}-{rendered.mode}.png",
                       mime="image/png", on_click="ignore", key=f"explain.act.tile_png.{item.method}")
     if item.attribution is not None:
         b.download_button("Attribution (.npy)", render.npy_bytes(item.attribution), file_name=f"{stem}.npy",
