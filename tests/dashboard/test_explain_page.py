@@ -299,3 +299,18 @@ def test_a_parameter_change_is_a_new_result_and_reaches_the_method():
     runs = [r.methods[0] for r in _stored(at) if r.methods[0].method == "smoothgrad"]
     assert [m.params["samples"] for m in runs] == [16, 4]
     assert not np.array_equal(runs[0].attribution, runs[1].attribution)
+
+
+def test_heatmap_only_view_shows_the_model_input_beside_the_maps(sample_page):
+    at = sample_page
+    over = len(at.main.image)
+    at.radio(key="explain.w.display").set_value("heatmap").run()
+    assert not at.exception and support.errors(at) == []
+    assert len(at.main.image) == over + 1  # the model input joins the grid
+    captions = [img.proto.imgs[0].caption for img in at.main.image]
+    assert "model input" in captions
+    result = render.combine_results(_stored(at))
+    first = next(m for m in result.methods if m.status is Status.OK)
+    alone = render.rendered_tile(result.image, first, view="all", alpha=0.8, over_image=False)
+    np.testing.assert_array_equal(alone.rgb, heatmaps.heatmap_tile(first.attribution, alpha=0.8).rgb)
+    at.radio(key="explain.w.display").set_value("overlay").run()
