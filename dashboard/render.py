@@ -106,19 +106,109 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def tile(image: np.ndarray, result: MethodResult, *, view: str, channel: str = "sum", alpha: float) -> tuple[np.ndarray, str]:
+def tile(
+    image: np.ndarray, result: MethodResult, *, view: str, channel: str = "sum", alpha: float,
+    percentile: float = heatmaps.DEFAULT_PERCENTILE, over_image: bool = True,
+) -> tuple[np.ndarray, str]:
     """One method's tile (uint8 RGB) and its status in this view.
 
     Maps that are all zero, NaN/inf, unavailable or failed get xaicore's neutral grey tile
     and their status ("no signal", "numerical error", ...) instead of a stretched picture;
     so does a view with nothing to show (the positive view of a map with no positive value).
     """
-    if result.attribution is None:
-        return heatmaps.grey_tile(*image.shape[:2]), heatmaps.STATUS_TEXT.get(result.status, result.status.value)
-    rendered = heatmaps.heatmap_tile(result.attribution, mode=view, channel=channel, image=image, alpha=alpha)
+    rendered = rendered_tile(image, result, view=view, channel=channel, alpha=alpha, percentile=percentile,
+                             over_image=over_image)
     return rendered.rgb, rendered.caption
 
 
-def grid_png(result: ExplainResult, *, view: str, channel: str = "sum", alpha: float) -> bytes:
-    """PNG of the whole grid as shown (xaicore.heatmaps.grid_image over the image)."""
-    return png_bytes(heatmaps.grid_image(result, mode=view, channel=channel, overlay_image=True, alpha=alpha))
+def rendered_tile(
+    image: np.ndarray, result: MethodResult, *, view: str, channel: str = "sum", alpha: float,
+    percentile: float = heatmaps.DEFAULT_PERCENTILE, over_image: bool = True,
+) -> heatmaps.Tile:
+    """Like :func:`tile`, with the clip value the map was drawn at (``heatmaps.Tile``)."""
+    if result.attribution is None:
+        note = heatmaps.STATUS_TEXT.get(result.status, result.status.value)
+        return heatmaps.Tile(heatmaps.grey_tile(*image.shape[:2]), result.status, note, percentile=percentile, mode=view)
+    return heatmaps.heatmap_tile(result.attribution, mode=view, channel=channel, image=image if over_image else None,
+                                 alpha=alpha, percentile=percentile)
+
+
+def colorbar_png(rendered: heatmaps.Tile, *, alpha: float, width: int = 320, over_image: bool = True) -> bytes | None:
+    """PNG of the colour bar of a rendered map (its clip value in attribution units), or
+    ``None`` for a degenerate map, which has no scale."""
+    if rendered.status.value != "ok" or not np.isfinite(rendered.clip) or rendered.clip <= 0:
+        return None
+    return png_bytes(heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=width, alpha=alpha,
+                                       over_white=not over_image))
+
+
+def colorbar_alt(rendered: heatmaps.Tile) -> str:
+    """Text of a colour bar for screen readers and tests: its numbers and the clip rule."""
+    return heatmaps.colorbar_text(rendered.clip, mode=rendered.mode, percentile=rendered.percentile)
+
+
+def legend(view: str, percentile: float) -> str:
+    """One line saying how the maps are scaled and what the colours mean."""
+    meaning = heatmaps.COLOR_MEANING if view == "all" else "darker red: stronger evidence for the class"
+    return (f"Colours: {meaning}. Each map is clipped at the {percentile:g}th percentile of its |attribution|; "
+            "the bar under a tile gives that value in attribution units (grey tiles: nothing to scale).")
+
+
+def view_record(result: ExplainResult, *, view: str, channel: str, alpha: float, percentile: float,
+                over_image: bool = True) -> dict[str, Any]:
+    """How the maps were drawn, for the JSON record: view settings and each map's clip value."""
+    clips: dict[str, float | None] = {}
+    for item in result.methods:
+        rendered = rendered_tile(result.image, item, view=view, channel=channel, alpha=alpha, percentile=percentile,
+                                 over_image=False)
+        clips[item.method] = float(rendered.clip) if np.isfinite(rendered.clip) else None
+    return {
+        "view": view, "channel": channel, "opacity": float(alpha), "over_image": bool(over_image),
+        "clip_percentile": float(percentile), "clip_rule": "percentile of |view values| (numpy.percentile)",
+        "clip_values": clips,
+    }
+
+
+def record_with_view(result: ExplainResult, **view: Any) -> dict[str, Any]:
+    """The result's JSON record with a ``view`` section (:func:`view_record`) added."""
+    record = dict(result.record())
+    record["view"] = view_record(result, **view)
+    return record
+
+
+def grid_png(
+    result: ExplainResult, *, view: str, channel: str = "sum", alpha: float,
+    percentile: float = heatmaps.DEFAULT_PERCENTILE, over_image: bool = True,
+) -> bytes:
+    """PNG of the whole grid as shown (xaicore.heatmaps.grid_image), colour bars included."""
+    return png_bytes(heatmaps.grid_image(result, mode=view, channel=channel, overlay_image=over_image, alpha=alpha,
+                                         percentile=percentile))
+
+
+def tile_png(rendered: heatmaps.Tile, *, alpha: float, min_width: int = 320, over_image: bool = True) -> bytes:
+    """PNG of one tile as drawn, enlarged (nearest neighbour) to at least ``min_width`` pixels,
+    with its colour bar under it when the map has a scale."""
+    picture = enlarged(rendered.rgb, min_width=min_width)
+    if rendered.status.value == "ok" and np.isfinite(rendered.clip) and rendered.clip > 0:
+        bar = heatmaps.colorbar(rendered.clip, mode=rendered.mode, width=picture.shape[1], alpha=alpha,
+                                over_white=not over_image)
+        picture = np.concatenate([picture, bar], axis=0)
+    return png_bytes(picture)
+
+
+def enlarged(rgb: np.ndarray, *, min_width: int = 320) -> np.ndarray:
+    """An (H, W, 3) uint8 picture repeated pixel by pixel (nearest neighbour) to at least
+    ``min_width`` pixels wide, so that a small map stays sharp when shown large."""
+    from PIL import Image
+
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    factor = max(1, -(-min_width // rgb.shape[1]))
+    return np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * factor, rgb.shape[0] * factor),
+                                                  Image.Resampling.NEAREST))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """A ``.npy`` file of ``array`` as it is (dtype and shape kept)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()

@@ -27,20 +27,51 @@ METRIC_TITLES = {
 COLORS = qualitative.Plotly
 
 
-def map_tile(m: np.ndarray, *, view: str, image: np.ndarray | None = None, alpha: float = 0.6) -> tuple[np.ndarray, str]:
-    """One normalized 2-D map (signed, in [-1, 1]) as uint8 RGB in a view, and its status note.
+def map_tile(
+    m: np.ndarray, *, view: str, image: np.ndarray | None = None, alpha: float = 0.8,
+    percentile: float = heatmaps.DEFAULT_PERCENTILE, clip: float | None = None,
+) -> tuple[np.ndarray, str]:
+    """One normalized 2-D map as uint8 RGB in a view (xaicore.heatmaps.render_map: clipped at
+    ``clip``, or at the ``percentile``-th percentile of its magnitudes), and its status note.
 
     A degenerate view (all zero, NaN or inf) becomes the neutral grey tile with its status
     ("no signal", "numerical error") instead of a stretched picture.
     """
-    status = heatmaps.view_status(m, mode=view)
-    if status is not Status.OK:
-        return heatmaps.grey_tile(*m.shape), heatmaps.STATUS_TEXT[status]
-    scaled = heatmaps.scale_map(m, mode=view)
-    rgb = heatmaps.colorize(scaled, cmap="diverging" if view == "all" else "heat")
-    if image is not None:
-        rgb = heatmaps.overlay(image, rgb, alpha=alpha, weight=np.abs(scaled))
-    return heatmaps.to_uint8(rgb), ""
+    shared = clip if clip is not None and np.isfinite(clip) else None
+    rendered = heatmaps.render_map(m, mode=view, image=image, alpha=alpha, percentile=percentile, clip=shared)
+    return rendered.rgb, rendered.caption
+
+
+def colorbar(
+    clip: float, *, view: str, alpha: float = 0.8, width: int = 320, over_image: bool = True
+) -> np.ndarray | None:
+    """The colour bar of a strip or row drawn at ``clip`` (``None`` when nothing had a scale),
+    its colours as drawn over the image or, with ``over_image=False``, over white."""
+    if not (np.isfinite(clip) and clip > 0):
+        return None
+    return heatmaps.colorbar(clip, mode=view, width=width, alpha=alpha, over_white=not over_image)
+
+
+def colorbar_caption(clip: float, *, view: str, percentile: float = heatmaps.DEFAULT_PERCENTILE) -> str:
+    """What a strip's colour bar shows, in words."""
+    left, middle, right = heatmaps.colorbar_labels(clip, mode=view)
+    meaning = heatmaps.COLOR_MEANING if view == "all" else "darker red: stronger evidence for the class"
+    return (f"One scale for the row: {left} … {middle} … {right} (normalized map units, the {percentile:g}th "
+            f"percentile of |map| over the row); {meaning}.")
+
+
+def strip_clip(
+    result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0,
+    percentile: float = heatmaps.DEFAULT_PERCENTILE,
+) -> float:
+    """The one clip value of a strip: the percentile over all its maps (NaN if none has signal)."""
+    if not result.map_seeds:
+        return float("nan")
+    j = result.methods.index(method)
+    i = result.modes.index(mode)
+    maps = [result.trained_maps["signed"][j, image_index]]
+    maps += [result.maps["signed"][i, j, 0, t, image_index] for t in range(len(result.steps))]
+    return heatmaps.shared_clip(maps, mode=view, percentile=percentile)
 
 
 def short_layer(name: str) -> str:
@@ -49,21 +80,25 @@ def short_layer(name: str) -> str:
 
 
 def strip(
-    result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0, alpha: float = 0.6,
-    over_image: bool = False,
+    result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0, alpha: float = 0.8,
+    over_image: bool = False, percentile: float = heatmaps.DEFAULT_PERCENTILE,
 ) -> list[tuple[np.ndarray, str]]:
-    """The trained map then one map per randomization step (first kept seed), with captions."""
+    """The trained map then one map per randomization step (first kept seed), with captions,
+    all drawn on one scale (:func:`strip_clip`) so that a fading map shows as fading."""
     if not result.map_seeds:
         return []
     j = result.methods.index(method)
     i = result.modes.index(mode)
     image = result.image[image_index] if over_image else None
+    clip = strip_clip(result, method=method, mode=mode, view=view, image_index=image_index, percentile=percentile)
     tiles = []
-    picture, note = map_tile(result.trained_maps["signed"][j, image_index], view=view, image=image, alpha=alpha)
+    picture, note = map_tile(result.trained_maps["signed"][j, image_index], view=view, image=image, alpha=alpha,
+                             clip=clip)
     tiles.append((picture, "trained" + (f" ({note})" if note else "")))
     ssim = result.values["ssim_abs"][i, j, 0, :, image_index]
     for t, layer in enumerate(result.steps):
-        picture, note = map_tile(result.maps["signed"][i, j, 0, t, image_index], view=view, image=image, alpha=alpha)
+        picture, note = map_tile(result.maps["signed"][i, j, 0, t, image_index], view=view, image=image, alpha=alpha,
+                                 clip=clip)
         prefix = "down to " if mode == "cascading" and t > 0 else ""
         caption = f"{prefix}{short_layer(layer)} · SSIM {ssim[t]:.2f}" + (f" ({note})" if note else "")
         tiles.append((picture, caption))
@@ -152,15 +187,27 @@ def figure_html(fig: go.Figure) -> bytes:
 # ------------------------------------------------------------------ class-discriminativeness
 
 
-def class_tiles(
-    result: ClassesResult, *, method: str, view: str, alpha: float = 0.6, over_image: bool = False
-) -> list[tuple[np.ndarray, str]]:
-    """The image, then each class's map for ``method`` (over the image on request), with captions."""
+def class_clip(
+    result: ClassesResult, *, method: str, view: str, percentile: float = heatmaps.DEFAULT_PERCENTILE
+) -> float:
+    """The one clip value of a method's class maps (NaN if none has signal)."""
     k = result.methods.index(method)
+    return heatmaps.shared_clip([result.maps["signed"][k, c] for c in range(len(result.class_labels))], mode=view,
+                                percentile=percentile)
+
+
+def class_tiles(
+    result: ClassesResult, *, method: str, view: str, alpha: float = 0.8, over_image: bool = False,
+    percentile: float = heatmaps.DEFAULT_PERCENTILE,
+) -> list[tuple[np.ndarray, str]]:
+    """The image, then each class's map for ``method`` (over the image on request), with captions,
+    on one scale (:func:`class_clip`) so the classes compare."""
+    k = result.methods.index(method)
+    clip = class_clip(result, method=method, view=view, percentile=percentile)
     tiles = [(heatmaps.to_uint8(result.image), "image")]
     for c, label in enumerate(result.class_labels):
         image = result.image if over_image else None
-        picture, note = map_tile(result.maps["signed"][k, c], view=view, image=image, alpha=alpha)
+        picture, note = map_tile(result.maps["signed"][k, c], view=view, image=image, alpha=alpha, clip=clip)
         caption = f"{label} ({result.probabilities[c]:.0%})"
         if result.on_object is not None and np.isfinite(result.on_object[k, c]):
             caption += f" · {result.on_object[k, c]:.0%} on the object"

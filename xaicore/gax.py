@@ -33,11 +33,13 @@ Host syncs. Nothing in the step loop waits for the device except the check done 
 have; stopped ones leave the batch) and the ``progress`` callback, which receives the current
 CO scores.
 
-History. Every heatmap step is quantized into a preallocated buffer: ``int8`` with scale 1/127
-(default; ``h`` lies in [-1, 1]), ``int16`` with scale 1/32767, or ``float16``. When all steps of
-one image would exceed ``history_budget`` bytes (300 steps of a 224 x 224 image in int8 take
-45 MB), only every ``stride``-th step is kept, with ``stride`` the smallest that fits; the final
-heatmap is always kept. The CO curve keeps every step. The change between two kept steps is the
+History. Every heatmap step is stored into a preallocated buffer: ``float16`` (default; ``h``
+lies in [-1, 1], where float16 resolves steps of 2**-11 or finer, so the change between two
+steps, often a few hundredths, keeps its shape), ``int16`` with scale 1/32767, or ``int8`` with
+scale 1/127 (half the memory, but a change of a few hundredths then takes only a handful of
+levels and shows as speckle). When all steps of one image would exceed ``history_budget`` bytes
+(300 steps of a 224 x 224 image in float16 take 90 MB), only every ``stride``-th step is kept,
+with ``stride`` the smallest that fits (3 there); the final heatmap is always kept. The CO curve keeps every step. The change between two kept steps is the
 difference of their frames (:meth:`GaxHistory.change`), no recomputation needed.
 """
 
@@ -425,7 +427,7 @@ def run_gax(
     b_init: float = 0.01,
     adam_eps: float = 1e-8,
     check_every: int = 10,
-    history_dtype: torch.dtype = torch.int8,
+    history_dtype: torch.dtype = torch.float16,
     history_budget: int = HISTORY_BUDGET_BYTES,
     batch_size: int | None = None,
     progress: Callable[[int, int, np.ndarray], None] | None = None,

@@ -65,6 +65,20 @@ def channel_tiles(values: np.ndarray, *, scale: float | None = None) -> ChannelT
     return ChannelTiles(tiles, used, Status.OK)  # type: ignore[arg-type]
 
 
+def colorbar(drawn: ChannelTiles, *, width: int = 360) -> np.ndarray | None:
+    """The colour bar of tiles drawn by :func:`channel_tiles`: the diverging map from
+    ``-scale`` to ``+scale`` with its numbers (``None`` when the view has no scale)."""
+    if drawn.status is not Status.OK or not (np.isfinite(drawn.scale) and drawn.scale > 0):
+        return None
+    return heatmaps.colorbar(drawn.scale, mode="all", width=width, cmap="diverging", plain=True)
+
+
+def colorbar_text(drawn: ChannelTiles) -> str:
+    """The numbers of :func:`colorbar` in words."""
+    left, middle, right = heatmaps.colorbar_labels(drawn.scale, mode="all")
+    return f"colour bar: {left} \u2026 {middle} \u2026 {right} (blue: negative, red: positive; pixel units)"
+
+
 def frame_indices(count: int, *, max_frames: int) -> list[int]:
     """At most ``max_frames`` indices of ``range(count)``, evenly spread, first and last kept."""
     if max_frames < 2:
@@ -84,7 +98,8 @@ def evolution_gif(
     """An animated GIF of the heatmap's R, G and B channels, step by step.
 
     Every frame uses the same scale (1: ``tanh`` keeps the heatmap in [-1, 1]) so colours mean
-    the same thing throughout; each carries its step and CO score. Long histories are thinned
+    the same thing throughout, shown by a colour bar under the channels; each carries its step
+    and CO score. Long histories are thinned
     to ``max_frames`` frames, first and last kept; the last frame is held longer.
     """
     if upscale < 1 or frame_ms < 10:
@@ -108,8 +123,10 @@ def _gif_frame(heatmap: np.ndarray, *, step: int, co: float, upscale: int, font)
     gap = np.full((heatmap.shape[1], 2, 3), 255, dtype=np.uint8)
     strip = np.concatenate([drawn.tiles[0], gap, drawn.tiles[1], gap, drawn.tiles[2]], axis=1)
     picture = Image.fromarray(strip).resize((strip.shape[1] * upscale, strip.shape[0] * upscale), Image.NEAREST)
-    canvas = Image.new("RGB", (picture.width, picture.height + 16), "white")
+    bar = Image.fromarray(heatmaps.colorbar(1.0, mode="all", width=picture.width, cmap="diverging", plain=True))
+    canvas = Image.new("RGB", (picture.width, picture.height + 16 + bar.height), "white")
     canvas.paste(picture, (0, 16))
+    canvas.paste(bar, (0, 16 + picture.height))
     ImageDraw.Draw(canvas).text((2, 2), f"step {step}   CO {co:.2f}   (R | G | B)", fill="black", font=font)
     return canvas.convert("P", palette=Image.ADAPTIVE, colors=255)
 
@@ -120,6 +137,7 @@ def gif_frame_count(data: bytes) -> int:
         return int(getattr(image, "n_frames", 1))
 
 
-__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "frame_indices",
+__all__: Sequence[str] = ("CHANNEL_NAMES", "diverging_rgb", "ChannelTiles", "channel_tiles", "colorbar",
+                          "colorbar_text", "frame_indices",
                           "evolution_gif",
                           "gif_frame_count")

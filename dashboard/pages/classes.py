@@ -111,6 +111,12 @@ def _results(result) -> None:
             tiles = sanity_render.class_tiles(result, method=method, view=view, over_image=over)
             st.markdown(f"**{title}** · SSIM between the maps {result.pair_ssim(method):.2f}")
             st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=140, output_format="PNG")
+            clip = sanity_render.class_clip(result, method=method, view=view)
+            bar = sanity_render.colorbar(clip, view=view, over_image=over)
+            if bar is not None:
+                caption = sanity_render.colorbar_caption(clip, view=view)
+                st.image(bar, width=320, output_format="PNG", alt=caption)
+                st.caption(caption)
         st.plotly_chart(sanity_render.classes_ssim_figure(result), key="classes.chart.ssim")
         relevance = sanity_render.relevance_figure(result)
         if relevance is not None:

@@ -23,6 +23,7 @@ from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.shared import FUSED_METHODS
 
 VIEWS = {"all": "All (signed)", "positive": "Positive only"}
+DISPLAYS = {"overlay": "Over the image", "heatmap": "Heatmap only"}
 PER_ROW = 4
 SHARED = FUSED_METHODS  # one fused pass when run together
 METHODS = "explain.w.methods"
@@ -98,29 +99,84 @@ def _run_missing(bundle, image, target: int, todo: list[str], keys: dict, *, par
 def _grid(result) -> None:
     """The tiles, the view controls and the downloads; redraws alone when a control moves."""
     with state.guarded("the explanation grid"):
-        view_col, channel_col, alpha_col = st.columns([2, 1, 2])
+        view_col, display_col, channel_col = st.columns([2, 2, 1])
         view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True, key="explain.w.view")
+        display = display_col.radio("Show", list(DISPLAYS), format_func=DISPLAYS.get, horizontal=True,
+                                    key="explain.w.display")
         channel = channel_col.selectbox("Channel", heatmaps.CHANNELS, key="explain.w.channel",
                                         help="Sum over the colour channels, or one channel alone.")
-        st.session_state.setdefault("explain.w.alpha", 0.6)
-        alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="explain.w.alpha")
-        methods = list(result.methods)
-        for start in range(0, len(methods), PER_ROW):
-            for column, item in zip(st.columns(PER_ROW), methods[start:start + PER_ROW]):
-                picture, note = render.tile(result.image, item, view=view, channel=channel, alpha=alpha)
+        alpha_col, contrast_col = st.columns(2)
+        st.session_state.setdefault("explain.w.alpha", 0.8)
+        alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="explain.w.alpha",
+                                 help="Opacity of the strongest colours; weaker values get less.")
+        st.session_state.setdefault("explain.w.contrast", heatmaps.DEFAULT_PERCENTILE)
+        contrast = contrast_col.slider(
+            "Contrast (percentile)", *heatmaps.PERCENTILE_RANGE, step=0.5, key="explain.w.contrast",
+            help="Each map is clipped at this percentile of its |attribution|: lower shows weak evidence more "
+                 "strongly, 100 scales by the largest value.")
+        over_image = display == "overlay"
+        st.caption(render.legend(view, contrast))
+        cells: list = list(result.methods)
+        if not over_image:  # the image beside the maps drawn alone
+            cells.insert(0, None)
+        for start in range(0, len(cells), PER_ROW):
+            for column, item in zip(st.columns(PER_ROW), cells[start:start + PER_ROW]):
                 with column:
-                    st.image(picture, caption=item.title, width="stretch")
-                    if note and item.status is Status.OK:  # the view shows nothing although the map has values
-                        st.caption(f"this view: {note}")
-                    st.caption(render.status_line(item))
-        _downloads(result, view=view, channel=channel, alpha=alpha)
+                    if item is None:
+                        st.image(result.image, caption="model input", width="stretch", clamp=True,
+                                 output_format="PNG")
+                        continue
+                    rendered = render.rendered_tile(result.image, item, view=view, channel=channel, alpha=alpha,
+                                                    percentile=contrast, over_image=over_image)
+                    _tile(result, item, rendered, alpha=alpha, over_image=over_image)
+        _downloads(result, view=view, channel=channel, alpha=alpha, percentile=contrast, over_image=over_image)
 
 
-def _downloads(result, *, view: str, channel: str, alpha: float) -> None:
+def _tile(result, item, rendered, *, alpha: float, over_image: bool) -> None:
+    """One tile: the map, its colour bar, its status, the method's description, Enlarge."""
+    st.image(rendered.rgb, caption=item.title, width="stretch", output_format="PNG")
+    bar = render.colorbar_png(rendered, alpha=alpha, over_image=over_image)
+    if bar is not None:
+        st.image(bar, width="stretch", alt=render.colorbar_alt(rendered))
+    if rendered.caption and item.status is Status.OK:  # the view shows nothing although the map has values
+        st.caption(f"this view: {rendered.caption}")
+    st.caption(render.status_line(item), help=f"**{item.title}**: {get_method(item.method).description}")
+    if st.button("Enlarge", key=f"explain.act.enlarge.{item.method}", type="tertiary",
+                 icon=":material/open_in_full:", help=f"{item.title} large, with its downloads"):
+        _enlarged(result, item, rendered, alpha, over_image)
+
+
+@st.dialog("One map, enlarged", width="large")
+def _enlarged(result, item, rendered, alpha: float, over_image: bool = True) -> None:
+    """One method's map large, with its colour bar, description and downloads."""
+    st.subheader(item.title)
+    st.caption(get_method(item.method).description)
+    left, right = st.columns([3, 2])
+    left.image(render.enlarged(rendered.rgb, min_width=512), width="stretch", output_format="PNG",
+               caption=render.status_line(item))
+    bar = render.colorbar_png(rendered, alpha=alpha, width=480, over_image=over_image)
+    if bar is not None:
+        left.image(bar, width="stretch", alt=render.colorbar_alt(rendered))
+        left.caption(render.colorbar_alt(rendered))
+    right.image(render.enlarged(heatmaps.to_uint8(result.image), min_width=512), caption="model input",
+                width="stretch", output_format="PNG")
+    stem = f"explain-{result.image_hash[:8]}-class{result.target}-{item.method}"
+    a, b = st.columns(2)
+    a.download_button("Tile (PNG)", render.tile_png(rendered, alpha=alpha, over_image=over_image), file_name=f"{stem}-{rendered.mode}.png",
+                      mime="image/png", on_click="ignore", key=f"explain.act.tile_png.{item.method}")
+    if item.attribution is not None:
+        b.download_button("Attribution (.npy)", render.npy_bytes(item.attribution), file_name=f"{stem}.npy",
+                          mime="application/octet-stream", on_click="ignore",
+                          key=f"explain.act.tile_npy.{item.method}")
+
+
+def _downloads(result, *, view: str, channel: str, alpha: float, percentile: float = heatmaps.DEFAULT_PERCENTILE,
+               over_image: bool = True) -> None:
     stem = f"explain-{result.image_hash[:8]}-class{result.target}"
+    drawn = {"view": view, "channel": channel, "alpha": alpha, "percentile": percentile, "over_image": over_image}
     a, b, c = st.columns(3)
     a.download_button(
-        "Grid (PNG)", lambda: render.grid_png(result, view=view, channel=channel, alpha=alpha),
+        "Grid (PNG)", lambda: render.grid_png(result, **drawn),
         file_name=f"{stem}-{view}.png", mime="image/png", on_click="ignore", key="explain.act.png",
     )
     b.download_button(
@@ -128,7 +184,7 @@ def _downloads(result, *, view: str, channel: str, alpha: float) -> None:
         file_name=f"{stem}.npz", mime="application/octet-stream", on_click="ignore", key="explain.act.npz",
     )
     c.download_button(
-        "Record (JSON)", lambda: render.json_bytes(result.record()),
+        "Record (JSON)", lambda: render.json_bytes(render.record_with_view(result, **drawn)),
         file_name=f"{stem}.json", mime="application/json", on_click="ignore", key="explain.act.json",
     )
 

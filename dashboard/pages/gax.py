@@ -69,7 +69,10 @@ def _channel_row(title: str, values, *, what: str) -> None:
     else:
         st.markdown(f"**{title}** · {what}: {drawn.status.value}")
     for column, name, tile in zip(st.columns(3), gax_view.CHANNEL_NAMES, drawn.tiles):
-        column.image(tile, caption=name, width="stretch")
+        column.image(tile, caption=name, width="stretch", output_format="PNG")
+    bar = gax_view.colorbar(drawn)
+    if bar is not None:
+        st.image(bar, width=360, output_format="PNG", alt=gax_view.colorbar_text(drawn))
 
 
 @st.fragment

@@ -100,6 +100,12 @@ def _results(result) -> None:
             tiles = sanity_render.strip(result, method=method, mode=mode, view=view, over_image=over)
             st.markdown(f"**{title}** · {result.verdict(method).status}")
             st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=110, output_format="PNG")
+            clip = sanity_render.strip_clip(result, method=method, mode=mode, view=view)
+            bar = sanity_render.colorbar(clip, view=view, over_image=over)
+            if bar is not None:
+                caption = sanity_render.colorbar_caption(clip, view=view)
+                st.image(bar, width=320, output_format="PNG", alt=caption)
+                st.caption(caption)
 
         stem = f"sanity-{result.provenance.model_fingerprint[:8]}-class{int(result.targets[0])}"
         c1, c2, c3 = st.columns(3)

@@ -67,10 +67,28 @@ def test_explain_page_runs_every_available_method_on_a_sample(sample_page):
     image = at.session_state[state.IMAGE_KEY]
     target = at.session_state[state.TARGET_KEY]
     assert all(r.image_hash == image.hash and r.target == target for r in stored)
-    # One tile per method, each with its runtime and status line, plus the input image.
+    # One tile per method, each with its runtime and status line, plus the input image; every
+    # map that has a scale has its colour bar.
     status_lines = [c for c in support.captions(at) if " ms · " in c]
     assert len(status_lines) == len(available)
-    assert len(at.main.image) == len(available) + 1
+    scaled = sum(1 for r in stored if r.methods[0].status is Status.OK)
+    assert len(at.main.image) == len(available) + 1 + scaled
+    assert any("red: evidence for the class" in c for c in support.captions(at))
+
+
+def test_contrast_sets_the_clip_value_recorded_in_the_json(sample_page):
+    at = sample_page
+    assert at.slider(key="explain.w.contrast").value == heatmaps.DEFAULT_PERCENTILE
+    at.slider(key="explain.w.contrast").set_value(95.0).run()
+    assert not at.exception and support.errors(at) == []
+    result = render.combine_results(_stored(at))
+    record = render.record_with_view(result, view="all", channel="sum", alpha=0.8, percentile=95.0)
+    assert record["methods"] == result.record()["methods"]  # the computed numbers are untouched
+    assert record["view"]["clip_percentile"] == 95.0
+    for m in result.methods:
+        if m.status is Status.OK:
+            expected = np.percentile(np.abs(m.attribution.sum(axis=0, dtype=np.float64)), 95.0)
+            assert record["view"]["clip_values"][m.method] == pytest.approx(expected, rel=1e-12)
 
 
 def test_top_five_predictions_are_shown(sample_page):
@@ -92,7 +110,7 @@ def test_rerun_and_view_changes_reuse_stored_results(sample_page):
 
 def test_downloads_hold_the_grid_the_raw_attributions_and_the_record(sample_page):
     at = sample_page
-    assert [b.label for b in at.download_button] == ["Grid (PNG)", "Attributions (.npz)", "Record (JSON)"]
+    assert [b.label for b in at.download_button][-3:] == ["Grid (PNG)", "Attributions (.npz)", "Record (JSON)"]
     result = render.combine_results(_stored(at))
     with np.load(io.BytesIO(render.npz_bytes(result.attributions()))) as npz:
         assert sorted(npz.files) == sorted(m.method for m in result.methods if m.attribution is not None)
@@ -103,8 +121,8 @@ def test_downloads_hold_the_grid_the_raw_attributions_and_the_record(sample_page
     bundle = at.session_state[state.MODEL_KEY]
     assert record["provenance"]["model_fingerprint"] == bundle.fingerprint
     assert [m["method"] for m in record["methods"]] == [m.method for m in result.methods]
-    png = Image.open(io.BytesIO(render.grid_png(result, view="all", alpha=0.5)))
-    expected = heatmaps.grid_image(result, mode="all", overlay_image=True, alpha=0.5)
+    png = Image.open(io.BytesIO(render.grid_png(result, view="all", alpha=0.5, percentile=97.0)))
+    expected = heatmaps.grid_image(result, mode="all", overlay_image=True, alpha=0.5, percentile=97.0)
     np.testing.assert_array_equal(np.asarray(png.convert("RGB")), expected)
 
 
@@ -191,7 +209,7 @@ def test_a_bad_upload_keeps_the_previous_results():
     (message,) = support.errors(at)
     assert "broken.jpg" in message
     assert at.session_state[state.IMAGE_KEY] is image
-    assert _stored(at) == stored and len(at.main.image) == 2  # input + the saliency tile
+    assert _stored(at) == stored and len(at.main.image) == 3  # input + the saliency tile and its colour bar
 
 
 def test_an_unexpected_error_becomes_one_sentence(monkeypatch):
@@ -281,3 +299,18 @@ def test_a_parameter_change_is_a_new_result_and_reaches_the_method():
     runs = [r.methods[0] for r in _stored(at) if r.methods[0].method == "smoothgrad"]
     assert [m.params["samples"] for m in runs] == [16, 4]
     assert not np.array_equal(runs[0].attribution, runs[1].attribution)
+
+
+def test_heatmap_only_view_shows_the_model_input_beside_the_maps(sample_page):
+    at = sample_page
+    over = len(at.main.image)
+    at.radio(key="explain.w.display").set_value("heatmap").run()
+    assert not at.exception and support.errors(at) == []
+    assert len(at.main.image) == over + 1  # the model input joins the grid
+    captions = [img.proto.imgs[0].caption for img in at.main.image]
+    assert "model input" in captions
+    result = render.combine_results(_stored(at))
+    first = next(m for m in result.methods if m.status is Status.OK)
+    alone = render.rendered_tile(result.image, first, view="all", alpha=0.8, over_image=False)
+    np.testing.assert_array_equal(alone.rgb, heatmaps.heatmap_tile(first.attribution, alpha=0.8).rgb)
+    at.radio(key="explain.w.display").set_value("overlay").run()

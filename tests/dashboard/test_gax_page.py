@@ -82,7 +82,11 @@ def test_run_stores_one_result_and_shows_the_last_step(gax_page):
     assert at.select_slider(key=STEP).value == 12
     assert f"Step 12 of 12 · CO score {one.co_curve[12]:.2f}" in support.captions(at)
     assert any("Did not reach CO 1e+06 within 12 steps" in w.value for w in at.warning)
-    assert len(at.main.image) == 6  # R, G, B of the heatmap and of the change
+    # R, G, B of the heatmap and of the change, each row with its colour bar
+    assert len(at.main.image) == 8
+    bars = [img.proto.imgs[0].alt for img in at.main.image if img.proto.imgs[0].alt.startswith("colour bar")]
+    peak = float(np.abs(one.history.heatmap(len(one.history) - 1)).max())
+    assert len(bars) == 2 and f"+{peak:.3g}" in bars[0]
     (chart,) = at.get("plotly_chart")
     spec = json.loads(chart.proto.spec)
     assert spec["data"][1]["x"] == [12]

@@ -72,10 +72,12 @@ def test_a_run_shows_verdicts_chart_strips_and_downloads(checked):
     assert list(table["verdict"]) == [v.status for v in result.verdicts]
     np.testing.assert_allclose(table["SSIM after output layer"], [v.value for v in result.verdicts])
     assert len(at.get("plotly_chart")) == 1
-    # one strip per method: the trained map and one tile per layer
-    strips = list(at.main.image)
+    # one strip per method: the trained map and one tile per layer, then the strip's colour bar
+    strips = [s for s in at.main.image if len(s.proto.imgs) > 1]
     assert len(strips) == 3
     assert all(len(s.proto.imgs) == 1 + len(result.layers) for s in strips)
+    bars = [c for c in support.captions(at) if c.startswith("One scale for the row: ")]
+    assert len(bars) == 3 and all("red: evidence for the class" in c for c in bars)
     assert set(_downloads(at)) == {"All values (CSV)", "Chart (HTML)", "Record (JSON)"}
     bundle = at.session_state[state.MODEL_KEY]
     assert fingerprint(bundle.model) == bundle.fingerprint
@@ -183,9 +185,12 @@ def test_classes_page_on_a_scene_shows_maps_ssim_and_relevance():
     assert result.classes == tuple(dict.fromkeys(image.mask_labels))
     assert result.on_object is not None
     assert len(at.get("plotly_chart")) == 2  # SSIM bars and relevance bars
-    strips = list(at.main.image)
+    strips = [s for s in at.main.image if len(s.proto.imgs) > 1]
     assert len(strips) == len(result.methods)
     assert all(len(s.proto.imgs) == 3 for s in strips)  # the image and one map per class
+    scaled = [m for m in result.methods if np.isfinite(sanity_render.class_clip(result, method=m, view="all"))]
+    assert scaled  # at least one method has a map to scale
+    assert sum(c.startswith("One scale for the row: ") for c in support.captions(at)) == len(scaled)
     assert any(f"{result.pair_ssim('gradcam'):.2f}" in m.value for m in at.markdown)
 
 

@@ -63,7 +63,7 @@ def test_gax_writes_json_and_history(bundle, tmp_path, capsys):
     expected = run_gax(bundle, load_image(image).array, target=2, target_co=1e6, max_steps=5, lr=0.05)[0]
     assert one["co_curve"] == pytest.approx(expected.co_curve.tolist(), rel=1e-6)
     with np.load(out / "gax_history.npz") as data:
-        assert data["frames"].shape == (6, 3, 16, 16) and data["frames"].dtype == np.int8
+        assert data["frames"].shape == (6, 3, 16, 16) and data["frames"].dtype == np.float16
         assert data["steps"].tolist() == list(range(6))
         np.testing.assert_array_equal(data["frames"], expected.history.frames)
 

@@ -17,7 +17,8 @@ from xaicore import heatmaps
 from xaicore.errors import ParameterError
 from xaicore.explainers.results import Status
 from xaicore.gax import run_gax
-from xaicore.gax_view import channel_tiles, diverging_rgb, evolution_gif, frame_indices, gif_frame_count
+from xaicore.gax_view import channel_tiles, colorbar_text, diverging_rgb, evolution_gif, frame_indices, gif_frame_count
+from xaicore.gax_view import colorbar as gax_colorbar
 
 
 def reference_rgb(values: np.ndarray) -> np.ndarray:
@@ -92,3 +93,16 @@ def test_gif_has_one_frame_per_stored_step_and_shows_the_heatmap():
     # red channel, upscaled 2x below the 16-pixel caption strip; palette quantization costs a few levels
     drawn = last[16::2, 0:16:2][: expected.shape[0], : expected.shape[1]].astype(int)
     assert np.abs(drawn - expected.astype(int)).max() <= 12
+
+
+def test_channel_rows_have_a_colour_bar_at_their_shared_scale():
+    values = np.zeros((3, 4, 4))
+    values[0, 0, 0], values[2, 1, 1] = 0.25, -0.5
+    drawn = channel_tiles(values)
+    bar = gax_colorbar(drawn, width=120)
+    assert bar is not None and bar.shape[1] == 120
+    np.testing.assert_array_equal(bar, heatmaps.colorbar(0.5, mode="all", width=120, cmap="diverging", plain=True))
+    assert colorbar_text(drawn).startswith("colour bar: -0.5 \u2026 0 \u2026 +0.5")
+    assert bar[2, 1, 2] > bar[2, 1, 0] + 40 and bar[2, -2, 0] > bar[2, -2, 2] + 40  # blue - ... red +
+    assert gax_colorbar(channel_tiles(np.zeros((3, 4, 4)))) is None  # no signal: no scale to show
+    assert gax_colorbar(channel_tiles(np.full((3, 4, 4), np.nan))) is None

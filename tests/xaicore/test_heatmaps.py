@@ -11,16 +11,27 @@ from hypothesis.extra.numpy import arrays
 from xaicore.errors import ParameterError
 from xaicore.explainers.results import ExplainResult, MethodResult, Prediction, Status
 from xaicore.heatmaps import (
+    DEFAULT_PERCENTILE,
     DIVERGING,
     HEAT,
+    HOT,
     NEUTRAL_GREY,
+    blend,
     channel_sum,
     channel_view,
+    clip_value,
+    colorbar,
+    colorbar_labels,
     colorize,
+    dimmed_grey,
     grid_image,
     heatmap_tile,
     overlay,
+    render_map,
+    robust_scale,
     scale_map,
+    shared_clip,
+    tinted_share,
     to_uint8,
     view_status,
 )
@@ -99,7 +110,9 @@ def test_overlay() -> None:
 def test_tiles() -> None:
     tile = heatmap_tile(ATTR, mode="all")
     assert tile.status is Status.OK and tile.rgb.dtype == np.uint8 and tile.rgb.shape == (3, 4, 3)
-    np.testing.assert_array_equal(tile.rgb, to_uint8(colorize(scale_map(channel_sum(ATTR)), cmap="diverging")))
+    scaled, clip = robust_scale(channel_sum(ATTR), mode="all", percentile=DEFAULT_PERCENTILE)
+    np.testing.assert_array_equal(tile.rgb, to_uint8(blend(scaled, cmap="diverging", alpha=0.8)))  # over white
+    assert tile.clip == clip and tile.percentile == DEFAULT_PERCENTILE and tile.mode == "all"
     grey = heatmap_tile(np.zeros((3, 5, 6), np.float32), mode="all")
     assert grey.status is Status.NO_SIGNAL and grey.caption == "no signal"
     assert (grey.rgb == NEUTRAL_GREY).all() and grey.rgb.shape == (5, 6, 3)
@@ -107,7 +120,8 @@ def test_tiles() -> None:
     bad[0, 0, 0] = np.inf
     assert heatmap_tile(bad).caption == "numerical error"
     over = heatmap_tile(ATTR, mode="positive", image=np.zeros((3, 4, 3)), alpha=1.0)
-    assert over.rgb[0, 0].tolist() == [0, 0, 0]  # zero weight where the map is not positive
+    # zero weight where the map is not positive: the dimmed grey copy of the black image shows
+    assert over.rgb[0, 0].tolist() == [51, 51, 51]
 
 
 @settings(max_examples=40, deadline=None)
@@ -153,7 +167,133 @@ def test_grid_image_has_one_tile_per_method_plus_the_input() -> None:
     heights = grid_image(result, tile=40, columns=4).shape[0]
     assert grid.shape[0] > heights  # two rows instead of one
     # the grey tiles of the degenerate and the unavailable method are in the picture
-    row2 = grid[grid.shape[0] // 2 + 10 :, 6 : 6 + 40]
-    assert (row2 == NEUTRAL_GREY).all(axis=-1).sum() >= 40 * 30
+    assert (grid == NEUTRAL_GREY).all(axis=-1).sum() >= 2 * 40 * 40
+    # the one map with a scale has its colour bar under its tile (second column), and only it
+    overlaid = grid_image(result, tile=40, columns=2, overlay_image=True)
+    bar = colorbar(heatmap_tile(result.methods[0].attribution, image=result.image).clip, width=40)
+    hits = [r for r in range(overlaid.shape[0] - bar.shape[0] + 1)
+            if np.array_equal(overlaid[r:r + bar.shape[0], 52:92], bar)]
+    assert len(hits) == 1
     with pytest.raises(ParameterError):
         grid_image(result, columns=0)
+
+
+# ------------------------------------------------------------------ robust scale, blend, bar
+
+
+def _blob(size: int = 48, *, outlier: float = 50.0) -> np.ndarray:
+    """A smooth positive blob, a weaker negative one, low noise and one outlier pixel."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    m = np.exp(-((yy - 0.4) ** 2 + (xx - 0.4) ** 2) / 0.02) - 0.5 * np.exp(-((yy - 0.75) ** 2 + (xx - 0.7) ** 2) / 0.01)
+    m = m + 0.01 * rng.normal(size=m.shape)
+    m[5, 5] = outlier
+    return np.stack([m / 3] * 3)
+
+
+@pytest.mark.parametrize("percentile", [90.0, 95.5, 99.0, 100.0])
+def test_clip_value_is_numpys_percentile_of_the_magnitudes(percentile: float) -> None:
+    attr = _blob()
+    summed = attr.sum(axis=0, dtype=np.float64)
+    assert clip_value(summed, percentile=percentile) == np.percentile(np.abs(summed), percentile)
+    assert heatmap_tile(attr, percentile=percentile).clip == np.percentile(np.abs(summed), percentile)
+    assert clip_value(summed, mode="positive", percentile=percentile) == np.percentile(np.maximum(summed, 0), percentile)
+    assert clip_value(summed, percentile=100.0) == np.abs(summed).max() == 50.0
+
+
+def test_sparse_maps_clip_at_the_percentile_of_their_non_zero_values() -> None:
+    m = np.zeros((20, 20))
+    m[3, 4], m[7, 7], m[9, 1] = 2.0, -4.0, 8.0  # 99% of zeros
+    assert np.percentile(np.abs(m), 99) == 0.0
+    assert clip_value(m, percentile=99.0) == np.percentile([2.0, 4.0, 8.0], 99.0)
+    with pytest.raises(ParameterError, match="percentile"):
+        clip_value(m, percentile=0.0)
+    with pytest.raises(ParameterError, match="percentile"):
+        clip_value(m, percentile=101.0)
+
+
+def test_values_beyond_the_clip_saturate_and_keep_their_sign() -> None:
+    summed = channel_sum(_blob())
+    scaled, clip = robust_scale(summed, percentile=99.0)
+    assert scaled.min() >= -1.0 and scaled.max() == 1.0
+    np.testing.assert_array_equal(scaled[np.abs(summed) >= clip], np.sign(summed[np.abs(summed) >= clip]))
+    inside = np.abs(summed) < clip
+    np.testing.assert_allclose(scaled[inside], summed[inside] / clip)
+
+
+def test_one_outlier_no_longer_hides_the_map() -> None:
+    """Dividing by the maximum lets one pixel wash out the map; the 99th-percentile clip and the
+    square-root opacity tint most of the blob, visibly (over 10/255) against the dimmed image."""
+    attr = _blob()
+    image = np.random.default_rng(4).random((48, 48, 3)) * 0.3 + 0.35
+    base = to_uint8(dimmed_grey(image))
+    robust = heatmap_tile(attr, image=image)
+    by_max = heatmap_tile(attr, image=image, percentile=100.0)
+    blob = np.abs(channel_sum(attr)) > 0.1 * np.percentile(np.abs(channel_sum(attr)), 99)
+    share_robust = tinted_share(robust.rgb[blob], base[blob])
+    share_by_max = tinted_share(by_max.rgb[blob], base[blob])
+    assert share_robust > 0.95 and share_by_max < 0.5 * share_robust
+    # and over the whole tile, far more than the 10% the dashboard promises
+    assert tinted_share(robust.rgb, base) > 0.3
+
+
+def test_blend_opacity_grows_as_the_square_root_of_the_value() -> None:
+    image = np.full((1, 4, 3), 0.5)
+    scaled = np.array([[0.0, 0.01, 0.25, 1.0]])
+    out = blend(scaled, cmap="hot", image=image, alpha=0.8)
+    base = dimmed_grey(image)
+    np.testing.assert_allclose(out[0, 0], base[0, 0])  # no value, no colour
+    heat = HOT(scaled)
+    for k, weight in ((1, 0.08), (2, 0.4), (3, 0.8)):
+        np.testing.assert_allclose(out[0, k], (1 - weight) * base[0, k] + weight * heat[0, k])
+    # signed maps: a weak value takes a light shade of its sign's colour, not white
+    weak = blend(np.array([[0.05, -0.05]]), cmap="diverging", alpha=1.0)
+    assert weak[0, 0, 0] > weak[0, 0, 2] and weak[0, 1, 2] > weak[0, 1, 0]
+    with pytest.raises(ParameterError):
+        blend(scaled, cmap="hot", alpha=1.5)
+
+
+def test_the_sequential_map_starts_pale_not_black() -> None:
+    assert min(HOT(np.array([0.0]))[0]) > 0.6  # pale yellow
+    assert HOT(np.array([1.0]))[0].tolist()[0] > 0.4 and HOT(np.array([1.0]))[0].tolist()[2] < 0.2  # dark red
+
+
+def test_colour_bar_numbers_and_colours() -> None:
+    assert colorbar_labels(0.0123) == ("-0.0123", "0", "+0.0123")
+    assert colorbar_labels(2.5e-5, mode="positive") == ("0", "+1.25e-05", "+2.5e-05")
+    bar = colorbar(0.0123, width=200)
+    assert bar.dtype == np.uint8 and bar.shape[1] == 200
+    top = bar[2].astype(int)
+    assert top[1][2] > top[1][0] + 40  # blue (against the class) at the left end
+    assert top[-2][0] > top[-2][2] + 40  # red (evidence for it) at the right end
+    text = bar[bar.shape[0] // 2 + 4 :]
+    assert (text < 100).any(axis=-1).sum() > 30  # the numbers are written under the colours
+    assert colorbar(0.0123, width=200).tobytes() != colorbar(0.5, width=200).tobytes()
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ParameterError):
+            colorbar(bad)
+
+
+@pytest.mark.parametrize(
+    ("m", "status"),
+    [(np.zeros((6, 6)), Status.NO_SIGNAL), (np.full((6, 6), np.nan), Status.NUMERICAL_ERROR),
+     (np.where(np.eye(6) > 0, np.inf, 1.0), Status.NUMERICAL_ERROR)],
+)
+def test_degenerate_maps_render_grey_with_no_scale(m: np.ndarray, status: Status) -> None:
+    image = np.random.default_rng(0).random((6, 6, 3))
+    for percentile in (90.0, 99.0, 100.0):
+        tile = render_map(m, image=image, percentile=percentile)
+        assert tile.status is status and (tile.rgb == NEUTRAL_GREY).all() and np.isnan(tile.clip)
+        assert tile.caption == ("no signal" if status is Status.NO_SIGNAL else "numerical error")
+    assert np.isnan(shared_clip([m, m]))
+    with pytest.raises(ParameterError):
+        clip_value(m)
+
+
+def test_a_shared_clip_draws_maps_on_one_scale() -> None:
+    strong, weak = channel_sum(_blob(outlier=1.0)), 0.1 * channel_sum(_blob(outlier=1.0))
+    clip = shared_clip([strong, weak, np.zeros_like(strong)])
+    assert clip == np.percentile(np.abs(np.concatenate([strong.ravel(), weak.ravel()])), 99.0)
+    a, b = render_map(strong, clip=clip), render_map(weak, clip=clip)
+    assert a.clip == b.clip == clip
+    assert np.abs(255 - b.rgb.astype(int)).sum() < np.abs(255 - a.rgb.astype(int)).sum()  # the weak map is fainter
