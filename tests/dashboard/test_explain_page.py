@@ -67,10 +67,10 @@ def test_explain_page_runs_every_available_method_on_a_sample(sample_page):
     image = at.session_state[state.IMAGE_KEY]
     target = at.session_state[state.TARGET_KEY]
     assert all(r.image_hash == image.hash and r.target == target for r in stored)
-    # One tile per method, each with its runtime and status line, plus the input image.
+    # One tile per method, each with its runtime and status line, plus the image and the model input.
     status_lines = [c for c in support.captions(at) if " ms · " in c]
     assert len(status_lines) == len(available)
-    assert len(at.main.image) == len(available) + 1
+    assert len(at.main.image) == len(available) + 2
 
 
 def test_top_five_predictions_are_shown(sample_page):
@@ -191,7 +191,7 @@ def test_a_bad_upload_keeps_the_previous_results():
     (message,) = support.errors(at)
     assert "broken.jpg" in message
     assert at.session_state[state.IMAGE_KEY] is image
-    assert _stored(at) == stored and len(at.main.image) == 2  # input + the saliency tile
+    assert _stored(at) == stored and len(at.main.image) == 3  # image, model input, the saliency tile
 
 
 def test_an_unexpected_error_becomes_one_sentence(monkeypatch):
