@@ -46,4 +46,5 @@ def show(bundle: ModelBundle | None, image: state.CurrentImage, *, key: str = CO
         given.image(view.original, caption=f"{image.name}{outlined}", width="stretch")
         model.image(view.tile, caption=view.caption, width="stretch")
         if view.notice:
-            st.warning(view.notice, icon=":material/crop:")
+            icon = ":material/crop:" if view.framing.cropped else ":material/aspect_ratio:"
+            st.warning(view.notice, icon=icon)

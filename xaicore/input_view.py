@@ -65,12 +65,10 @@ class InputView:
 
     @property
     def caption(self) -> str:
-        """A caption for the tile: its size, how it was made, and the enlargement."""
+        """A caption for the tile: its size and how it was made from the image."""
         text = self.framing.summary()
         if self.grayscale:
             text += " Shown in gray: the model turns its input to gray."
-        if self.scale > 1:
-            text += f" Enlarged {self.scale}x, pixel for pixel."
         return text
 
 

@@ -222,7 +222,7 @@ def test_input_view_tile_and_marked_original(resnet, default):
     assert view.scale == 2 and view.tile.shape == (448, 448, 3)
     np.testing.assert_array_equal(view.tile[::2, ::2], np.round(view.model_input * 255).astype(np.uint8))
     assert view.notice.startswith("The image was resized to 256 px")
-    assert "Enlarged 2x" in view.caption
+    assert view.caption == "Model input 224x224: the 451x300 image, shorter side to 256 px, centre crop."
     top, left, bottom, right = view.framing.pixel_box()
     assert (top, bottom) == (19, 281) and left == 94 and right == 357
     assert view.original[150, 30].max() < 0.5 * (image[150, 30].max() * 255)  # dimmed outside the box

@@ -323,8 +323,8 @@ class Framing:
             )
         if self.stretched:
             return (
-                f"The image ({_size_text(self.source_size)}) was resized to {size} without keeping its proportions "
-                "(this model is used so): the model sees it stretched."
+                f"The image ({_size_text(self.source_size)}) was resized to {size} without keeping its proportions, "
+                "as this model expects: the model sees it stretched."
             )
         return ""
 
