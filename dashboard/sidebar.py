@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import model_input, state
 from xaicore.data.images import image_hash, load_image
 from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
 from xaicore.models.bundle import ModelBundle
@@ -245,7 +245,7 @@ def _image_section() -> None:
     if image is None:
         st.info("Choose a sample or upload an image.")
         return
-    st.image(image.array, caption=image.name, width=160, clamp=True)
+    model_input.show(state.current_model(), image, key="model-input-sidebar")
     for notice in image.notices:
         st.caption(notice)
     if image.description:

@@ -494,7 +494,7 @@ def summarize(
         skipped=dict(skipped or {}),
         params={"baseline": baseline, "method_params": {k: dict(v) for k, v in dict(params or {}).items()}},
         provenance=Provenance(model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=seed,
-                              device=str(bundle.device)),
+                              device=str(bundle.device), preprocessing=bundle.preprocess.record()),
         runtime_s=runtime_s,
     )
 

@@ -219,7 +219,7 @@ def compare_classes(
     }
     ssim, spearman = _pairwise(maps["abs"], data_range=norm.data_range)
     status = _status(raw)
-    input_masks = _resize_masks(masks, inputs.shape[-2:]) if masks is not None else None
+    input_masks = _resize_masks(masks, bundle) if masks is not None else None
     on_object = on_others = None
     if input_masks is not None and label_idx is not None:
         on_object, on_others = _relevance_shares(raw, chosen, input_masks, label_idx)
@@ -248,7 +248,8 @@ def compare_classes(
             "relevance_share": "positive part of the channel-summed raw map inside the mask / over the image",
         },
         provenance=Provenance(
-            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(inputs.device)
+            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(inputs.device),
+            preprocessing=bundle.preprocess.frame(*array.shape[:2]).record(),
         ),
         runtime_s=time.perf_counter() - started,
     )
@@ -329,11 +330,12 @@ def _status(raw: torch.Tensor) -> np.ndarray:
     return status.astype(str)
 
 
-def _resize_masks(masks: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Masks at the model's input size (nearest-neighbour at pixel centres, as images.resize_mask)."""
-    from xaicore.data.images import resize_mask
+def _resize_masks(masks: np.ndarray, bundle: ModelBundle) -> np.ndarray:
+    """Masks through the image's own resize and crop (``bundle.preprocess``), at the model's input size.
 
-    return np.stack([resize_mask(m, (int(size[0]), int(size[1]))) for m in masks])
+    Nearest neighbour at pixel centres, as :func:`xaicore.data.images.resize_mask`.
+    """
+    return np.stack([bundle.preprocess.apply_mask(m) for m in masks])
 
 
 def _relevance_shares(

@@ -511,7 +511,7 @@ def _scores(
                 if "deletion" in settings.metrics:
                     out[curves.method][i]["deletion_auc"] = float(curves.deletion_auc[i])
     wanted = [m for m in LOCALIZATION if m in settings.metrics]
-    masks = [_mask_at(getattr(item, "mask", None), tuple(x.shape[-2:])) for item in chunk]
+    masks = [_mask_at(getattr(item, "mask", None), bundle, tuple(x.shape[-2:])) for item in chunk]
     if wanted and any(m is not None for m in masks):
         maps_np = {m: v.detach().cpu().numpy() for m, v in usable.items()}
         for method, values in maps_np.items():
@@ -529,12 +529,19 @@ def _scores(
     return out
 
 
-def _mask_at(mask: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
-    """An object mask at the model-input size (nearest neighbour), or ``None`` (none, or empty)."""
+def _mask_at(mask: np.ndarray | None, bundle: ModelBundle, size: tuple[int, int]) -> np.ndarray | None:
+    """An object mask at the model-input size, or ``None`` (none, or empty).
+
+    Masks are at their image's size: under a resize-and-crop rule they go through the image's
+    own resize and crop (``bundle.preprocess.apply_mask``), so they stay on the pixels the model
+    sees; under a straight resize they are resized to the input size (nearest neighbour).
+    """
     if mask is None:
         return None
     m = np.asarray(mask, dtype=bool)
-    if tuple(m.shape) != size:
+    if tuple(m.shape) != size and bundle.preprocess.mode != "resize":
+        m = bundle.preprocess.apply_mask(m)
+    elif tuple(m.shape) != size:
         t = torch.from_numpy(m.astype(np.float32))[None, None]
         m = F.interpolate(t, size=size, mode="nearest")[0, 0].numpy() > 0.5
     return m if m.any() else None

@@ -432,6 +432,7 @@ def insertion_deletion(
         model_fingerprint=bundle.fingerprint if model is None else fingerprint(model),
         seed=int(seed),
         device=str(device),
+        preprocessing=bundle.preprocess.record(),
     )
     return FaithfulnessResult(
         fractions=fractions,

@@ -521,7 +521,7 @@ def run_gax(
         params=_params(settings, x.dtype), history_stride=stride,
         history_dtype=str(history_dtype).replace("torch.", ""), notices=tuple(notices),
         provenance=Provenance(model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=0,
-                              device=str(x.device)),
+                              device=str(x.device), preprocessing=bundle.preprocess.frame_of(images).record()),
         runtime_s=time.perf_counter() - started, loop_steps=max(steps for _, steps in done),
     )
 

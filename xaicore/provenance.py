@@ -26,12 +26,18 @@ def library_versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Which model, seed, device and library versions produced a result, and when."""
+    """Which model, seed, device and library versions produced a result, and when.
+
+    ``preprocessing`` says how images became the model's input (the rule of
+    :class:`~xaicore.models.preprocess.Preprocess`, and for one image what it did: sizes, the
+    box of the image that was kept, cropped or not); ``None`` where not recorded.
+    """
 
     model_name: str
     model_fingerprint: str
     seed: int
     device: str
+    preprocessing: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 

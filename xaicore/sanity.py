@@ -413,7 +413,8 @@ def run_sanity(
         verdicts=_verdicts(arrays.values["ssim_abs"], trained_status, plan.methods, threshold),
         params=result_params,
         provenance=Provenance(
-            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=plan.seeds[0], device=str(inputs.device)
+            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=plan.seeds[0], device=str(inputs.device),
+            preprocessing=bundle.preprocess.frame_of(raw_input).record(),
         ),
         runtime_s=time.perf_counter() - started,
         labels=tuple(bundle.labels),

@@ -62,7 +62,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
         help="Sub-folders named like the model's classes label their images; others stay unlabelled.")
     if upload is None:
         return None, ""
-    image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, size=bundle.input_size)
+    image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, preprocess=bundle.preprocess)
     for notice in image_set.notices:
         st.caption(notice)
     return image_set, f"zip:{upload.file_id}"

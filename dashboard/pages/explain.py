@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dashboard import render, sidebar, state
+from dashboard import model_input, render, sidebar, state
 from xaicore import heatmaps
 from xaicore.explainers.api import explain
 from xaicore.explainers.baselines import BASELINE_KINDS
@@ -199,7 +199,7 @@ def main() -> None:
 
     top, predictions = st.columns([1, 2])
     with top:
-        st.image(image.array, caption=image.name, width="stretch", clamp=True)
+        model_input.show(bundle, image)
     with predictions:
         st.subheader("Top predictions")
         render.predictions_table(state.predictions(bundle, image))

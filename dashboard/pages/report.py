@@ -44,8 +44,8 @@ def _samples() -> ImageSet:
 
 
 @st.cache_data(max_entries=2, show_spinner="Reading the images…")
-def _zip_set(data: bytes, class_names: tuple[str, ...], size: tuple[int, int]) -> ImageSet:
-    return load_image_set(data, class_names=class_names, size=size)
+def _zip_set(data: bytes, class_names: tuple[str, ...], preprocess) -> ImageSet:
+    return load_image_set(data, class_names=class_names, preprocess=preprocess)
 
 
 def _for_model(image_set: ImageSet, bundle) -> ImageSet:
@@ -76,7 +76,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
                                    "<name>.mask.png beside an image is its object mask.")
     if upload is None:
         return None, ""
-    image_set = _zip_set(upload.getvalue(), tuple(bundle.labels), tuple(bundle.input_size))
+    image_set = _zip_set(upload.getvalue(), tuple(bundle.labels), bundle.preprocess)
     for notice in image_set.notices:
         st.caption(notice)
     return image_set, f"zip:{upload.name}"

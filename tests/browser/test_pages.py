@@ -23,7 +23,7 @@ from xaicore.models.loading import load_model
 
 pytestmark = pytest.mark.browser
 
-IMAGES = '[data-testid="stMain"] [data-testid="stImage"] img'  # input image and tiles
+IMAGES = '[data-testid="stMain"] [data-testid="stImage"] img'  # image, model input and tiles
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +64,21 @@ def test_uploaded_png_and_jpeg_are_explained(app, images):
     assert app.errors() == []
     assert app.sidebar().get_by_text("shape.png").count() >= 1
     app.open_page("Explain")
-    # Every method of the default model runs automatically: one tile per method plus the input.
+    # Every method of the default model runs automatically: one tile per method plus the image
+    # and the model input.
     bundle = load_model("default")
     methods = len([m for m in list_methods() if m not in bundle.unavailable])
-    _wait_for_images(app, methods + 1)
+    _wait_for_images(app, methods + 2)
     statuses = app.main().get_by_text(" ms · ").all_inner_texts()
     assert len(statuses) == methods and all(" · ok" in s or " · no signal" in s for s in statuses), statuses
-    first_png = _image_src(app, 1)
+    first_png = _image_src(app, 2)
     app.screenshot("explain-png")
 
     app.upload_image(images["jpeg"])
-    _wait_for_images(app, methods + 1)
+    _wait_for_images(app, methods + 2)
     assert app.errors() == []
     assert app.main().get_by_text("shape.jpg").count() >= 1
-    assert _image_src(app, 1) != first_png
+    assert _image_src(app, 2) != first_png
     app.screenshot("explain-jpeg")
 
     # Downloads: the JSON record names every method shown; the .npz holds one map per method.

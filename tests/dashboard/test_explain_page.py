@@ -67,12 +67,12 @@ def test_explain_page_runs_every_available_method_on_a_sample(sample_page):
     image = at.session_state[state.IMAGE_KEY]
     target = at.session_state[state.TARGET_KEY]
     assert all(r.image_hash == image.hash and r.target == target for r in stored)
-    # One tile per method, each with its runtime and status line, plus the input image; every
-    # map that has a scale has its colour bar.
+    # One tile per method, each with its runtime and status line, plus the image and the model
+    # input; every map that has a scale has its colour bar.
     status_lines = [c for c in support.captions(at) if " ms · " in c]
     assert len(status_lines) == len(available)
     scaled = sum(1 for r in stored if r.methods[0].status is Status.OK)
-    assert len(at.main.image) == len(available) + 1 + scaled
+    assert len(at.main.image) == len(available) + 2 + scaled
     assert any("red: evidence for the class" in c for c in support.captions(at))
 
 
@@ -209,7 +209,7 @@ def test_a_bad_upload_keeps_the_previous_results():
     (message,) = support.errors(at)
     assert "broken.jpg" in message
     assert at.session_state[state.IMAGE_KEY] is image
-    assert _stored(at) == stored and len(at.main.image) == 3  # input + the saliency tile and its colour bar
+    assert _stored(at) == stored and len(at.main.image) == 4  # image, model input, the saliency tile and its colour bar
 
 
 def test_an_unexpected_error_becomes_one_sentence(monkeypatch):

@@ -52,7 +52,7 @@ def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
                 "use it with --model default, or give a folder or zip of your own images."
             )
         return image_set
-    return load_image_set(data, class_names=bundle.labels, limit=limit, size=bundle.input_size)
+    return load_image_set(data, class_names=bundle.labels, limit=limit, preprocess=bundle.preprocess)
 
 
 def run(args: argparse.Namespace) -> int:

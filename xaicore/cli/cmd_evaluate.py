@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.report import build_report
 
     bundle = load_model(args.model)
-    image_set = parse_data(args.data, class_names=bundle.labels, size=bundle.input_size, limit=args.limit)
+    image_set = parse_data(args.data, class_names=bundle.labels, preprocess=bundle.preprocess, limit=args.limit)
     for notice in image_set.notices:
         print(f"note: {notice}", file=sys.stderr)
     methods = default_methods() if args.methods is None else parse_methods(args.methods)

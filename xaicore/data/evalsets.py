@@ -15,11 +15,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
 from xaicore.errors import ParameterError
+
+if TYPE_CHECKING:
+    from xaicore.models.preprocess import Preprocess
 
 _GENERATED = re.compile(r"^(generated|scenes):(\d+)(?::(-?\d+))?$")
 MAX_GENERATED = 10_000
@@ -66,11 +70,13 @@ def parse_data(
     class_names: Sequence[str] | None = None,
     size: tuple[int, int] | None = None,
     limit: int | None = None,
+    preprocess: "Preprocess | None" = None,
 ) -> ImageSet:
     """The image set named by ``spec`` (see the module docstring).
 
     ``class_names`` (the model's) turn folder names into labels; ``size`` resizes folder and
-    zip images as they load; ``limit`` keeps the first images only.
+    zip images as they load, or ``preprocess`` (``bundle.preprocess``) brings them to the model's
+    input as :meth:`ModelBundle.to_input` does; ``limit`` keeps the first images only.
     """
     text = str(spec).strip()
     match = _GENERATED.match(text)
@@ -84,7 +90,7 @@ def parse_data(
     elif text.split(":", 1)[0] in ("generated", "scenes"):
         raise ParameterError(f"{text!r} is not understood; write generated:N or generated:N:SEED (scenes likewise).")
     else:
-        return load_image_set(text, class_names=class_names, limit=limit, size=size)
+        return load_image_set(text, class_names=class_names, limit=limit, size=size, preprocess=preprocess)
     if limit is not None:
         if limit < 1:
             raise ParameterError("limit must be at least 1 image (or None for all).")

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ import torch.nn.functional as F
 
 from xaicore.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_image, load_mask
 from xaicore.errors import ImageLoadError, ParameterError
+
+if TYPE_CHECKING:
+    from xaicore.models.preprocess import Preprocess
 
 MASK_SUFFIX = ".mask.png"
 DEFAULT_MAX_IMAGES = 2000
@@ -72,6 +75,7 @@ def load_image_set(
     class_names: Sequence[str] | None = None,
     limit: int | None = None,
     size: tuple[int, int] | None = None,
+    preprocess: "Preprocess | None" = None,
     max_images: int = DEFAULT_MAX_IMAGES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS,
@@ -93,6 +97,10 @@ def load_image_set(
         (height, width) to resize every image to as it loads (bilinear with antialiasing,
         like :meth:`ModelBundle.to_input`; masks nearest), which bounds memory; ``None`` keeps
         each image at full size.
+    preprocess:
+        A model's rule (``bundle.preprocess``) to bring every image to its input size as it
+        loads, exactly as :meth:`ModelBundle.to_input` would (resize, centre crop where the rule
+        says so), with each mask through the same resize and crop; in place of ``size``.
     max_images, max_total_bytes, max_total_pixels:
         Safety caps on the number of images, the uncompressed bytes read, and the decoded
         pixels kept; loading stops at a cap with a notice.
@@ -110,6 +118,8 @@ def load_image_set(
         raise ParameterError("max_images must be at least 1.")
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ParameterError("size must be (height, width) with both at least 1.")
+    if size is not None and preprocess is not None:
+        raise ParameterError("Give size or preprocess, not both: the preprocessing sets the size.")
     with _open_source(source) as archive:
         return _Loader(
             archive,
@@ -117,6 +127,7 @@ def load_image_set(
             take=min(limit or max_images, max_images),
             cap_note=limit is None or limit > max_images,
             size=size,
+            preprocess=preprocess,
             max_total_bytes=max_total_bytes,
             max_total_pixels=max_total_pixels,
             max_pixels=max_pixels,
@@ -242,12 +253,13 @@ def _zip_from(handle: Path | io.BytesIO, subject: str) -> _Zip:
 class _Loader:
     def __init__(self, archive: _Archive, *, class_names: Sequence[str] | None, take: int, cap_note: bool,
                  size: tuple[int, int] | None, max_total_bytes: int, max_total_pixels: int,
-                 max_pixels: int, max_bytes: int) -> None:
+                 max_pixels: int, max_bytes: int, preprocess: "Preprocess | None" = None) -> None:
         self.archive = archive
         self.given_classes = tuple(class_names) if class_names is not None else None
         self.take = take
         self.cap_note = cap_note
         self.size = size
+        self.preprocess = preprocess
         self.max_total_bytes = max_total_bytes
         self.max_total_pixels = max_total_pixels
         self.max_pixels = max_pixels
@@ -296,15 +308,20 @@ class _Loader:
         except ImageLoadError as exc:
             self.problems.append(str(exc))
             return None
-        array = loaded.array if self.size is None else resize_image(loaded.array, self.size)
+        if self.preprocess is not None:
+            array = self.preprocess.apply(loaded.array)[0]
+        else:
+            array = loaded.array if self.size is None else resize_image(loaded.array, self.size)
         self.pixels_kept += array.shape[0] * array.shape[1]
         mask = None
         if mask_path is not None:
             try:
-                mask = load_mask(self._read(mask_path), size=array.shape[:2], name=mask_path,
-                                 max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+                mask = load_mask(self._read(mask_path), size=loaded.array.shape[:2] if self.preprocess else
+                                 array.shape[:2], name=mask_path, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
             except ImageLoadError as exc:
                 self.problems.append(f"{exc} (mask ignored)")
+            else:
+                mask = mask if self.preprocess is None else self.preprocess.apply_mask(mask)
         return ImageItem(name=path, array=array, label=labeller.label(path), mask=mask)
 
     def _read(self, path: str) -> bytes:

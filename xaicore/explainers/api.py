@@ -365,7 +365,8 @@ def explain(
         methods=results,
         baseline=baseline,
         provenance=Provenance(
-            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(bundle.device)
+            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(bundle.device),
+            preprocessing=bundle.preprocess.frame(*array.shape[:2]).record(),
         ),
         total_runtime_s=time.perf_counter() - started,
     )

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from xaicore.errors import ParameterError, UnknownNameError
+from xaicore.models.preprocess import Preprocess
 
 
 class PixelSpaceModel(nn.Module):
@@ -94,7 +94,7 @@ class ModelBundle:
     labels:
         One name per output logit.
     input_size:
-        (height, width) the model expects; images are resized to it.
+        (height, width) the model expects; images are brought to it by ``preprocess``.
     cam_layer:
         Qualified module name (in ``model``) of the default layer for CAM methods.
     layers:
@@ -109,6 +109,10 @@ class ModelBundle:
         How it was made: ``"default"``, ``"torchvision:resnet18"``, ``"checkpoint:<file>"``.
     lock:
         Held while hooks are attached to ``model`` or it is run by an explainer.
+    preprocess:
+        How an image becomes the model input (:class:`~xaicore.models.preprocess.Preprocess`):
+        resize and centre crop, or a straight resize. ``None`` at construction means a
+        straight resize to ``input_size``.
     """
 
     model: PixelSpaceModel
@@ -121,6 +125,15 @@ class ModelBundle:
     unavailable: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    preprocess: Preprocess | None = None
+
+    def __post_init__(self) -> None:
+        if self.preprocess is None:
+            object.__setattr__(self, "preprocess", Preprocess.direct(self.input_size))
+        elif tuple(self.preprocess.input_size) != tuple(self.input_size):
+            raise ParameterError(
+                f"The preprocessing makes {self.preprocess.input_size} images but the model takes {self.input_size}."
+            )
 
     @property
     def device(self) -> torch.device:
@@ -157,7 +170,9 @@ class ModelBundle:
         """Images as model input: (N, 3, H, W) float32 on the bundle's device at ``input_size``.
 
         Accepts one (H, W, 3) array / (3, H, W) tensor, or a batch (N, H, W, 3) / (N, 3, H, W).
-        Values must already be in [0, 1]. Resizing is bilinear with antialiasing.
+        Values must already be in [0, 1]. Images not at ``input_size`` go through
+        :attr:`preprocess` (resize, and centre crop where the rule says so); ``preprocess.frame``
+        tells which part of the image the input shows.
         """
         x = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images)
         if x.ndim == 3:
@@ -169,9 +184,7 @@ class ModelBundle:
         if x.shape[1] != 3:
             raise ParameterError("Images must have three colour channels (RGB).")
         x = x.to(device=self.device, dtype=torch.float32)
-        if tuple(x.shape[-2:]) != tuple(self.input_size):
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
-            x = x.clamp(0.0, 1.0)
+        x = self.preprocess.apply_tensor(x)  # type: ignore[union-attr]
         return x.contiguous()
 
     @torch.no_grad()

@@ -19,6 +19,7 @@ from xaicore.device import default_device
 from xaicore.errors import ModelNotAvailable
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
 from xaicore.models.layers import forward_order, last_conv_layer
+from xaicore.models.preprocess import Preprocess
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 WEIGHTS_PATH = ASSETS_DIR / "default_model.pt"
@@ -181,4 +182,7 @@ def load_default_bundle(*, device: torch.device | str | None = None) -> ModelBun
         fingerprint=digest,
         unavailable={},
         source="default",
+        preprocess=Preprocess.direct(
+            INPUT_SIZE, origin="the default model is trained on images resized straight to its input size"
+        ),
     )

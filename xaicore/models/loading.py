@@ -27,6 +27,7 @@ from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.models import checkpoint, zoo
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
 from xaicore.models.layers import forward_order, last_conv_layer
+from xaicore.models.preprocess import Preprocess
 from xaicore.models.safety import make_hook_safe
 
 DEFAULT_NAME = "default"
@@ -180,7 +181,9 @@ def load_torchvision(
     """A torchvision classifier by name, pretrained (from the local cache) or random (``weights=None``).
 
     Labels, input size and mean/std default to the pretrained weights' (ImageNet), also for
-    random weights. See :func:`load_model` for the parameters.
+    random weights; so does the preprocessing (shorter side resized, then the centre crop, as
+    ``weights.transforms()`` says: :meth:`Preprocess.from_weights`). See :func:`load_model`
+    for the parameters.
     """
     arch = zoo.check_arch(arch)
     reference = zoo.weights_for(arch, "default" if weights is None else weights)
@@ -197,10 +200,12 @@ def load_torchvision(
     title = zoo.ZOO[arch].title if arch in zoo.ZOO else arch
     name = f"{title} ({'random weights' if weights is None else f'ImageNet, {reference.name}'})"
     source = f"torchvision:{arch}/{'random' if weights is None else reference.name}"
+    size = _size(input_size, pre.input_size)
     return assemble_bundle(
-        net, arch=arch, labels=labels, input_size=_size(input_size, pre.input_size),
+        net, arch=arch, labels=labels, input_size=size,
         mean=pre.mean if mean is None else mean, std=pre.std if std is None else std,
         grayscale=grayscale, device=device, name=name, source=source,
+        preprocess=Preprocess.from_weights(reference, input_size=size, random=weights is None),
     )
 
 
@@ -222,7 +227,8 @@ def load_checkpoint_model(
 
     The classifier head is sized by ``num_classes`` (or read from the state dict); keys and
     shapes must match exactly. Defaults: input 224, ImageNet mean/std, classes named
-    ``"class 0"``... ``file_name`` names the model (the upload's name); ``max_bytes`` caps the
+    ``"class 0"``... Images are preprocessed by :meth:`Preprocess.for_checkpoint` (shorter side
+    resized to the input size, then the centre crop). ``file_name`` names the model (the upload's name); ``max_bytes`` caps the
     file size before anything is read. Raises :class:`CheckpointError` for refused files.
     """
     if not arch:
@@ -242,10 +248,12 @@ def load_checkpoint_model(
     labels = _labels(class_names, classes, fallback=None)
     checkpoint.load_into(net, state, arch=arch)
     shown = file_name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "uploaded state dict")
+    size = _size(input_size, (224, 224))
     return assemble_bundle(
-        net, arch=arch, labels=labels, input_size=_size(input_size, (224, 224)),
+        net, arch=arch, labels=labels, input_size=size,
         mean=IMAGENET_MEAN if mean is None else mean, std=IMAGENET_STD if std is None else std,
         grayscale=grayscale, device=device, name=f"{arch} from {shown}", source=f"checkpoint:{shown}",
+        preprocess=Preprocess.for_checkpoint(size),
     )
 
 
@@ -297,12 +305,14 @@ def assemble_bundle(
     name: str,
     source: str,
     unavailable: Mapping[str, str] | None = None,
+    preprocess: Preprocess | None = None,
 ) -> ModelBundle:
     """Make ``net`` hook-safe (on a copy), wrap it in pixel space and describe it as a bundle.
 
     The model is in eval mode with parameters that do not require gradients; the CAM layer
     follows the architecture's family (else the last convolution) and the randomizable layers
     are in forward order. ``unavailable`` adds reasons to those the safety audit finds.
+    ``preprocess`` is how images become input (default: a straight resize to ``input_size``).
     """
     safe, reasons = make_hook_safe(net, input_size=input_size)
     model = PixelSpaceModel(safe, mean=tuple(mean), std=tuple(std), grayscale=grayscale).eval()
@@ -327,6 +337,7 @@ def assemble_bundle(
         fingerprint=digest,
         unavailable={**reasons, **dict(unavailable or {})},
         source=source,
+        preprocess=preprocess,
     )
 
 
