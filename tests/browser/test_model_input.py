@@ -70,7 +70,7 @@ def _random_resnet18(app) -> None:
 
 def test_square_sample_on_the_default_model_has_no_crop_notice(app):
     tile = _tile(app)
-    tile.wait_for()
+    tile.get_by_text("Model input 64x64", exact=False).first.wait_for()  # drawn after the container
     assert tile.is_visible()
     assert "Model input 64x64: the image as it is." in tile.inner_text()
     assert tile.locator('[data-testid="stAlertContentWarning"]').count() == 0
