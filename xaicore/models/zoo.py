@@ -16,6 +16,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,10 +130,85 @@ def head_key(arch: str) -> str | None:
 
     Found on the meta device, so nothing is allocated or initialized.
     """
-    with torch.device("meta"):
-        net = get_model(arch, weights=None)
+    return _meta_description(arch, None).head_key
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape and dtype of one entry of an architecture's state dict."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for side in self.shape:
+            count *= side
+        return count
+
+
+def expected_state(arch: str, *, num_classes: int | None = None) -> dict[str, TensorSpec]:
+    """The keys, shapes and dtypes of ``arch``'s state dict, without building the real network.
+
+    The network is built with its parameters and buffers on the meta device (no memory, no
+    initialization), in a few milliseconds to about a second even for ViT-H/14. Cached per
+    architecture and class count.
+    """
+    return dict(_meta_description(check_arch(arch), None if num_classes is None else int(num_classes)).state)
+
+
+@dataclass(frozen=True)
+class _MetaDescription:
+    state: tuple[tuple[str, TensorSpec], ...]
+    head_key: str | None
+
+
+class _ParametersOnMeta(torch.overrides.TorchFunctionMode):
+    """Like ``with torch.device("meta")``, except for the factories that compute a structure.
+
+    RegNets compute their stage widths with ``torch.arange(...).tolist()`` while they are
+    built, which has no data on the meta device; ``arange`` and ``tensor`` stay on the CPU (they
+    make small index tensors), every other factory (``empty``, ``zeros``, ``ones``...: the
+    parameters and buffers) goes to meta. The mode is thread-local, like ``torch.device``.
+    """
+
+    _KEEP = (torch.arange, torch.tensor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _meta_constructors() and func not in self._KEEP and kwargs.get("device") is None:
+            kwargs["device"] = torch.device("meta")
+        return func(*args, **kwargs)
+
+
+def _meta_constructors() -> frozenset:
+    from torch.utils._device import _device_constructors
+
+    return frozenset(_device_constructors())
+
+
+_META_CACHE: dict[tuple[str, int | None], _MetaDescription] = {}
+_META_LOCK = threading.Lock()
+
+
+def _meta_description(arch: str, num_classes: int | None) -> _MetaDescription:
+    key = (arch, num_classes)
+    with _META_LOCK:
+        found = _META_CACHE.get(key)
+    if found is not None:
+        return found
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # GoogLeNet/Inception's init_weights notice
+        with _ParametersOnMeta():
+            net = get_model(arch, weights=None, **kwargs)
+    state = tuple((k, TensorSpec(tuple(int(s) for s in v.shape), v.dtype)) for k, v in net.state_dict().items())
     linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
-    return f"{linears[-1]}.weight" if linears else None
+    described = _MetaDescription(state=state, head_key=f"{linears[-1]}.weight" if linears else None)
+    with _META_LOCK:
+        _META_CACHE[key] = described
+    return described
 
 
 @dataclass(frozen=True)
