@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import streamlit as st
 
 from dashboard import state
-from xaicore.data.images import image_hash, load_image
+from xaicore.data.decode_worker import load_image_isolated
+from xaicore.data.images import image_hash
 from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
 from xaicore.models.bundle import ModelBundle
 
@@ -194,7 +195,7 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
 
 def accept_upload(data: bytes, name: str) -> state.CurrentImage:
     """An uploaded file as the current image's data; raises ImageLoadError for a bad file."""
-    loaded = load_image(data, name=name)
+    loaded = load_image_isolated(data, name=name)  # a child process, stopped after a time limit
     return state.CurrentImage(
         array=loaded.array,
         name=name,
