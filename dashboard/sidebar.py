@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from dashboard import state
+from dashboard.safe_text import plain
 from xaicore.data.decode_worker import load_image_isolated
 from xaicore.data.images import image_hash
 from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
@@ -100,14 +101,14 @@ def _model_section() -> None:
         try:
             bundle = state.shared_model(choice, pretrained=not random)
         except ModelNotAvailable as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             st.caption("Switch on *Random weights* to explore the architecture without its trained weights.")
             bundle = None
     st.session_state[state.MODEL_KEY] = bundle
     if bundle is not None:
         h, w = bundle.input_size
         st.caption(
-            f"{bundle.name} · {bundle.num_classes} classes · input {h}×{w} · "
+            f"{plain(bundle.name)} · {bundle.num_classes} classes · input {h}×{w} · "
             f"fingerprint `{bundle.fingerprint[:12]}`"
         )
 
@@ -184,7 +185,7 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
                         grayscale=gray,
                     )
                 except XaiError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
                 else:
                     st.session_state[state.UPLOADED_MODEL_KEY] = bundle
     return state.current_uploaded_model()
@@ -241,16 +242,16 @@ def _image_section() -> None:
         if upload is not None:
             error = receive_upload(upload.file_id, upload.getvalue(), upload.name)
             if error:
-                st.error(error)
+                st.error(plain(error))
     image = state.current_image()
     if image is None:
         st.info("Choose a sample or upload an image.")
         return
     st.image(image.array, caption=image.name, width=160, clamp=True)
     for notice in image.notices:
-        st.caption(notice)
+        st.caption(plain(notice))
     if image.description:
-        st.caption(image.description)
+        st.caption(plain(image.description))
 
 
 # --- target class --------------------------------------------------------------------------
