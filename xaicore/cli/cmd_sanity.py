@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated method names, or 'all' (default: the six single-pass methods)",
     )
     p.add_argument("--mode", default="cascading", choices=("cascading", "independent", "both"))
-    p.add_argument("--seeds", type=int, default=5, help="number of randomization seeds (0 .. K-1; default 5)")
+    p.add_argument("--seeds", type=int, default=5, help="number of randomization seeds (0 .. K-1; default 5, at most 100)")
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--target-policy", default="original", choices=("original", "randomized_prediction"))
     p.add_argument("--normalization", default="abs", help="normalization of the absolute maps: abs or abs_channel_max")
@@ -42,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.errors import ParameterError
     from xaicore.sanity import run_sanity
 
+    from xaicore.sanity import MAX_SEEDS
+
     if args.seeds < 1:
         raise ParameterError("--seeds must be at least 1.")
+    if args.seeds > MAX_SEEDS:
+        raise ParameterError(f"--seeds {args.seeds:,} is over the cap of {MAX_SEEDS} seeds; 5 to 10 already show the spread.")
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)
