@@ -233,9 +233,13 @@ def test_every_architecture_is_described_on_the_meta_device_and_a_fitting_state_
     assert checkpoint.resolve_num_classes(fake, head_key=head, num_classes=None, arch=arch) == (7 if head else None)
 
 
-@pytest.mark.parametrize("arch", ["regnet_x_400mf", "regnet_y_400mf", "mobilenet_v3_small", "shufflenet_v2_x0_5"])
+@pytest.mark.parametrize(
+    "arch", ["regnet_x_400mf", "regnet_y_400mf", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1", "mnasnet0_5"]
+)
 def test_small_architectures_of_each_kind_load_a_real_state_dict(arch) -> None:
-    """RegNets included: their meta description used to fail (stage widths via tolist())."""
+    """RegNets (their meta description used to fail: stage widths via tolist()), SqueezeNet (a
+    convolution as classifier: its class count is read from it) and MNASNet (needs its module
+    versions, which a state dict loses when unwrapped) included."""
     torch.manual_seed(1)
     net = torchvision.models.get_model(arch, num_classes=4).eval()
     expected = zoo.expected_state(arch, num_classes=4)

@@ -30,6 +30,7 @@ import pickle
 import re
 import struct
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -499,7 +500,12 @@ def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], *, arch: str) -
             f"This state dict does not fit the {arch} architecture: {'; '.join(problems)}. "
             "Check the architecture and the number of classes you chose."
         )
+    # The per-module versions (``_metadata``) of a saved state dict do not survive unwrapping or
+    # safetensors; keys and shapes match this architecture, so its own versions apply (MNASNet
+    # refuses to load without one).
+    fitted = OrderedDict(state)
+    fitted._metadata = getattr(expected, "_metadata", None)  # type: ignore[attr-defined]
     try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        net.load_state_dict(fitted, strict=True)
+    except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"This state dict does not fit the {arch} architecture: {exc}") from exc

@@ -126,7 +126,8 @@ def build_net(arch: str, *, num_classes: int | None = None) -> nn.Module:
 
 
 def head_key(arch: str) -> str | None:
-    """State-dict key of the classifier's weight (the last ``nn.Linear``), or ``None`` if none.
+    """State-dict key of the classifier's weight: the last ``nn.Linear`` (the last convolution
+    for SqueezeNets, which have none), or ``None`` if neither.
 
     Found on the meta device, so nothing is allocated or initialized.
     """
@@ -204,8 +205,11 @@ def _meta_description(arch: str, num_classes: int | None) -> _MetaDescription:
         with _ParametersOnMeta():
             net = get_model(arch, weights=None, **kwargs)
     state = tuple((k, TensorSpec(tuple(int(s) for s in v.shape), v.dtype)) for k, v in net.state_dict().items())
-    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
-    described = _MetaDescription(state=state, head_key=f"{linears[-1]}.weight" if linears else None)
+    # The classifier is the last Linear; SqueezeNets classify with a final 1x1 convolution.
+    heads = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)] or [
+        name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)
+    ]
+    described = _MetaDescription(state=state, head_key=f"{heads[-1]}.weight" if heads else None)
     with _META_LOCK:
         _META_CACHE[key] = described
     return described
