@@ -126,8 +126,14 @@ def load_image(
     with _opened(data, subject=subject, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes) as im:
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
         _note_frames(im, fmt, notices, subject)
-        upright = _decode_upright(im, subject=subject, notices=notices)
-        array = _guarded(lambda: to_rgb_float(upright, notices=notices), subject)
+        deep = _guarded(lambda: _read_deep(data, im, fmt), subject) if _is_deep_colour(im) else None
+        if deep is not None:  # 16 bits per channel: read here at full precision (Pillow keeps 8)
+            array = _guarded(lambda: _deep_to_rgb(deep, _orientation(im), notices), subject)
+        else:
+            if _is_deep_colour(im):
+                notices.append("This image has 16 bits per channel in a layout read at 8 bits per channel.")
+            upright = _decode_upright(im, subject=subject, notices=notices)
+            array = _guarded(lambda: to_rgb_float(upright, notices=notices), subject)
     return LoadedImage(
         array=array,
         format=fmt,
@@ -318,6 +324,56 @@ _PLAIN_PATH = 4 + 3 + 12
 _CMYK_PATH = 4 + _PLAIN_PATH  # the colour-managed or ink-formula RGB image, then the plain path
 
 
+def _rawmode(im: Image.Image) -> str:
+    try:
+        args = im.tile[0].args if im.tile else ""
+    except (AttributeError, IndexError):
+        return ""
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _is_deep_colour(im: Image.Image) -> bool:
+    """16 bits per channel of colour or gray + alpha, which Pillow would read at 8 bits."""
+    return im.mode in ("RGB", "RGBA", "LA") and ";16" in _rawmode(im)
+
+
+def _read_deep(data: bytes, im: Image.Image, fmt: str) -> np.ndarray | None:
+    from xaicore.data.deep_colour import read_deep_colour
+
+    return read_deep_colour(data, fmt, _rawmode(im))
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - unreadable EXIF: keep the picture as stored
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+# EXIF orientation -> the array operation of Pillow's exif_transpose.
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _deep_to_rgb(values: np.ndarray, orientation: int, notes: list[str]) -> np.ndarray:
+    """(H, W, C) float64 in [0, 1] (gray + alpha, RGB or RGBA) as upright RGB float32, on white."""
+    if orientation != 1:
+        notes.append("The picture was turned upright following its EXIF orientation tag.")
+        values = _ORIENT[orientation](values)
+    if values.shape[2] == 2:
+        values = np.concatenate([np.repeat(values[:, :, :1], 3, axis=2), values[:, :, 1:]], axis=2)
+    if values.shape[2] == 4:
+        alpha = values[:, :, 3:4]
+        if np.any(alpha < 1.0):
+            notes.append("Transparent areas were composited on white.")
+        return np.ascontiguousarray(np.clip(values[:, :, :3] * alpha + (1.0 - alpha), 0.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(values[:, :, :3], dtype=np.float32)
+
+
 def decode_cost(im: Image.Image) -> int:
     """Estimated peak bytes of decoding ``im`` (opened, not loaded) and converting it to RGB float.
 
@@ -331,6 +387,12 @@ def decode_cost(im: Image.Image) -> int:
     mode = im.mode
     stored = _STORED_BYTES.get(mode, 4)
     extra = 0
+    if _is_deep_colour(im):  # read by xaicore.data.deep_colour, never by Pillow
+        channels = {"RGB": 3, "RGBA": 4, "LA": 2}[mode]
+        alpha = channels in (2, 4)
+        # inflated bytes, int16 filtered and unfiltered bytes, uint8, float64 twice, compositing, result
+        per_pixel = 2 * channels * (1 + 2 + 2 + 1) + 16 * max(channels, 3) + (80 if alpha else 0) + 12
+        return pixels * per_pixel
     if mode in _HIGH_BIT_MODES:
         path = _HIGH_BIT_PATH
     elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
