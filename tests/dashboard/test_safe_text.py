@@ -15,7 +15,8 @@ HOSTILE = "![x](http://127.0.0.1:9/beacon).png"
 
 
 def test_plain_makes_markdown_and_html_inert_and_keeps_the_words() -> None:
-    assert plain(HOSTILE) == "!\\[x\\](http\\://127.0.0.1\\:9/beacon).png"
+    assert plain(HOSTILE) == "!\\[x\\](http\\:\u2060//127.0.0.1\\:9/beacon).png"
+    assert plain("see www.example.org or me@example.org") == "see www\u2060.example.org or me@\u2060example.org"
     assert plain("<img src=x onerror=alert(1)>") == "\\<img src=x onerror=alert(1)\\>"
     assert plain(":red[alarm] $x^2$ **bold** `code` a_b #1 | & \\") == (
         "\\:red\\[alarm\\] \\$x^2\\$ \\*\\*bold\\*\\* \\`code\\` a\\_b \\#1 \\| \\& \\\\"
@@ -27,7 +28,7 @@ def test_plain_makes_markdown_and_html_inert_and_keeps_the_words() -> None:
 def test_a_hostile_upload_name_is_shown_escaped_in_the_error() -> None:
     at = support.upload_image(support.start(), HOSTILE, b"not an image at all")
     (message,) = support.errors(at)
-    assert "\\[x\\](http\\://127.0.0.1\\:9/beacon)" in message
+    assert "\\[x\\](http\\:\u2060//127.0.0.1\\:9/beacon)" in message
     assert "[x](http://" not in message
 
 
@@ -44,5 +45,5 @@ def test_zip_entry_names_in_set_notices_are_escaped() -> None:
     at.file_uploader(key="report.act.zip").set_value(("set.zip", buffer.getvalue(), "application/zip"))
     at = _press_run(at.run())
     notices = [c for c in support.captions(at) if "skipped" in c]
-    assert len(notices) == 1 and "circle/!\\[x\\](http\\://127.0.0.1\\:9/beacon).png" in notices[0]
+    assert len(notices) == 1 and "circle/!\\[x\\](http\\:\u2060//127.0.0.1\\:9/beacon).png" in notices[0]
     assert "[x](http://" not in notices[0]
