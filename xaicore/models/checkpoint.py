@@ -27,6 +27,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import re
 import struct
 import zipfile
@@ -210,6 +211,8 @@ def read_unchecked_values(source: bytes | str | Path, *, max_bytes: int = DEFAUL
                 raise CheckpointError(
                     "This file is a TorchScript archive; it carries code and is not loaded here. " + SAVE_HINT
                 )
+        else:
+            _check_legacy_entries(stream)
         loaded = _torch_load(stream)
     state = unwrap_state_dict(loaded)
     check_layout(state)
@@ -275,6 +278,37 @@ def _check_zip_entries(stream: IO[bytes]) -> None:
             f"This file's table of contents is {_human(biggest)}, far more than a state dict of a supported "
             f"architecture needs (at most {_human(MAX_PICKLE_BYTES)}); it was refused before reading. {SAVE_HINT}"
         )
+
+
+def _check_legacy_entries(stream: IO[bytes]) -> None:
+    """Refuse a file of the old (pre-zip) format that references more tensors than a state dict has.
+
+    Its object is the fourth of the pickles at the start of the file; each tensor in it is one
+    persistent reference (``BINPERSID``). The opcodes are only scanned, never run, and the scan
+    stops at the cap; a file that cannot be scanned is left to the safe loader's own message.
+    """
+    count = 0
+    try:
+        stream.seek(0)
+        for index in range(4):
+            for opcode, _arg, _pos in pickletools.genops(stream):
+                if index == 3 and opcode.name in ("BINPERSID", "PERSID"):
+                    count += 1
+                    if count > MAX_KEYS:
+                        raise _too_many_tensors(count)
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - damaged or not this format: torch.load says what it is
+        pass
+    finally:
+        stream.seek(0)
+
+
+def _too_many_tensors(count: int) -> CheckpointError:
+    return CheckpointError(
+        f"This file holds more than {MAX_KEYS:,} tensors, more than any supported architecture has (the "
+        f"largest torchvision classifier has about 1,500); it is not a state dict of one of them. {SAVE_HINT}"
+    )
 
 
 def _is_safetensors(stream: IO[bytes]) -> bool:
