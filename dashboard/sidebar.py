@@ -77,10 +77,12 @@ def _model_menu() -> dict[str, str]:
 
 def _architectures(menu: dict[str, str]) -> list[str]:
     """Architectures a checkpoint may have: the listed torchvision models first, then the rest."""
-    from xaicore.models.zoo import torchvision_names
+    from xaicore.models.checkpoint import DEFAULT_MAX_BYTES
+    from xaicore.models.zoo import checkpoint_architectures
 
-    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL)]
-    return listed + [name for name in torchvision_names() if name not in listed]
+    fitting = checkpoint_architectures(max_bytes=DEFAULT_MAX_BYTES)  # larger ones: refused by the size cap
+    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL) and name in fitting]
+    return listed + [name for name in fitting if name not in listed]
 
 
 def _model_section() -> None:

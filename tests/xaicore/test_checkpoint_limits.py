@@ -301,3 +301,17 @@ def test_fuzz_damaged_checkpoints_load_or_raise_our_error_only(data) -> None:
         for value in state.values():  # whatever was accepted is a small, ordinary tensor
             assert value.layout == torch.strided and value.numel() <= 4 * 3 * 3 * 3
     assert time.perf_counter() - start < 2.0
+
+
+def test_architectures_too_large_for_the_checkpoint_cap_are_not_offered() -> None:
+    offered = zoo.checkpoint_architectures(max_bytes=checkpoint.DEFAULT_MAX_BYTES)
+    assert sorted(set(zoo.torchvision_names()) - set(offered)) == [
+        "convnext_large", "regnet_y_128gf", "vit_h_14", "vit_l_16", "vit_l_32"]
+    assert zoo.state_dict_bytes("resnet18") == sum(
+        v.numel() * v.element_size() for v in torchvision.models.resnet18().state_dict().values())
+    assert all(zoo.state_dict_bytes(name) <= checkpoint.DEFAULT_MAX_BYTES for name in offered)
+    from dashboard import sidebar
+
+    menu = {"default": "Default", "resnet18": "ResNet-18", sidebar.UPLOAD_MODEL: sidebar.UPLOAD_MODEL}
+    choices = sidebar._architectures(menu)
+    assert choices[0] == "resnet18" and sorted(choices) == sorted(offered)

@@ -159,6 +159,20 @@ def expected_state(arch: str, *, num_classes: int | None = None) -> dict[str, Te
     return dict(_meta_description(check_arch(arch), None if num_classes is None else int(num_classes)).state)
 
 
+def state_dict_bytes(arch: str) -> int:
+    """Bytes of ``arch``'s state dict as ``torch.save`` writes it (float32 weights), from the meta device."""
+    return sum(spec.numel * torch.empty((), dtype=spec.dtype).element_size() for spec in expected_state(arch).values())
+
+
+def checkpoint_architectures(*, max_bytes: int) -> list[str]:
+    """Architectures whose float32 state dict fits under ``max_bytes``: those a checkpoint can be.
+
+    The rest (ConvNeXt-Large, ViT-L and ViT-H, RegNetY-128GF at the default 600 MB cap) are not
+    offered for uploads: their saved weights are refused by the size cap before being read.
+    """
+    return [name for name in torchvision_names() if state_dict_bytes(name) <= max_bytes]
+
+
 @dataclass(frozen=True)
 class _MetaDescription:
     state: tuple[tuple[str, TensorSpec], ...]
