@@ -139,3 +139,17 @@ def test_bench_out_must_be_a_file_not_a_folder(tmp_path, capsys) -> None:
 def test_models_show_takes_random_weights_too() -> None:
     args = build_parser().parse_args(["models", "--show", "resnet18", "--random-weights"])
     assert args.random is True
+
+
+def test_a_safetensors_checkpoint_loads_from_the_cli(checkpoint, tmp_path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "mine.safetensors"
+    save_file(torch.load(checkpoint, weights_only=True), str(path))
+    out = tmp_path / "run"
+    code = main(["explain", "shape: star", "--model", str(path), "--arch", "squeezenet1_1", "--input-size", "64",
+                 "--methods", "saliency", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "explain.json").read_text())
+    assert record["provenance"]["model_name"] == "squeezenet1_1 from mine.safetensors"
+    assert {p["label"] for p in record["predictions"]} <= {"class 0", "class 1", "class 2"}
