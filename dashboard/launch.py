@@ -30,6 +30,7 @@ SERVE_MODULE = "dashboard.serve"  # `streamlit` with the pages folder never read
 # Used only when the repository's config file is not there (an install without the source
 # tree): the settings that must never be missing.
 SECURE_DEFAULTS: dict[str, Any] = {
+    "server.address": "127.0.0.1",
     "server.enableXsrfProtection": True,
     "server.enableCORS": True,
     "server.maxUploadSize": 50,
@@ -118,16 +119,24 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Start the explanation dashboard in a local Streamlit server (the embedded default "
             "model works offline). Options not listed here go to `streamlit run`, "
-            "for example --server.port 8600 or --server.address 0.0.0.0."
+            "for example --server.port 8600. The server listens on 127.0.0.1 only; to share it with "
+            "a lab, use --share (HTTPS with a password, see the README)."
         ),
     )
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    parser.add_argument("--share", action="store_true",
+                        help="serve on the network behind nginx with TLS and a password "
+                             "(--share-port, --user, --password-file, --cert, --key; see dashboard/share.py)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xai-dashboard``; returns the server's exit code."""
     args, extra = _parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if args.share:
+        from dashboard import share
+
+        return share.run(extra)
     plan = build_command(extra)
     if args.dry_run:
         print(f"cd {shlex.quote(str(plan.cwd))} && {plan.shell()}")

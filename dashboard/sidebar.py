@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import streamlit as st
 
 from dashboard import model_input, state
-from xaicore.data.images import image_hash, load_image
+from dashboard.safe_text import plain
+from xaicore.data.decode_worker import load_image_isolated
+from xaicore.data.images import image_hash
 from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
 from xaicore.models.bundle import ModelBundle
 
@@ -75,10 +77,12 @@ def _model_menu() -> dict[str, str]:
 
 def _architectures(menu: dict[str, str]) -> list[str]:
     """Architectures a checkpoint may have: the listed torchvision models first, then the rest."""
-    from xaicore.models.zoo import torchvision_names
+    from xaicore.models.checkpoint import DEFAULT_MAX_BYTES
+    from xaicore.models.zoo import checkpoint_architectures
 
-    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL)]
-    return listed + [name for name in torchvision_names() if name not in listed]
+    fitting = checkpoint_architectures(max_bytes=DEFAULT_MAX_BYTES)  # larger ones: refused by the size cap
+    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL) and name in fitting]
+    return listed + [name for name in fitting if name not in listed]
 
 
 def _model_section() -> None:
@@ -99,14 +103,14 @@ def _model_section() -> None:
         try:
             bundle = state.shared_model(choice, pretrained=not random)
         except ModelNotAvailable as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             st.caption("Switch on *Random weights* to explore the architecture without its trained weights.")
             bundle = None
     st.session_state[state.MODEL_KEY] = bundle
     if bundle is not None:
         h, w = bundle.input_size
         st.caption(
-            f"{bundle.name} · {bundle.num_classes} classes · input {h}×{w} · "
+            f"{plain(bundle.name)} · {bundle.num_classes} classes · input {h}×{w} · "
             f"fingerprint `{bundle.fingerprint[:12]}`"
         )
 
@@ -183,7 +187,7 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
                         grayscale=gray,
                     )
                 except XaiError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
                 else:
                     st.session_state[state.UPLOADED_MODEL_KEY] = bundle
     return state.current_uploaded_model()
@@ -194,7 +198,7 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
 
 def accept_upload(data: bytes, name: str) -> state.CurrentImage:
     """An uploaded file as the current image's data; raises ImageLoadError for a bad file."""
-    loaded = load_image(data, name=name)
+    loaded = load_image_isolated(data, name=name)  # a child process, stopped after a time limit
     return state.CurrentImage(
         array=loaded.array,
         name=name,
@@ -240,16 +244,16 @@ def _image_section() -> None:
         if upload is not None:
             error = receive_upload(upload.file_id, upload.getvalue(), upload.name)
             if error:
-                st.error(error)
+                st.error(plain(error))
     image = state.current_image()
     if image is None:
         st.info("Choose a sample or upload an image.")
         return
     model_input.show(state.current_model(), image, key="model-input-sidebar")
     for notice in image.notices:
-        st.caption(notice)
+        st.caption(plain(notice))
     if image.description:
-        st.caption(image.description)
+        st.caption(plain(image.description))
 
 
 # --- target class --------------------------------------------------------------------------

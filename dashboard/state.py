@@ -25,6 +25,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from dashboard.safe_text import plain
 from xaicore.errors import XaiError
 from xaicore.explainers.results import Prediction
 from xaicore.models.bundle import ModelBundle
@@ -266,7 +267,7 @@ def guarded(what: str = "page") -> Iterator[None]:
     try:
         yield
     except XaiError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     except Exception:  # noqa: BLE001 - the browser must never see a traceback
         LOG.exception("unexpected error in %s", what)
         st.error(UNEXPECTED)

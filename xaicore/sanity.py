@@ -61,6 +61,8 @@ KINDS = ("abs", "signed")
 KEEP_MAPS = ("none", "first", "all")
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+MAX_SEEDS = 100
+"""Most randomization seeds in one check: each seed is a randomized model per layer and mode."""
 
 VERDICT_RULE = (
     "A method fails when the mean SSIM (absolute maps) between its trained-model map and its map after "
@@ -539,6 +541,14 @@ def _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold,
         modes = tuple(mode)
     if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
         raise ParameterError(f"mode must be 'cascading', 'independent' or 'both'; got {mode!r}.")
+    seeds = tuple(seeds)
+    if len(seeds) > MAX_SEEDS:
+        raise ParameterError(
+            f"{len(seeds):,} seeds were asked for; a check takes at most {MAX_SEEDS} seeds (each is a randomized "
+            "model per layer), and 5 to 10 already show the spread."
+        )
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in seeds):
+        raise ParameterError(f"Seeds must be whole numbers; got {seeds!r}.")
     seeds = tuple(int(s) for s in seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ParameterError("Give at least one randomization seed, each seed once.")

@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import render, sanity_render, sidebar, state
+from dashboard.safe_text import plain
 from xaicore.data.images import load_mask
 from xaicore.discriminative import compare_classes
 from xaicore.errors import XaiError
@@ -50,7 +51,7 @@ def _uploaded_mask(bundle, image) -> tuple[np.ndarray, int] | None:
                 found = str(exc)
             st.session_state[MASK] = last = (upload.file_id, found)
         if isinstance(last[1], str):
-            st.error(last[1])
+            st.error(plain(last[1]))
             return None
         return (last[1], cls) if cls is not None else None
 

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import render, sidebar, state
+from dashboard.safe_text import plain
 from xaicore.confidence import VARIANTS, CoScoreResult, iter_co_rows, summarize
 from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
 from xaicore.explainers.registry import get_method, list_methods
@@ -64,7 +65,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
         return None, ""
     image_set = load_image_set(upload.getvalue(), class_names=bundle.labels, preprocess=bundle.preprocess)
     for notice in image_set.notices:
-        st.caption(notice)
+        st.caption(plain(notice))
     return image_set, f"zip:{upload.file_id}"
 
 

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import render, sidebar, state
+from dashboard.safe_text import plain
 from xaicore import gax_view
 from xaicore.gax import MAX_STEPS, GaxImageResult, GaxResult, run_gax
 
@@ -115,7 +116,7 @@ def _summary(result: GaxResult) -> None:
         st.warning(f"Did not reach CO {result.target_co:g} within {one.steps} steps (final CO {one.final_co:.2f}); "
                    "raise the step cap or the learning rate, or lower the target.")
     for notice in result.notices:
-        st.caption(notice)
+        st.caption(plain(notice))
 
 
 def main() -> None:

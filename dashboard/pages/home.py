@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import sidebar, state
 from dashboard.navigation import PAGES
+from dashboard.safe_text import plain
 
 sidebar.render()
 
@@ -24,7 +25,7 @@ is shown as a grey tile rather than stretched into a plausible picture.
 
 bundle, image = state.current_model(), state.current_image()
 if bundle is not None and image is not None:
-    st.success(f"Ready: {bundle.name} on {image.name}.")
+    st.success(f"Ready: {plain(bundle.name)} on {plain(image.name)}.")
 for spec in PAGES:
     if spec.file != "home.py":
         st.page_link(f"pages/{spec.file}", label=spec.title, icon=spec.icon)

@@ -14,6 +14,7 @@ from collections import OrderedDict
 import streamlit as st
 
 from dashboard import render, sidebar, state
+from dashboard.safe_text import plain
 from xaicore.confidence import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
 from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
@@ -78,7 +79,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
         return None, ""
     image_set = _zip_set(upload.getvalue(), tuple(bundle.labels), bundle.preprocess)
     for notice in image_set.notices:
-        st.caption(notice)
+        st.caption(plain(notice))
     return image_set, f"zip:{upload.name}"
 
 

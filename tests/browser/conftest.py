@@ -61,6 +61,7 @@ class Server:
     url: str
     port: int
     log: Path
+    pid: int = 0  # the server process (``python -m dashboard.serve`` runs Streamlit in itself)
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -87,7 +88,7 @@ def server() -> Iterator[Server]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the dashboard server did not start; see {log}") from None
                 time.sleep(0.3)
-        yield Server(url=f"http://127.0.0.1:{port}", port=port, log=log)
+        yield Server(url=f"http://127.0.0.1:{port}", port=port, log=log, pid=process.pid)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -28,8 +28,8 @@ def tiny(monkeypatch):
     bundle = tiny_bundle(seed=8, unavailable={"lrp": "LRP has no rule for this model."})
     seen: list[tuple] = []
 
-    def fake_load(name, device):
-        seen.append((name, device))
+    def fake_load(name, device, **options):
+        seen.append((name, device, *sorted(options.items())))
         return bundle
 
     monkeypatch.setattr(cmd_explain, "load_bundle", fake_load)

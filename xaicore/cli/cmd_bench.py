@@ -9,16 +9,16 @@ from pathlib import Path
 
 import torch
 
+from xaicore.cli.common import add_model_options, check_out_file, model_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure workloads against the model's floor and a plain reference")
     p.add_argument("workload", nargs="?", default="all", help="explain, sanity, gax, faithfulness or all")
-    p.add_argument("--model", default="default", help="model name (default: the embedded default model)")
+    add_model_options(p)
     p.add_argument("--device", default=None, help="cpu or cuda (default: XAI_DEVICE, else cuda when present)")
     p.add_argument("--batch", type=int, default=16, help="batch size for the floor and batched workloads")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per figure (best is kept)")
-    p.add_argument("--random-weights", action="store_true",
-                   help="torchvision models: random weights instead of the cached pretrained ones")
     p.add_argument("--precision", default="float32", choices=("float32", "bf16"),
                    help="compute precision of every workload (bf16: CUDA only, see the precision workload)")
     p.add_argument("--reference-seeds", type=int, default=None,
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.bench.common import BenchContext, device_name, pass_time, saturating_floor, workloads
     from xaicore.device import default_device
     from xaicore.errors import ParameterError
-    from xaicore.models.loading import load_model
+    from xaicore.models import loading
     from xaicore.provenance import library_versions
 
     device = torch.device(args.device) if args.device else default_device()
@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         if name not in found:
             raise ParameterError(f"No benchmark named {name!r}; choose from {', '.join(found)} or all.")
-    weights = None if args.random_weights else "default"
-    bundle = load_model(args.model, device=device, weights=weights).with_precision(args.precision)
+    check_out_file(args.out)
+    bundle = loading.load_model(args.model, device=device, **model_options(args)).with_precision(args.precision)
     if args.reference_seeds is not None and args.reference_seeds < 1:
         raise ParameterError("--reference-seeds must be at least 1.")
     floor = saturating_floor(bundle, repeats=args.repeats)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.cli.common import SINGLE_PASS, methods_for, read_image_arg
+from xaicore.cli.common import SINGLE_PASS, add_model_options, check_out_dir, load_model_arg, methods_for, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Class-discriminativeness: a useful method highlights only the object of the class asked for.",
     )
     p.add_argument("image", help="image file, or the name of a sample, e.g. 'scene: circle + square'")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument(
         "--classes",
         default=None,
@@ -37,10 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from xaicore.discriminative import compare_classes
-    from xaicore.models.loading import load_model
-
+    check_out_dir(args.out)
     image = read_image_arg(args.image)
-    bundle = load_model(args.model)
+    bundle = load_model_arg(args)
     methods = methods_for(args.methods, bundle.unavailable)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     result = compare_classes(

@@ -14,6 +14,8 @@ import sys
 import json
 from pathlib import Path
 
+from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
+
 DEFAULT_METHODS = "saliency,input_x_gradient,gradcam,guided_backprop"
 
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="AX process (Tjoa et al.): add each method's normalized heatmap to the image and score it.",
     )
     p.add_argument("data", help="folder, zip file, or generated:N")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
     p.add_argument("--variants", default="x+h,x*h", help="AX variants, x+h and/or x*h (default both)")
@@ -58,9 +60,8 @@ def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
 def run(args: argparse.Namespace) -> int:
     from xaicore.cli.common import methods_for
     from xaicore.confidence import co_scores
-    from xaicore.models.loading import load_model
-
-    bundle = load_model(args.model)
+    check_out_dir(args.out)
+    bundle = load_model_arg(args)
     image_set = read_image_set(args.data, bundle, seed=args.seed, limit=args.limit)
     for notice in getattr(image_set, "notices", ()):
         print(f"note: {notice}")

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
+
 DEFAULT_METRICS = "insertion,deletion,pointing,mass,rank,runtime"
 BAR_WIDTH = 30
 
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="a folder or zip of images (labels from sub-folders, <stem>.mask.png masks), "
                                 "generated:N[:SEED], scenes:N[:SEED] (with object masks) or samples")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument("--methods", default=None,
                    help="comma-separated method names, or 'all' (default: the single-pass methods)")
     p.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated subset of {DEFAULT_METRICS}")
@@ -104,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.data.evalsets import parse_data
     from xaicore.evalstore import evaluate_in_folder
     from xaicore.evaluate import make_settings
-    from xaicore.models.loading import load_model
     from xaicore.report import build_report
 
-    bundle = load_model(args.model)
+    check_out_dir(args.out)
+    bundle = load_model_arg(args)
     image_set = parse_data(args.data, class_names=bundle.labels, preprocess=bundle.preprocess, limit=args.limit)
     for notice in image_set.notices:
         print(f"note: {notice}", file=sys.stderr)

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from xaicore.cli.common import read_image_arg
+from xaicore.cli.common import add_model_options, check_out_dir, model_options, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Explain one image with several explanation methods (see `xai methods`).",
     )
     p.add_argument("image", help="image file, or the name of a sample, e.g. 'shape: star'")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument("--methods", default="all", help="comma-separated method names or titles, or 'all' (default)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
@@ -69,10 +69,11 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
-def load_bundle(name: str, device: str | None):
+def load_bundle(name: str, device: str | None, **options: Any):
+    """The model named ``name`` with the ``load_model`` keyword ``options`` (see :func:`model_options`)."""
     from xaicore.models.loading import load_model
 
-    return load_model(name, device=device)
+    return load_model(name, device=device, **options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.explainers.api import explain, resolve_methods
     from xaicore.heatmaps import grid_image
 
+    check_out_dir(args.out)
     params = parse_params(args.param)
     methods = [spec.name for spec in resolve_methods(args.methods)]
     image = read_image_arg(args.image).array
-    bundle = load_bundle(args.model, args.device)
+    bundle = load_bundle(args.model, args.device, **model_options(args))
 
     def progress(done: int, total: int, title: str) -> None:
         if title:

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
+
 DEFAULT_METHODS = "saliency,input_x_gradient,guided_backprop,gradcam,integrated_gradients,deeplift"
 
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Faithfulness of heatmaps by insertion and deletion (Petsiuk et al. 2018).",
     )
     p.add_argument("image", help="image file, or the name of a sample (see the dashboard)")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--step", type=float, default=0.01, help="curve step as a fraction of the pixels (default 0.01)")
@@ -43,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.explainers.api import explain
     from xaicore.explainers.results import Status
     from xaicore.faithfulness import RANDOM, insertion_deletion
-    from xaicore.models.loading import load_model
 
+    check_out_dir(args.out)
     image = read_image_arg(args.image)
-    bundle = load_model(args.model)
+    bundle = load_model_arg(args)
     methods = methods_for(args.methods, bundle.unavailable)
     explained = explain(bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline)
     usable = {m.method: m.attribution[None] for m in explained.methods if m.status is Status.OK}

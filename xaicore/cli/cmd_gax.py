@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from xaicore.gax import MAX_STEPS
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="GAX (Tjoa et al.): Adam on -CO + l_s / similarity until the CO score reaches the target.",
     )
     p.add_argument("image", help="image file, or the name of a sample (see the dashboard)")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument("--target-class", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--target-co", type=float, default=48.0, help="CO score at which to stop (default 48)")
     p.add_argument("--max-steps", type=int, default=300, help=f"step cap, at most {MAX_STEPS} (default 300)")
@@ -34,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from xaicore.cli.common import read_image_arg
     from xaicore.gax import run_gax
-    from xaicore.models.loading import load_model
 
+    check_out_dir(args.out)
     image = read_image_arg(args.image)
-    bundle = load_model(args.model)
+    bundle = load_model_arg(args)
 
     def progress(step: int, total: int, co) -> None:
         print(f"\rstep {step} of at most {total}: CO {float(co[0]):.2f}", end="", file=sys.stderr, flush=True)

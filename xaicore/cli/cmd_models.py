@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.add_argument("--show", metavar="NAME", default=None,
                    help="load one model and show its classes, layers and the methods unavailable for it")
-    p.add_argument("--random", action="store_true", help="with --show: random weights (torchvision models)")
+    p.add_argument("--random", "--random-weights", dest="random", action="store_true", help="with --show: random weights (torchvision models)")
     p.set_defaults(func=run)
 
 

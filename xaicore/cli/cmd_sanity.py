@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from xaicore.cli.common import SINGLE_PASS, methods_for, read_image_arg
+from xaicore.cli.common import SINGLE_PASS, add_model_options, check_out_dir, load_model_arg, methods_for, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Sanity check by model-parameter randomization (Adebayo et al. 2018).",
     )
     p.add_argument("image", help="image file, or the name of a sample (see the dashboard), e.g. 'shape: star'")
-    p.add_argument("--model", default="default", help="model name or checkpoint path (default: the embedded model)")
+    add_model_options(p)
     p.add_argument(
         "--methods",
         default=",".join(SINGLE_PASS),
         help="comma-separated method names, or 'all' (default: the six single-pass methods)",
     )
     p.add_argument("--mode", default="cascading", choices=("cascading", "independent", "both"))
-    p.add_argument("--seeds", type=int, default=5, help="number of randomization seeds (0 .. K-1; default 5)")
+    p.add_argument("--seeds", type=int, default=5, help="number of randomization seeds (0 .. K-1; default 5, at most 100)")
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--target-policy", default="original", choices=("original", "randomized_prediction"))
     p.add_argument("--normalization", default="abs", help="normalization of the absolute maps: abs or abs_channel_max")
@@ -40,13 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from xaicore.errors import ParameterError
-    from xaicore.models.loading import load_model
     from xaicore.sanity import run_sanity
+
+    from xaicore.sanity import MAX_SEEDS
 
     if args.seeds < 1:
         raise ParameterError("--seeds must be at least 1.")
+    if args.seeds > MAX_SEEDS:
+        raise ParameterError(f"--seeds {args.seeds:,} is over the cap of {MAX_SEEDS} seeds; 5 to 10 already show the spread.")
+    check_out_dir(args.out)
     image = read_image_arg(args.image)
-    bundle = load_model(args.model)
+    bundle = load_model_arg(args)
     methods = methods_for(args.methods, bundle.unavailable)
 
     def progress(done: int, total: int, message: str) -> None:

@@ -1,8 +1,10 @@
 """Reading user images safely into RGB float arrays.
 
 Every upload goes through :func:`load_image`: a byte cap before reading, the format judged by
-content against an allow-list (the file name is ignored), the pixel count checked against a cap
-before any pixel is decoded (decompression bombs), EXIF orientation applied, and every colour
+content against an allow-list (the file name is ignored), the pixel count, the aspect ratio and
+the memory the decoding will take (:func:`decode_cost`, per colour mode and conversion path)
+checked against caps before any pixel is decoded (decompression bombs), EXIF orientation
+applied, and every colour
 mode (grayscale, alpha, palette, CMYK, 16-bit, 32-bit integer, float, 1-bit) turned into RGB
 float32 in [0, 1]. Whatever goes wrong surfaces as :class:`~xaicore.errors.ImageLoadError`
 with one plain sentence; no other exception type escapes.
@@ -31,6 +33,11 @@ SUPPORTED_TEXT = "PNG, JPEG, BMP, TIFF, WebP or GIF"
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_BYTES = 50 * 2**20
+DEFAULT_MAX_DECODE_BYTES = 512 * 10**6
+"""Memory one decode may take at its peak (decoded picture, conversions and the float result):
+about 19 megapixels of RGB or RGBA, 9 of 16-bit gray."""
+MAX_ASPECT_RATIO = 400
+"""Longest side over shortest: a 30000x1 strip cannot be shown or resized to a model's input."""
 
 # Signatures of common formats we refuse, so that the message can name what the file is.
 _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
@@ -86,6 +93,7 @@ def load_image(
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> LoadedImage:
     """Read an image file safely into an upright RGB float32 array in [0, 1].
 
@@ -99,6 +107,9 @@ def load_image(
         Largest width x height accepted, checked from the header before decoding.
     max_bytes:
         Largest file size accepted, checked before reading the whole file.
+    max_decode_bytes:
+        Largest peak memory the decoding may take, estimated from the header by
+        :func:`decode_cost` before decoding.
 
     Returns
     -------
@@ -112,11 +123,17 @@ def load_image(
     subject = _subject(source, name)
     data = read_capped(source, max_bytes=max_bytes, subject=subject)
     notices: list[str] = []
-    with _opened(data, subject=subject, max_pixels=max_pixels) as im:
+    with _opened(data, subject=subject, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes) as im:
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
         _note_frames(im, fmt, notices, subject)
-        upright = _decode_upright(im, subject=subject, notices=notices)
-        array = _guarded(lambda: to_rgb_float(upright, notices=notices), subject)
+        deep = _guarded(lambda: _read_deep(data, im, fmt), subject) if _is_deep_colour(im) else None
+        if deep is not None:  # 16 bits per channel: read here at full precision (Pillow keeps 8)
+            array = _guarded(lambda: _deep_to_rgb(deep, _orientation(im), notices), subject)
+        else:
+            if _is_deep_colour(im):
+                notices.append("This image has 16 bits per channel in a layout read at 8 bits per channel.")
+            upright = _decode_upright(im, subject=subject, notices=notices)
+            array = _guarded(lambda: to_rgb_float(upright, notices=notices), subject)
     return LoadedImage(
         array=array,
         format=fmt,
@@ -133,6 +150,7 @@ def load_mask(
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> np.ndarray:
     """Read a mask image: a pixel belongs to the object where it is nonzero.
 
@@ -152,7 +170,7 @@ def load_mask(
     """
     subject = _subject(source, name)
     data = read_capped(source, max_bytes=max_bytes, subject=subject)
-    with _opened(data, subject=subject, max_pixels=max_pixels) as im:
+    with _opened(data, subject=subject, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes) as im:
         upright = _decode_upright(im, subject=subject, notices=[])
         mask = _guarded(lambda: _nonzero(upright), subject)
     if size is not None:
@@ -237,11 +255,18 @@ def to_rgb_float(im: Image.Image, *, notices: list[str] | None = None) -> np.nda
         mode = im.mode
     has_alpha = mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB", "1") and "transparency" in im.info)
     if has_alpha:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
-        alpha = rgba[:, :, 3:4]
-        if np.any(alpha < 1.0):
+        rgba8 = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+        out = np.empty(rgba8.shape[:2] + (3,), dtype=np.float32)
+        transparent = False
+        rows = max(1, _BLOCK_PIXELS // max(1, rgba8.shape[1]))
+        for start in range(0, rgba8.shape[0], rows):  # row blocks: float64 temporaries stay small
+            rgba = rgba8[start:start + rows].astype(np.float64) / 255.0
+            alpha = rgba[:, :, 3:4]
+            transparent = transparent or bool(np.any(alpha < 1.0))
+            out[start:start + rows] = np.clip(rgba[:, :, :3] * alpha + (1.0 - alpha), 0.0, 1.0)
+        if transparent:
             notes.append("Transparent areas were composited on white.")
-        return np.ascontiguousarray(np.clip(rgba[:, :, :3] * alpha + (1.0 - alpha), 0.0, 1.0), dtype=np.float32)
+        return out
     if mode != "RGB":
         try:
             im = im.convert("RGB")
@@ -257,16 +282,132 @@ _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 @contextmanager
-def _opened(data: bytes, *, subject: str, max_pixels: int) -> Iterator[Image.Image]:
-    """A Pillow image opened from bytes with the format and pixel checks done; closed after."""
-    im = _open_checked(data, subject=subject, max_pixels=max_pixels)
+def _opened(
+    data: bytes, *, subject: str, max_pixels: int, max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
+) -> Iterator[Image.Image]:
+    """A Pillow image opened from bytes with the format, pixel and memory checks done; closed after."""
+    im = _open_checked(data, subject=subject, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
     try:
         yield im
     finally:
         im.close()
 
 
-def _open_checked(data: bytes, *, subject: str, max_pixels: int) -> Image.Image:
+def check_header(
+    data: bytes,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+) -> None:
+    """Every check :func:`load_image` makes before decoding, from the header alone (milliseconds).
+
+    Raises :class:`ImageLoadError` for what :func:`load_image` would refuse before decoding.
+    """
+    with _opened(bytes(data), subject=_subject(data, name), max_pixels=max_pixels, max_decode_bytes=max_decode_bytes):
+        pass
+
+
+# Bytes per pixel Pillow keeps for a decoded image of each mode (multi-band modes use 4).
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+# Peak bytes per pixel of each conversion path of :func:`to_rgb_float`, beyond the decoded image:
+# high-bit gray: float64 values, the scaled copy, the 3-channel float64 repeat, the float32 result;
+# alpha: the RGBA copy, its uint8 array and the float32 result (the float64 compositing runs
+# in blocks of _BLOCK_PIXELS pixels, at most _BLOCK_BYTES);
+# the rest: the RGB copy, its uint8 array, the float32 result (divided in place); CMYK adds
+# its converted image.
+_BLOCK_PIXELS = 1 << 18
+_BLOCK_BYTES = _BLOCK_PIXELS * (32 + 32 + 24 + 8 + 24 + 24)
+_HIGH_BIT_PATH = 8 + 8 + 24 + 12
+_ALPHA_PATH = 4 + 4 + 12
+_PLAIN_PATH = 4 + 3 + 12
+_CMYK_PATH = 4 + _PLAIN_PATH  # the colour-managed or ink-formula RGB image, then the plain path
+
+
+def _rawmode(im: Image.Image) -> str:
+    try:
+        args = im.tile[0].args if im.tile else ""
+    except (AttributeError, IndexError):
+        return ""
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _is_deep_colour(im: Image.Image) -> bool:
+    """16 bits per channel of colour or gray + alpha, which Pillow would read at 8 bits."""
+    return im.mode in ("RGB", "RGBA", "LA") and ";16" in _rawmode(im)
+
+
+def _read_deep(data: bytes, im: Image.Image, fmt: str) -> np.ndarray | None:
+    from xaicore.data.deep_colour import read_deep_colour
+
+    return read_deep_colour(data, fmt, _rawmode(im))
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - unreadable EXIF: keep the picture as stored
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+# EXIF orientation -> the array operation of Pillow's exif_transpose.
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _deep_to_rgb(values: np.ndarray, orientation: int, notes: list[str]) -> np.ndarray:
+    """(H, W, C) float64 in [0, 1] (gray + alpha, RGB or RGBA) as upright RGB float32, on white."""
+    if orientation != 1:
+        notes.append("The picture was turned upright following its EXIF orientation tag.")
+        values = _ORIENT[orientation](values)
+    if values.shape[2] == 2:
+        values = np.concatenate([np.repeat(values[:, :, :1], 3, axis=2), values[:, :, 1:]], axis=2)
+    if values.shape[2] == 4:
+        alpha = values[:, :, 3:4]
+        if np.any(alpha < 1.0):
+            notes.append("Transparent areas were composited on white.")
+        return np.ascontiguousarray(np.clip(values[:, :, :3] * alpha + (1.0 - alpha), 0.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(values[:, :, :3], dtype=np.float32)
+
+
+def decode_cost(im: Image.Image) -> int:
+    """Estimated peak bytes of decoding ``im`` (opened, not loaded) and converting it to RGB float.
+
+    Counts the decoded picture twice (an EXIF rotation makes a copy) and the temporaries of
+    the conversion path its mode takes in :func:`to_rgb_float`: palette or any image with
+    transparency, LA and RGBA go through an RGBA copy composited in float64 row blocks;
+    16-bit and 32-bit gray through float64 gray; CMYK, RGB, L and P through 8-bit RGB.
+    """
+    width, height = im.size
+    pixels = int(width) * int(height)
+    mode = im.mode
+    stored = _STORED_BYTES.get(mode, 4)
+    extra = 0
+    if _is_deep_colour(im):  # read by xaicore.data.deep_colour, never by Pillow
+        channels = {"RGB": 3, "RGBA": 4, "LA": 2}[mode]
+        alpha = channels in (2, 4)
+        # inflated bytes, int16 filtered and unfiltered bytes, uint8, float64 twice, compositing, result
+        per_pixel = 2 * channels * (1 + 2 + 2 + 1) + 16 * max(channels, 3) + (80 if alpha else 0) + 12
+        return pixels * per_pixel
+    if mode in _HIGH_BIT_MODES:
+        path = _HIGH_BIT_PATH
+    elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        path = _ALPHA_PATH
+        extra = min(pixels, _BLOCK_PIXELS) * (_BLOCK_BYTES // _BLOCK_PIXELS)
+    elif mode == "CMYK":
+        path = _CMYK_PATH
+    else:
+        path = _PLAIN_PATH
+    return pixels * (2 * stored + path) + extra
+
+
+def _open_checked(
+    data: bytes, *, subject: str, max_pixels: int, max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
+) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -285,6 +426,19 @@ def _open_checked(data: bytes, *, subject: str, max_pixels: int) -> Image.Image:
             raise ImageLoadError(
                 f"{subject} is {width}x{height} = {width * height:,} pixels, over the limit of "
                 f"{max_pixels:,} pixels; make it smaller and try again."
+            )
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise ImageLoadError(
+                f"{subject} is {width}x{height} pixels, a strip more than {MAX_ASPECT_RATIO} times longer than "
+                "it is wide, which cannot be shown or fitted to a model's input; crop it and try again."
+            )
+        cost = decode_cost(im)
+        if cost > max_decode_bytes:
+            per_pixel = max(1, cost // (width * height))
+            raise ImageLoadError(
+                f"{subject} ({width}x{height}, {_kind_of(im)}) would take about {_gb(cost)} of memory to decode, "
+                f"over the {_gb(max_decode_bytes)} limit for one image; images of this kind can have at most "
+                f"{max_decode_bytes // per_pixel:,} pixels, so make it smaller and try again."
             )
     except ImageLoadError:
         im.close()
@@ -343,7 +497,9 @@ def _guarded(fn: Callable[[], T], subject: str) -> T:
 
 
 def _rgb8(im: Image.Image) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8), dtype=np.float32) / np.float32(255.0)
+    values = np.ascontiguousarray(np.asarray(im, dtype=np.uint8), dtype=np.float32)
+    values /= np.float32(255.0)  # in place: the same float32 division, without a second copy
+    return values
 
 
 def _scaled_gray(im: Image.Image, notes: list[str]) -> np.ndarray:
@@ -446,6 +602,20 @@ def _subject(source: object, name: str | None) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _kind_of(im: Image.Image) -> str:
+    if im.mode == "P":
+        return "palette colours with transparency" if "transparency" in im.info else "palette colours"
+    if "transparency" in im.info or im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return f"{im.mode} with transparency"
+    if im.mode in _HIGH_BIT_MODES:
+        return "16- or 32-bit values" if im.mode != "F" else "floating-point values"
+    return f"{im.mode} colours"
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
 def _mb(n: int) -> str:

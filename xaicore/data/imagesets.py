@@ -9,9 +9,12 @@ Layout of a folder or zip (ImageFolder style)::
 Labels are matched to ``class_names`` by exact name, then ignoring case, spaces, ``-`` and
 ``_``, then as a class index (folder ``"3"``). Every image goes through
 :func:`~xaicore.data.images.load_image`; a file that cannot be read is skipped with a notice
-naming it, so one bad file never spoils the set. Zip archives are read in memory only
-(nothing is extracted): entries with absolute paths or ``..`` are ignored, and the
-uncompressed bytes read are capped so that a zip bomb cannot exhaust memory.
+naming it, so one bad file never spoils the set. Only regular files are read: FIFOs, devices,
+sockets and symbolic links that lead out of the folder (or nowhere) are skipped and listed in
+a notice, so that reading a set can never block or leave its folder. Zip archives are read in
+memory only (nothing is extracted): entries with absolute paths or ``..`` are ignored, entries
+stored as links or special files are skipped, and the uncompressed bytes read are capped so
+that a zip bomb cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -164,6 +168,7 @@ class _Archive(Protocol):
     """Relative POSIX paths of the files in a source, and a reader that stops at a limit."""
 
     ignored: list[str]  # entries refused for their path
+    skipped: list[tuple[str, str]]  # (entry, what it is) for entries that are not regular files
 
     def paths(self) -> list[str]: ...
 
@@ -172,21 +177,66 @@ class _Archive(Protocol):
     def close(self) -> None: ...
 
 
+def _kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words, when it is not a regular file."""
+    for test, words in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
 class _Folder:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.real_root = Path(os.path.realpath(root))
         self.ignored: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
 
     def paths(self) -> list[str]:
         found = []
         for directory, dirs, files in os.walk(self.root, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rel = Path(directory).relative_to(self.root)
-            found.extend((rel / f).as_posix() for f in files)
+            for d in dirs:
+                if not d.startswith(".") and os.path.islink(os.path.join(directory, d)):
+                    self.skipped.append(((rel / d).as_posix(), "a link to a folder"))
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(directory, d)))
+            for f in sorted(files):
+                name = (rel / f).as_posix()
+                why = self._refusal(Path(directory) / f)
+                if why is None:
+                    found.append(name)
+                elif not f.startswith("."):
+                    self.skipped.append((name, why))
         return found
 
+    def _refusal(self, path: Path) -> str | None:
+        """Why ``path`` is not read (None: it is a regular file inside the folder)."""
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return "unreadable"
+        if stat.S_ISLNK(info.st_mode):
+            target = Path(os.path.realpath(path))
+            if not target.is_relative_to(self.real_root):
+                return "a link that leads out of the folder"
+            try:
+                info = os.stat(target)
+            except OSError:
+                return "a link to nothing"
+        return None if stat.S_ISREG(info.st_mode) else _kind(info.st_mode)
+
     def read(self, path: str, limit: int) -> bytes:
-        with (self.root / path).open("rb") as handle:
+        full = self.root / path
+        why = self._refusal(full)
+        if why is not None:
+            raise OSError(f"it is {why}")
+        # O_NONBLOCK: should the entry have become a FIFO since it was listed, opening it
+        # does not wait for a writer; fstat then refuses it before anything is read.
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError("it is not a regular file")
             return handle.read(limit + 1)
 
     def close(self) -> None:
@@ -197,6 +247,7 @@ class _Zip:
     def __init__(self, zf: zipfile.ZipFile) -> None:
         self.zf = zf
         self.ignored: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
 
     def paths(self) -> list[str]:
         found = []
@@ -207,6 +258,10 @@ class _Zip:
             parts = PurePosixPath(name.replace("\\", "/")).parts
             if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
                 self.ignored.append(name)
+                continue
+            mode = info.external_attr >> 16  # Unix mode, when the archive was made on Unix
+            if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                self.skipped.append((name, "a link" if stat.S_ISLNK(mode) else _kind(mode)))
                 continue
             found.append(name)
         return found
@@ -276,6 +331,12 @@ class _Loader:
             self.notices.append(
                 f"{_count(len(ignored), 'archive entry', 'archive entries')} with unsafe paths "
                 f"(absolute or with '..') ignored: {_listing(ignored)}."
+            )
+        skipped = getattr(self.archive, "skipped", [])
+        if skipped:
+            self.notices.append(
+                f"{_count(len(skipped), 'entry', 'entries')} skipped because only regular files are read: "
+                f"{_listing([f'{name!r} ({what})' for name, what in skipped])}."
             )
         classes = self.given_classes if self.given_classes is not None else _folder_classes(images)
         labeller = _Labeller(classes)

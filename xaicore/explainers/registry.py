@@ -8,6 +8,7 @@ touches global state (randomness comes from ``call.generator``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,23 @@ def _to_bool(value: Any) -> bool:
     return bool(value)
 
 
+def _to_int(name: str, value: Any) -> int:
+    """A whole number from an int, an integral float or its text; anything else is refused."""
+    if isinstance(value, bool):
+        raise ParameterError(f"{name} must be a whole number, not {value!r}.")
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{name} must be a whole number, got {value!r}.") from exc
+    if not math.isfinite(number):
+        raise ParameterError(f"{name} must be a finite whole number, not {value!r}.")
+    if number != int(number):
+        raise ParameterError(f"{name} must be a whole number, not {value!r}; it is not rounded for you.")
+    return int(number)
+
+
 @dataclass(frozen=True)
 class Param:
     """One tunable parameter of a method, with its default and allowed range."""
@@ -44,12 +62,22 @@ class Param:
     choices: tuple[Any, ...] | None = None
 
     def validate(self, value: Any) -> Any:
-        """``value`` converted to the default's type; :class:`ParameterError` when not allowed."""
+        """``value`` converted to the default's type; :class:`ParameterError` when not allowed.
+
+        Numbers must be finite (NaN and infinities are refused: they pass no range check
+        honestly), and whole-number parameters take whole numbers only (2.5 is refused, not
+        truncated to 2). Every limit is named in the message that enforces it.
+        """
         kind = type(self.default)
-        try:
-            converted = _to_bool(value) if kind is bool else kind(value)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(f"{self.name} must be a {kind.__name__}, got {value!r}.") from exc
+        if kind is int:
+            converted = _to_int(self.name, value)
+        else:
+            try:
+                converted = _to_bool(value) if kind is bool else kind(value)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ParameterError(f"{self.name} must be a {kind.__name__}, got {value!r}.") from exc
+        if kind is float and not math.isfinite(converted):
+            raise ParameterError(f"{self.name} must be a finite number, not {value!r}.")
         if self.choices is not None and converted not in self.choices:
             raise ParameterError(f"{self.name} must be one of {', '.join(map(str, self.choices))}; got {value!r}.")
         if self.minimum is not None and converted < self.minimum:

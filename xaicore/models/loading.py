@@ -31,9 +31,10 @@ from xaicore.models.preprocess import Preprocess
 from xaicore.models.safety import make_hook_safe
 
 DEFAULT_NAME = "default"
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def load_model(
     ----------
     name_or_path:
         ``"default"``; a torchvision classification name (``"resnet18"``...); or a state dict
-        file (``.pt``/``.pth`` path) or its bytes, which needs ``arch``.
+        file (``.pt``/``.pth``/``.safetensors`` path) or its bytes, which needs ``arch``.
     device:
         Where the model runs; default :func:`xaicore.device.default_device`.
     weights:
@@ -153,7 +154,7 @@ def load_model(
     known = ", ".join([DEFAULT_NAME, *zoo.ZOO])
     raise UnknownNameError(
         f"No model named {text!r}. Use one of {known} (or another torchvision classifier), "
-        "or the path of a .pt/.pth state dict."
+        "or the path of a .pt/.pth/.safetensors state dict."
     )
 
 
@@ -239,10 +240,18 @@ def load_checkpoint_model(
     arch = zoo.check_arch(arch)
     if class_names is not None and num_classes is None:
         num_classes = len(class_names)
-    state = checkpoint.read_state_dict(source, max_bytes=max_bytes)
+    state = checkpoint.read_unchecked_values(source, max_bytes=max_bytes)
     if zoo.family_of(arch) == "densenet":
         state = zoo.rename_old_densenet_keys(state)
     found = checkpoint.resolve_num_classes(state, head_key=zoo.head_key(arch), num_classes=num_classes, arch=arch)
+    if found is not None and not 1 <= found <= MAX_CLASSES:
+        raise ParameterError(f"The number of classes must be between 1 and {MAX_CLASSES:,}, not {found:,}.")
+    # Keys, shapes and sizes are compared with the architecture described on the meta device,
+    # so a file that does not fit is refused before the real network is built or a value read.
+    expected = zoo.expected_state(arch, num_classes=found)
+    checkpoint.check_total_elements(state, limit=sum(spec.numel for spec in expected.values()), arch=arch)
+    checkpoint.match_architecture(state, expected, arch=arch)
+    checkpoint.check_finite(state)
     net = zoo.build_net(arch, num_classes=found)
     classes = found if found is not None else _out_features(net)
     labels = _labels(class_names, classes, fallback=None)

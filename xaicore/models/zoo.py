@@ -16,6 +16,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,14 +126,107 @@ def build_net(arch: str, *, num_classes: int | None = None) -> nn.Module:
 
 
 def head_key(arch: str) -> str | None:
-    """State-dict key of the classifier's weight (the last ``nn.Linear``), or ``None`` if none.
+    """State-dict key of the classifier's weight: the last ``nn.Linear`` (the last convolution
+    for SqueezeNets, which have none), or ``None`` if neither.
 
     Found on the meta device, so nothing is allocated or initialized.
     """
-    with torch.device("meta"):
-        net = get_model(arch, weights=None)
-    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
-    return f"{linears[-1]}.weight" if linears else None
+    return _meta_description(arch, None).head_key
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape and dtype of one entry of an architecture's state dict."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for side in self.shape:
+            count *= side
+        return count
+
+
+def expected_state(arch: str, *, num_classes: int | None = None) -> dict[str, TensorSpec]:
+    """The keys, shapes and dtypes of ``arch``'s state dict, without building the real network.
+
+    The network is built with its parameters and buffers on the meta device (no memory, no
+    initialization), in a few milliseconds to about a second even for ViT-H/14. Cached per
+    architecture and class count.
+    """
+    return dict(_meta_description(check_arch(arch), None if num_classes is None else int(num_classes)).state)
+
+
+def state_dict_bytes(arch: str) -> int:
+    """Bytes of ``arch``'s state dict as ``torch.save`` writes it (float32 weights), from the meta device."""
+    return sum(spec.numel * torch.empty((), dtype=spec.dtype).element_size() for spec in expected_state(arch).values())
+
+
+def checkpoint_architectures(*, max_bytes: int) -> list[str]:
+    """Architectures whose float32 state dict fits under ``max_bytes``: those a checkpoint can be.
+
+    The rest (ConvNeXt-Large, ViT-L and ViT-H, RegNetY-128GF at the default 600 MB cap) are not
+    offered for uploads: their saved weights are refused by the size cap before being read.
+    """
+    return [name for name in torchvision_names() if state_dict_bytes(name) <= max_bytes]
+
+
+@dataclass(frozen=True)
+class _MetaDescription:
+    state: tuple[tuple[str, TensorSpec], ...]
+    head_key: str | None
+
+
+class _ParametersOnMeta(torch.overrides.TorchFunctionMode):
+    """Like ``with torch.device("meta")``, except for the factories that compute a structure.
+
+    RegNets compute their stage widths with ``torch.arange(...).tolist()`` while they are
+    built, which has no data on the meta device; ``arange`` and ``tensor`` stay on the CPU (they
+    make small index tensors), every other factory (``empty``, ``zeros``, ``ones``...: the
+    parameters and buffers) goes to meta. The mode is thread-local, like ``torch.device``.
+    """
+
+    _KEEP = (torch.arange, torch.tensor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _meta_constructors() and func not in self._KEEP and kwargs.get("device") is None:
+            kwargs["device"] = torch.device("meta")
+        return func(*args, **kwargs)
+
+
+def _meta_constructors() -> frozenset:
+    from torch.utils._device import _device_constructors
+
+    return frozenset(_device_constructors())
+
+
+_META_CACHE: dict[tuple[str, int | None], _MetaDescription] = {}
+_META_LOCK = threading.Lock()
+
+
+def _meta_description(arch: str, num_classes: int | None) -> _MetaDescription:
+    key = (arch, num_classes)
+    with _META_LOCK:
+        found = _META_CACHE.get(key)
+    if found is not None:
+        return found
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # GoogLeNet/Inception's init_weights notice
+        with _ParametersOnMeta():
+            net = get_model(arch, weights=None, **kwargs)
+    state = tuple((k, TensorSpec(tuple(int(s) for s in v.shape), v.dtype)) for k, v in net.state_dict().items())
+    # The classifier is the last Linear; SqueezeNets classify with a final 1x1 convolution.
+    heads = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)] or [
+        name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)
+    ]
+    described = _MetaDescription(state=state, head_key=f"{heads[-1]}.weight" if heads else None)
+    with _META_LOCK:
+        _META_CACHE[key] = described
+    return described
 
 
 @dataclass(frozen=True)
