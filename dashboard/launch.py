@@ -32,7 +32,7 @@ SERVE_MODULE = "dashboard.serve"  # `streamlit` with the pages folder never read
 SECURE_DEFAULTS: dict[str, Any] = {
     "server.enableXsrfProtection": True,
     "server.enableCORS": True,
-    "server.maxUploadSize": 50,
+    "server.maxUploadSize": 600,  # checkpoints; images keep their own cap (dashboard.uploads)
     "server.headless": True,
     "client.showErrorDetails": "none",
     "browser.gatherUsageStats": False,

@@ -104,8 +104,12 @@ def _refusal(exc: pickle.UnpicklingError) -> CheckpointError:
     )
 
 
-def _torch_load(stream: IO[bytes]) -> object:
+def _torch_load(stream: IO[bytes], path: str | None = None) -> object:
+    """``torch.load`` with weights only; from a ``path`` in torch's zip format, the tensors are
+    mapped from the file (``mmap``) rather than read into memory first."""
     try:
+        if path is not None:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _refusal(exc) from exc
@@ -172,7 +176,9 @@ def read_state_dict(source: bytes | str | Path, *, max_bytes: int = DEFAULT_MAX_
             raise CheckpointError(
                 "This file is a TorchScript archive; it carries code and is not loaded here. " + SAVE_HINT
             )
-        loaded = _torch_load(stream)
+        mapped = None if isinstance(source, (bytes, bytearray)) or not zipfile.is_zipfile(stream) else str(source)
+        stream.seek(0)
+        loaded = _torch_load(stream, mapped)
     state = unwrap_state_dict(loaded)
     _check_finite(state)
     return state
