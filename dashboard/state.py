@@ -6,6 +6,15 @@ computations with :func:`put_result` / :func:`get_result`. The result store is a
 LRU of :data:`RESULT_CAPACITY` entries, so a long session's memory levels off. A result is put
 only once its computation has finished: a rerun that interrupts a run stores nothing partial.
 
+Every value widget of the sidebar and the pages takes its key through :func:`kept`
+(``st.slider(..., **state.kept(KEY, default=0.6))``): the user's choice is kept in a session
+entry Streamlit never cleans and seeds the widget whenever it is drawn, so a fragment rerun, a
+page switch, an in-app link or the browser's Back button changes nothing the user chose. A
+default that depends on the model (``scope=bundle.fingerprint``) starts again only when the
+model really changes. Finished results stay in the result store under keys built from those
+choices, so a page shows them again when the user comes back. A full page load (typing the
+address, reloading) opens a new Streamlit session, which starts from the defaults.
+
 Models are cached with ``st.cache_resource`` and shared by every session: nothing here or in
 the pages may change them (xaicore works on private copies). A checkpoint uploaded by a user
 stays in that user's session only.
