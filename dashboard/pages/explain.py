@@ -151,7 +151,8 @@ def main() -> None:
 
     names = list_methods()
     available = [n for n in names if n not in bundle.unavailable]
-    selected = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,  # a new model: all it can run
+    # A new model starts with all the methods it can run.
+    selected = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
                               **state.kept(METHODS, default=available, options=available, scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
 

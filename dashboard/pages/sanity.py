@@ -27,7 +27,8 @@ METHODS = W + "methods"
 
 def _settings(bundle) -> dict:
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,  # a new model: its single-pass methods
+    # A new model starts with its single-pass methods.
+    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
                              **state.kept(METHODS, default=[m for m in SINGLE_PASS if m in available], options=available,
                                           scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
