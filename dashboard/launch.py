@@ -33,7 +33,7 @@ SECURE_DEFAULTS: dict[str, Any] = {
     "server.address": "127.0.0.1",
     "server.enableXsrfProtection": True,
     "server.enableCORS": True,
-    "server.maxUploadSize": 50,
+    "server.maxUploadSize": 600,  # checkpoints; images keep their own cap (dashboard.uploads)
     "server.headless": True,
     "client.showErrorDetails": "none",
     "browser.gatherUsageStats": False,

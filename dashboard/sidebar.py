@@ -2,8 +2,10 @@
 
 Every page calls :func:`render` first. It writes the selection to ``st.session_state``;
 pages then read it with :func:`dashboard.state.current_model`, ``current_image`` and
-``current_target``. The sidebar's value widgets are keyed ``xai.w.*`` and kept across page
-switches (:func:`dashboard.state.keep_widget_values`); upload widgets are keyed ``xai.act.*``.
+``current_target``. The sidebar's value widgets are keyed ``xai.w.*`` and keep the user's
+choice across fragment reruns and page switches (:func:`dashboard.state.kept`); upload widgets
+are keyed ``xai.act.*``. The uploaded image and the loaded checkpoint live in the session, so
+they stay current on pages whose uploader is empty.
 
 Every uploaded image goes through one function, :func:`accept_upload` (bytes and file name in,
 :class:`~dashboard.state.CurrentImage` out, :class:`~xaicore.errors.ImageLoadError` on a bad
@@ -16,10 +18,12 @@ can call :func:`receive_upload` directly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
 
 import streamlit as st
 
-from dashboard import model_input, state
+from dashboard import model_input, state, uploads
 from dashboard.safe_text import plain
 from xaicore.data.decode_worker import load_image_isolated
 from xaicore.data.images import image_hash
@@ -50,7 +54,6 @@ def render() -> None:
 
     Call once per run, at the top of every page, before the page's own widgets.
     """
-    state.keep_widget_values("xai.w.")
     with st.sidebar:
         with state.guarded("model selection"):
             _model_section()
@@ -88,16 +91,16 @@ def _architectures(menu: dict[str, str]) -> list[str]:
 def _model_section() -> None:
     st.header("Model")
     menu = _model_menu()
-    state.forget_if_not_in(W_MODEL, menu)
     st.session_state[state.MODEL_KEY] = None
-    choice = st.selectbox("Model", list(menu), format_func=menu.get, key=W_MODEL)
+    choice = st.selectbox("Model", list(menu), format_func=menu.get,
+                          **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu)))
     if choice == DEFAULT_MODEL:
         bundle = state.shared_model(DEFAULT_MODEL)
     elif choice == UPLOAD_MODEL:
         bundle = _checkpoint_form(_architectures(menu))
     else:
         random = st.toggle(
-            "Random weights", key=W_RANDOM,
+            "Random weights", **state.kept(W_RANDOM, default=False),
             help="An untrained network: needs no download; useful for teaching and tests.",
         )
         try:
@@ -108,11 +111,24 @@ def _model_section() -> None:
             bundle = None
     st.session_state[state.MODEL_KEY] = bundle
     if bundle is not None:
-        h, w = bundle.input_size
-        st.caption(
-            f"{plain(bundle.name)} · {bundle.num_classes} classes · input {h}×{w} · "
-            f"fingerprint `{bundle.fingerprint[:12]}`"
-        )
+        st.caption(model_caption(bundle))
+        if has_random_weights(bundle):
+            st.caption(":orange[Random weights: an untrained network. Its predictions and maps show the "
+                       "architecture, not anything learned.]")
+
+
+def has_random_weights(bundle: ModelBundle) -> bool:
+    """Whether ``bundle`` was built with random weights (a torchvision model without its weights)."""
+    return bundle.source.startswith("torchvision:") and bundle.source.endswith("/random")
+
+
+def model_caption(bundle: ModelBundle) -> str:
+    """The line under the model: name, classes, input size, fingerprint; says random weights."""
+    h, w = bundle.input_size
+    name = plain(bundle.name)
+    if has_random_weights(bundle) and "random weights" not in name:
+        name = f"{name} (random weights)"
+    return f"{name} · {bundle.num_classes} classes · input {h}×{w} · fingerprint `{bundle.fingerprint[:12]}`"
 
 
 def parse_floats(text: str, *, what: str, count: int = 3) -> tuple[float, ...]:
@@ -136,7 +152,7 @@ def parse_class_names(text: str) -> tuple[str, ...]:
 
 
 def load_checkpoint(
-    data: bytes,
+    source: bytes | Path,
     *,
     arch: str,
     class_names: Sequence[str],
@@ -144,14 +160,17 @@ def load_checkpoint(
     mean: Sequence[float],
     std: Sequence[float],
     grayscale: bool,
+    file_name: str | None = None,
 ) -> ModelBundle:
-    """A bundle from an uploaded state dict (checked by xaicore: weights only, strict keys)."""
-    from xaicore.models.loading import load_model
+    """A bundle from an uploaded state dict, as bytes or a file (checked by xaicore: weights
+    only, strict keys); ``file_name`` names the model (the upload's name)."""
+    from xaicore.models.loading import load_checkpoint_model
 
     if not class_names:
         raise ParameterError("Give the class names of your model, one per line, in output order.")
-    return load_model(
-        bytes(data),
+    return load_checkpoint_model(
+        source,
+        file_name=file_name,
         arch=arch,
         num_classes=len(class_names),
         class_names=tuple(class_names),
@@ -163,29 +182,33 @@ def load_checkpoint(
 
 
 def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
+    keys = [f"{W_CKPT}.{name}" for name in ("arch", "classes", "size", "mean", "std", "gray")]
     with st.expander("Your checkpoint", expanded=state.current_uploaded_model() is None):
         with st.form(W_CKPT_FORM, border=False):
-            file = st.file_uploader("State dict (.pt / .pth)", key=f"{W_CKPT_FORM}.file")
-            for name, value in CKPT_DEFAULTS.items():
-                st.session_state.setdefault(f"{W_CKPT}.{name}", value)
-            arch = st.selectbox("Architecture", arch_names, key=f"{W_CKPT}.arch")
-            names = st.text_area("Class names, one per line", key=f"{W_CKPT}.classes")
-            size = st.number_input("Input size (pixels)", 16, 1024, key=f"{W_CKPT}.size")
-            mean = st.text_input("Mean (R, G, B)", key=f"{W_CKPT}.mean")
-            std = st.text_input("Std (R, G, B)", key=f"{W_CKPT}.std")
-            gray = st.checkbox("Grayscale model (input turned to gray)", key=f"{W_CKPT}.gray")
-            submitted = st.form_submit_button("Load checkpoint")
+            file = st.file_uploader("State dict (.pt / .pth)", key=f"{W_CKPT_FORM}.file",
+                                    max_upload_size=uploads.CHECKPOINT_UPLOAD_MB, help=uploads.CHECKPOINT_HELP)
+            arch = st.selectbox("Architecture", arch_names,
+                                **state.kept(keys[0], default=arch_names[0], options=arch_names, form=True))
+            names = st.text_area("Class names, one per line", **state.kept(keys[1], default="", form=True))
+            size = st.number_input("Input size (pixels)", 16, 1024,
+                                   **state.kept(keys[2], default=CKPT_DEFAULTS["size"], form=True))
+            mean = st.text_input("Mean (R, G, B)", **state.kept(keys[3], default=CKPT_DEFAULTS["mean"], form=True))
+            std = st.text_input("Std (R, G, B)", **state.kept(keys[4], default=CKPT_DEFAULTS["std"], form=True))
+            gray = st.checkbox("Grayscale model (input turned to gray)",
+                               **state.kept(keys[5], default=False, form=True))
+            submitted = st.form_submit_button("Load checkpoint", on_click=state.commit_kept, args=(keys,))
         if submitted:
             if file is None:
                 st.error("Choose a .pt or .pth file with your model's state dict first.")
             else:
                 try:
-                    bundle = load_checkpoint(
-                        file.getvalue(), arch=arch,
-                        class_names=parse_class_names(names), input_size=int(size),
-                        mean=parse_floats(mean, what="Mean"), std=parse_floats(std, what="Std"),
-                        grayscale=gray,
-                    )
+                    with uploads.spooled(file, name=file.name) as path:
+                        bundle = load_checkpoint(
+                            path, arch=arch, file_name=file.name,
+                            class_names=parse_class_names(names), input_size=int(size),
+                            mean=parse_floats(mean, what="Mean"), std=parse_floats(std, what="Std"),
+                            grayscale=gray,
+                        )
                 except XaiError as exc:
                     st.error(plain(exc))
                 else:
@@ -208,43 +231,62 @@ def accept_upload(data: bytes, name: str) -> state.CurrentImage:
     )
 
 
-def receive_upload(file_id: str, data: bytes, name: str) -> str | None:
+def receive_upload(file_id: str, data: bytes | BinaryIO, name: str) -> str | None:
     """Handle one upload widget value; returns the error sentence when the file is refused.
 
-    A new file replaces the current image only when it loads; a refused file leaves the
-    previous image in place. The same file (same ``file_id``) is processed once; its error,
-    if any, is returned again on later reruns without reading it again.
+    ``data`` is the file's bytes or the uploaded file itself; a file over the image cap is
+    refused from its size, before it is read. A new file replaces the current image only when
+    it loads, and stays the session's uploaded image (:data:`state.UPLOADED_IMAGE_KEY`) on
+    pages where the uploader is empty; a refused file leaves the previous image in place. The
+    same file (same ``file_id``) is processed once; its error, if any, is returned again on
+    later reruns without reading it again.
     """
     last = st.session_state.get(_LAST_UPLOAD)
     if last is not None and last[0] == file_id:
         return last[1] or None
     try:
-        image = accept_upload(data, name)
+        uploads.check_image_size(data, name)
+        image = accept_upload(_content(data), name)
     except XaiError as exc:
         st.session_state[_LAST_UPLOAD] = (file_id, str(exc))
         return str(exc)
     st.session_state[_LAST_UPLOAD] = (file_id, "")
     st.session_state[state.IMAGE_KEY] = image
+    st.session_state[state.UPLOADED_IMAGE_KEY] = image
     return None
+
+
+def _content(data: bytes | BinaryIO) -> bytes:
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    if hasattr(data, "getvalue"):  # Streamlit's UploadedFile: its bytes without a copy
+        return data.getvalue()
+    data.seek(0)
+    return data.read()
 
 
 def _image_section() -> None:
     st.header("Image")
-    source = st.radio("Image source", [SAMPLE, UPLOAD], horizontal=True, key=W_SOURCE, label_visibility="collapsed")
+    source = st.radio("Image source", [SAMPLE, UPLOAD], horizontal=True, label_visibility="collapsed",
+                      **state.kept(W_SOURCE, default=SAMPLE, options=[SAMPLE, UPLOAD]))
     if source == SAMPLE:
         names = state.sample_names()
-        name = st.selectbox("Sample image", names, key=W_SAMPLE)
+        name = st.selectbox("Sample image", names, **state.kept(W_SAMPLE, default=names[0], options=names))
         if name is not None:
             st.session_state[state.IMAGE_KEY] = state.sample_image(name)
     else:
         upload = st.file_uploader(
-            "Upload an image", key=W_UPLOAD,
-            help="PNG, JPEG, BMP, TIFF, WebP or GIF; the format is judged by the content.",
+            "Upload an image", key=W_UPLOAD, max_upload_size=uploads.IMAGE_UPLOAD_MB, help=uploads.IMAGE_HELP,
         )
         if upload is not None:
-            error = receive_upload(upload.file_id, upload.getvalue(), upload.name)
+            error = receive_upload(upload.file_id, upload, upload.name)
             if error:
                 st.error(plain(error))
+        uploaded = st.session_state.get(state.UPLOADED_IMAGE_KEY)
+        if uploaded is not None:  # also when this page's uploader is empty: the upload stays current
+            st.session_state[state.IMAGE_KEY] = uploaded
+            if upload is None:
+                st.caption(f"Current upload: {plain(uploaded.name)}. Choose a file to replace it.")
     image = state.current_image()
     if image is None:
         st.info("Choose a sample or upload an image.")
@@ -274,6 +316,6 @@ def _target_section() -> None:
             return f"Predicted: {predicted.label} ({predicted.probability:.0%})"
         return f"{option}: {bundle.labels[option]}"
 
-    state.forget_if_not_in(W_TARGET, options)  # a class of the previous model
-    choice = st.selectbox("Class", options, format_func=label, key=W_TARGET)
+    choice = st.selectbox("Class", options, format_func=label,
+                          **state.kept(W_TARGET, default=None, options=options, scope=bundle.fingerprint))
     st.session_state[state.TARGET_KEY] = predicted.index if choice is None else int(choice)

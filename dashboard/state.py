@@ -6,6 +6,15 @@ computations with :func:`put_result` / :func:`get_result`. The result store is a
 LRU of :data:`RESULT_CAPACITY` entries, so a long session's memory levels off. A result is put
 only once its computation has finished: a rerun that interrupts a run stores nothing partial.
 
+Every value widget of the sidebar and the pages takes its key through :func:`kept`
+(``st.slider(..., **state.kept(KEY, default=0.6))``): the user's choice is kept in a session
+entry Streamlit never cleans and seeds the widget whenever it is drawn, so a fragment rerun, a
+page switch, an in-app link or the browser's Back button changes nothing the user chose. A
+default that depends on the model (``scope=bundle.fingerprint``) starts again only when the
+model really changes. Finished results stay in the result store under keys built from those
+choices, so a page shows them again when the user comes back. A full page load (typing the
+address, reloading) opens a new Streamlit session, which starts from the defaults.
+
 Models are cached with ``st.cache_resource`` and shared by every session: nothing here or in
 the pages may change them (xaicore works on private copies). A checkpoint uploaded by a user
 stays in that user's session only.
@@ -16,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +50,8 @@ TARGET_KEY = "xai.target"
 PREDICTIONS_KEY = "xai.predictions"
 UPLOADED_MODEL_KEY = "xai.uploaded_model"
 _STORE_KEY = "xai.results"
+UPLOADED_IMAGE_KEY = "xai.uploaded_image"  # the last image this session uploaded
+KEPT_KEY = "xai.kept"  # widget key -> (value, scope): the values of kept widgets (:func:`kept`)
 
 UNEXPECTED = "Something went wrong on the server and this part of the page could not be shown; try again or choose other settings."
 
@@ -233,22 +244,103 @@ def predictions(bundle: ModelBundle, image: CurrentImage, *, k: int = 5) -> tupl
     return found
 
 
-def keep_widget_values(prefix: str) -> None:
-    """Keep the values of widgets keyed ``prefix...`` across page switches and reruns in which
-    they are not drawn.
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values that do not compare (arrays) count as different
+        return False
 
-    Streamlit forgets a widget's value when a run does not draw it (another page is shown);
-    re-assigning the value through the Session State API makes it the user's, so the widget
-    finds it when it is drawn again. Call at the top of a page, before its widgets. Only value
-    widgets may use the prefix: buttons, file uploaders and downloads refuse assigned values.
+
+def kept(
+    key: str,
+    *,
+    default: Any = None,
+    options: Sequence[Any] | None = None,
+    scope: Any = None,
+    form: bool = False,
+) -> dict[str, Any]:
+    """Keyword arguments (``key``, ``on_change``) for a value widget whose value stays the user's.
+
+    The value lives in a session entry that Streamlit never cleans (:data:`KEPT_KEY`), not in
+    the widget: Streamlit forgets a widget's value in every run that does not draw it (another
+    page, a fragment rerun elsewhere), and may hand back its default when it is drawn again.
+    Before the widget is drawn its key is seeded from the kept value; the user's changes are
+    written back by the ``on_change`` callback, so only the user changes the kept value.
+
+    ``default`` is the value before the user chose one. ``options``: a kept value no longer
+    among them falls back to ``default`` (lists keep their items that still are). ``scope``:
+    what the value belongs to (a model fingerprint); a new scope starts again from
+    ``default``, the same scope never does. ``form=True`` for widgets inside ``st.form``
+    (callbacks are not allowed there): :func:`commit_kept` writes them back on submit.
+
+    Use it as ``st.multiselect("Methods", names, **state.kept(KEY, default=names))`` and never
+    together with the widget's own ``value``/``index``/``default`` argument.
     """
-    for key in list(st.session_state.keys()):
-        if isinstance(key, str) and key.startswith(prefix):
-            st.session_state[key] = st.session_state[key]
+    store = _kept_store()
+    frozen = freeze(scope)
+    entry = store.get(key)
+    if entry is not None and _same(entry[1], frozen):
+        value = entry[0]
+    elif entry is None and key in st.session_state:  # set before the first draw (code, tests)
+        value = st.session_state[key]
+    else:
+        value = default
+    if options is not None:
+        value = _within(value, list(options), default)
+    store[key] = (value, frozen)
+    if value is None and options is not None and len(options) and options[0] is None:
+        st.session_state.pop(key, None)  # the widget's own first option shows None as it should
+    else:  # every run: the session may still report a value the widget drawn now does not have
+        st.session_state[key] = value
+    if form:
+        return {"key": key}
+    return {"key": key, "on_change": _write_back, "args": (key, frozen)}
+
+
+def set_kept(key: str, value: Any) -> None:
+    """Make ``value`` the kept value of the widget ``key`` (a choice made by other means, such
+    as a click on a chart); it shows the next time the widget is drawn."""
+    store = _kept_store()
+    entry = store.get(key)
+    store[key] = (value, entry[1] if entry is not None else None)
+
+
+def kept_value(key: str, default: Any = None) -> Any:
+    """The kept value of the widget ``key`` (also while the widget is not drawn)."""
+    entry = _kept_store().get(key)
+    return default if entry is None else entry[0]
+
+
+def commit_kept(keys: Sequence[str]) -> None:
+    """Write back the values of form widgets (``kept(..., form=True)``); a form submit callback."""
+    for key in keys:
+        if key in st.session_state:
+            set_kept(key, st.session_state[key])
+
+
+def _write_back(key: str, scope: Hashable) -> None:
+    if key in st.session_state:
+        _kept_store()[key] = (st.session_state[key], scope)
+
+
+def _kept_store() -> dict[str, tuple[Any, Hashable]]:
+    store = st.session_state.get(KEPT_KEY)
+    if not isinstance(store, dict):
+        store = {}
+        st.session_state[KEPT_KEY] = store
+    return store
+
+
+def _within(value: Any, options: list[Any], default: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if any(_same(v, o) for o in options)]
+    if any(_same(value, o) for o in options):
+        return value
+    return default
 
 
 def forget_if_not_in(key: str, options: Any) -> None:
-    """Drop a kept widget value that is no longer among the widget's options."""
+    """Drop a widget value that is no longer among the widget's options."""
     if key in st.session_state:
         value = st.session_state[key]
         values = value if isinstance(value, list) else [value]

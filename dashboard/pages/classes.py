@@ -22,7 +22,6 @@ from xaicore.explainers.registry import get_method, list_methods
 SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
 W = "classes.w."
 METHODS = W + "methods"
-METHODS_MODEL = "classes.methods_model"
 MASK = "classes.mask"  # (file id, mask array or error) of the uploaded mask
 
 
@@ -38,8 +37,9 @@ def _uploaded_mask(bundle, image) -> tuple[np.ndarray, int] | None:
         st.caption("A black-and-white image of the image's size: white marks one object. Generated scenes "
                    "bring their own masks.")
         upload = st.file_uploader("Mask image", key="classes.act.mask")
-        st.session_state.setdefault(W + "mask_class", None)
-        cls = st.selectbox("Class of the object in the mask", list(range(bundle.num_classes)), key=W + "mask_class",
+        cls = st.selectbox("Class of the object in the mask", list(range(bundle.num_classes)),
+                           **state.kept(W + "mask_class", default=None, options=list(range(bundle.num_classes)),
+                                        scope=bundle.fingerprint),
                            format_func=lambda c: f"{c}: {bundle.labels[c]}", placeholder="choose its class")
         if upload is None:
             return None
@@ -57,7 +57,6 @@ def _uploaded_mask(bundle, image) -> tuple[np.ndarray, int] | None:
 
 
 def main() -> None:
-    state.keep_widget_values(W)
     st.title("Class discriminativeness")
     st.markdown(
         "Explain two classes present in one image side by side. A useful method highlights only the "
@@ -69,15 +68,14 @@ def main() -> None:
         st.info("Choose a model and an image in the sidebar.")
         return
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:
-        st.session_state[METHODS_MODEL] = bundle.fingerprint
-        st.session_state[METHODS] = [m for m in SINGLE_PASS if m in available]
-    methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
+                             **state.kept(METHODS, default=[m for m in SINGLE_PASS if m in available], options=available,
+                                          scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
     classes_key = f"{W}classes.{bundle.fingerprint[:12]}.{image.hash[:12]}"  # defaults follow model and image
-    st.session_state.setdefault(classes_key, _default_classes(bundle, image))
-    classes = st.multiselect("Classes", list(range(bundle.num_classes)), key=classes_key,
-                             format_func=lambda c: f"{c}: {bundle.labels[c]}")
+    classes = st.multiselect("Classes", list(range(bundle.num_classes)), format_func=lambda c: f"{c}: {bundle.labels[c]}",
+                             **state.kept(classes_key, default=_default_classes(bundle, image),
+                                          options=list(range(bundle.num_classes))))
     uploaded = _uploaded_mask(bundle, image)
     if len(methods) == 0 or len(classes) < 2:
         st.info("Choose at least one method and two classes.")
@@ -106,8 +104,8 @@ def _results(result) -> None:
     with state.guarded("the class comparison"):
         v, o = st.columns(2)
         view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
-                       key=W + "view")
-        over = o.toggle("Draw over the image", key=W + "over")
+                       **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)))
+        over = o.toggle("Draw over the image", **state.kept(W + "over", default=False))
         for method, title in zip(result.methods, result.titles, strict=True):
             tiles = sanity_render.class_tiles(result, method=method, view=view, over_image=over)
             st.markdown(f"**{title}** · SSIM between the maps {result.pair_ssim(method):.2f}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import render, sidebar, state
+from dashboard import render, sidebar, state, uploads
 from dashboard.safe_text import plain
 from xaicore.confidence import VARIANTS, CoScoreResult, iter_co_rows, summarize
 from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
@@ -49,17 +49,19 @@ def _samples(bundle) -> ImageSet:
 
 def _image_set(bundle) -> tuple[ImageSet | None, str]:
     """The chosen image set and a key naming it (None while a zip is awaited)."""
-    source = st.radio("Images", [GENERATED, SAMPLES, UPLOAD], horizontal=True, key="co.w.source")
+    source = st.radio("Images", [GENERATED, SAMPLES, UPLOAD], horizontal=True,
+                      **state.kept("co.w.source", default=GENERATED, options=[GENERATED, SAMPLES, UPLOAD]))
     if source == GENERATED:
-        st.session_state.setdefault("co.w.n", 64)
         a, b = st.columns(2)
-        n = int(a.number_input("Number of images", min_value=2, max_value=2000, step=16, key="co.w.n"))
-        seed = int(b.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="co.w.seed"))
+        n = int(a.number_input("Number of images", min_value=2, max_value=2000, step=16,
+                               **state.kept("co.w.n", default=64)))
+        seed = int(b.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **state.kept("co.w.seed", default=0)))
         return _generated(bundle, n, seed), f"generated:{n}:{seed}"
     if source == SAMPLES:
         return _samples(bundle), "samples"
     upload = st.file_uploader(
         "Zip of images (labels from sub-folder names)", type=["zip"], key="co.act.zip",
+        max_upload_size=uploads.IMAGE_UPLOAD_MB,
         help="Sub-folders named like the model's classes label their images; others stay unlabelled.")
     if upload is None:
         return None, ""
@@ -146,7 +148,6 @@ def _show(result: CoScoreResult) -> None:
 
 
 def main() -> None:
-    state.keep_widget_values("co.w.")
     st.title("AX and CO scores over an image set")
     bundle = state.current_model()
     if bundle is None:
@@ -159,13 +160,13 @@ def main() -> None:
     )
     image_set, set_key = _image_set(bundle)
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    st.session_state.setdefault(METHODS, [m for m in FAST if m in available])
-    state.forget_if_not_in(METHODS, available)
-    methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
+                             **state.kept(METHODS, default=[m for m in FAST if m in available], options=available,
+                                          scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
-    st.session_state.setdefault("co.w.variants", list(VARIANTS))
-    variants = st.multiselect("AX variants", list(VARIANTS), key="co.w.variants")
-    seed = int(st.session_state.get("co.w.seed", 0))
+    variants = st.multiselect("AX variants", list(VARIANTS), **state.kept("co.w.variants", default=list(VARIANTS),
+                                                                         options=list(VARIANTS)))
+    seed = int(state.kept_value("co.w.seed", 0))
     a, b = st.columns(2)
     run = a.button("Run", type="primary", key="co.act.run", width="stretch")
     b.button("Stop", key="co.act.stop", width="stretch", help="Stops after the batch in flight; finished rows stay.")

@@ -27,7 +27,6 @@ DISPLAYS = {"overlay": "Over the image", "heatmap": "Heatmap only"}
 PER_ROW = 4
 SHARED = FUSED_METHODS  # one fused pass when run together
 METHODS = "explain.w.methods"
-METHODS_MODEL = "explain.w.methods_model"  # fingerprint the method selection belongs to
 
 
 def _number_format(default: int | float) -> dict:
@@ -49,14 +48,14 @@ def _method_settings(methods: list[str]) -> dict[str, dict]:
             for param in spec.params:
                 key = f"explain.w.param.{name}.{param.name}"
                 label = f"{spec.title}: {param.name}"
-                st.session_state.setdefault(key, param.default)
+                kept = state.kept(key, default=param.default, options=param.choices or None)
                 if param.choices:
-                    values[param.name] = st.selectbox(label, param.choices, key=key, help=param.help)
+                    values[param.name] = st.selectbox(label, param.choices, help=param.help, **kept)
                 elif isinstance(param.default, bool):
-                    values[param.name] = st.checkbox(label, key=key, help=param.help)
+                    values[param.name] = st.checkbox(label, help=param.help, **kept)
                 elif isinstance(param.default, (int, float)):
                     values[param.name] = st.number_input(
-                        label, key=key, help=param.help, **_number_format(param.default),
+                        label, help=param.help, **kept, **_number_format(param.default),
                         min_value=type(param.default)(param.minimum) if param.minimum is not None else None,
                         max_value=type(param.default)(param.maximum) if param.maximum is not None else None,
                     )
@@ -100,18 +99,22 @@ def _grid(result) -> None:
     """The tiles, the view controls and the downloads; redraws alone when a control moves."""
     with state.guarded("the explanation grid"):
         view_col, display_col, channel_col = st.columns([2, 2, 1])
-        view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True, key="explain.w.view")
+        view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                              **state.kept("explain.w.view", default=next(iter(VIEWS)), options=list(VIEWS)))
         display = display_col.radio("Show", list(DISPLAYS), format_func=DISPLAYS.get, horizontal=True,
-                                    key="explain.w.display")
-        channel = channel_col.selectbox("Channel", heatmaps.CHANNELS, key="explain.w.channel",
-                                        help="Sum over the colour channels, or one channel alone.")
+                                    **state.kept("explain.w.display", default=next(iter(DISPLAYS)),
+                                                 options=list(DISPLAYS)))
+        channel = channel_col.selectbox("Channel", heatmaps.CHANNELS,
+                                        help="Sum over the colour channels, or one channel alone.",
+                                        **state.kept("explain.w.channel", default=heatmaps.CHANNELS[0],
+                                                     options=list(heatmaps.CHANNELS)))
         alpha_col, contrast_col = st.columns(2)
-        st.session_state.setdefault("explain.w.alpha", 0.8)
-        alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="explain.w.alpha",
-                                 help="Opacity of the strongest colours; weaker values get less.")
-        st.session_state.setdefault("explain.w.contrast", heatmaps.DEFAULT_PERCENTILE)
+        alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05,
+                                 help="Opacity of the strongest colours; weaker values get less.",
+                                 **state.kept("explain.w.alpha", default=0.8))
         contrast = contrast_col.slider(
-            "Contrast (percentile)", *heatmaps.PERCENTILE_RANGE, step=0.5, key="explain.w.contrast",
+            "Contrast (percentile)", *heatmaps.PERCENTILE_RANGE, step=0.5,
+            **state.kept("explain.w.contrast", default=heatmaps.DEFAULT_PERCENTILE),
             help="Each map is clipped at this percentile of its |attribution|: lower shows weak evidence more "
                  "strongly, 100 scales by the largest value.")
         over_image = display == "overlay"
@@ -190,7 +193,6 @@ def _downloads(result, *, view: str, channel: str, alpha: float, percentile: flo
 
 
 def main() -> None:
-    state.keep_widget_values("explain.w.")
     st.title("Explain")
     bundle, image, target = state.current_model(), state.current_image(), state.current_target()
     if bundle is None or image is None or target is None:
@@ -207,22 +209,22 @@ def main() -> None:
 
     names = list_methods()
     available = [n for n in names if n not in bundle.unavailable]
-    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:  # a new model: all it can run
-        st.session_state[METHODS_MODEL] = bundle.fingerprint
-        st.session_state[METHODS] = available
-    selected = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    # A new model starts with all the methods it can run.
+    selected = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
+                              **state.kept(METHODS, default=available, options=available, scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
 
     settings, run_col = st.columns([3, 1])
     with settings:
         seed_col, baseline_col = st.columns(2)
-        st.session_state.setdefault("explain.w.seed", 0)
-        seed = int(seed_col.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="explain.w.seed"))
-        baseline = baseline_col.selectbox("Baseline", BASELINE_KINDS, key="explain.w.baseline",
-                                          help="Reference image for methods that compare against one.")
+        seed = int(seed_col.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
+                                         **state.kept("explain.w.seed", default=0)))
+        baseline = baseline_col.selectbox("Baseline", BASELINE_KINDS,
+                                          help="Reference image for methods that compare against one.",
+                                          **state.kept("explain.w.baseline", default=BASELINE_KINDS[0],
+                                                       options=list(BASELINE_KINDS)))
     with run_col:
-        st.session_state.setdefault("explain.w.auto", True)
-        auto = st.toggle("Run automatically", key="explain.w.auto")
+        auto = st.toggle("Run automatically", **state.kept("explain.w.auto", default=True))
         run = st.button("Run", type="primary", key="explain.act.run", width="stretch")
     params = _method_settings(selected)
 

@@ -22,7 +22,6 @@ from xaicore.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
 
 PREFIX = "faith.w."
 METHODS = "faith.w.methods"
-METHODS_MODEL = "faith.w.methods_model"
 STEP = "faith.w.step"
 PREVIEW = "faith.w.preview"
 EXPLAIN_BASELINE = "black"
@@ -129,20 +128,19 @@ def _select_point(chart_key: str) -> None:
     points = event["selection"]["points"] if event else []
     if points and points[0].get("customdata") is not None:
         method, step = points[0]["customdata"]
-        st.session_state[PREVIEW] = str(method)
-        st.session_state[STEP] = int(step)
+        state.set_kept(PREVIEW, str(method))
+        state.set_kept(STEP, int(step))
 
 
 @st.fragment
 def _view(result, skipped: dict[str, str]) -> None:
     """Table, charts, the masked-image preview and downloads; redraws alone."""
     methods = [c.method for c in result.curves]
-    if st.session_state.get(PREVIEW) not in methods:
-        st.session_state[PREVIEW] = methods[0]
     last = len(result.steps) - 1
-    if not 0 <= int(st.session_state.get(STEP, 0)) <= last:
-        st.session_state[STEP] = 0
-    step = int(st.session_state.get(STEP, 0))
+    step = int(state.kept_value(STEP, 0))
+    if not 0 <= step <= last:
+        step = 0
+        state.set_kept(STEP, step)
     st.dataframe(
         auc_rows(result), hide_index=True,
         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("insertion AUC", "deletion AUC", "insertion − deletion")},
@@ -159,9 +157,10 @@ def _view(result, skipped: dict[str, str]) -> None:
             on_select=lambda k=chart_key: _select_point(k), selection_mode="points",
         )
     pick, slide = st.columns([1, 2])
-    method = pick.selectbox("Masked images of", methods, key=PREVIEW, format_func=_title)
+    method = pick.selectbox("Masked images of", methods, format_func=_title,
+                            **state.kept(PREVIEW, default=methods[0], options=methods))
     step = slide.slider(
-        "Step", 0, last, key=STEP,
+        "Step", 0, last, **state.kept(STEP, default=0, options=range(last + 1)),
         help="Curve point: how many of the most relevant pixels are inserted or deleted.",
     )
     curves = result.get(method)
@@ -183,7 +182,6 @@ def _view(result, skipped: dict[str, str]) -> None:
 
 
 def main() -> None:
-    state.keep_widget_values(PREFIX)
     st.title("Faithfulness")
     st.caption("Insertion and deletion (Petsiuk et al. 2018): follow the probability of the class while the most "
                "relevant pixels of a map are put into a blank background, or removed from the image, first.")
@@ -192,23 +190,22 @@ def main() -> None:
         st.info("Choose a model and an image in the sidebar.")
         return
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:
-        st.session_state[METHODS_MODEL] = bundle.fingerprint
-        st.session_state[METHODS] = _default_methods(available)
-    selected = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    selected = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
+                              **state.kept(METHODS, default=_default_methods(available), options=available,
+                                           scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
     st.caption(f"Class {target}: {bundle.labels[target]}. Maps use each method's default parameters, black baseline.")
     c1, c2, c3, c4 = st.columns(4)
-    st.session_state.setdefault("faith.w.step_pct", 1.0)
-    st.session_state.setdefault("faith.w.seed", 0)
-    step_pct = c1.number_input("Step (% of pixels)", min_value=0.1, max_value=10.0, step=0.5, key="faith.w.step_pct")
-    fraction = c2.selectbox("Curve end (share of pixels)", FRACTIONS, key="faith.w.fraction")
-    st.session_state.setdefault("faith.w.background", DEFAULT_BACKGROUND)
-    background = c3.selectbox("Background", BACKGROUNDS, key="faith.w.background",
+    step_pct = c1.number_input("Step (% of pixels)", min_value=0.1, max_value=10.0, step=0.5,
+                               **state.kept("faith.w.step_pct", default=1.0))
+    fraction = c2.selectbox("Curve end (share of pixels)", FRACTIONS,
+                            **state.kept("faith.w.fraction", default=FRACTIONS[0], options=FRACTIONS))
+    background = c3.selectbox("Background", BACKGROUNDS,
+                              **state.kept("faith.w.background", default=DEFAULT_BACKGROUND, options=list(BACKGROUNDS)),
                               help="What deleted pixels become, and where insertion starts from. Blur by default: "
                                    "black holes look like shapes to a model trained on shapes, so every order, the "
                                    "random one too, destroys the prediction within a few pixels.")
-    seed = int(c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="faith.w.seed"))
+    seed = int(c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **state.kept("faith.w.seed", default=0)))
     if not selected:
         st.info("Choose at least one method.")
         return

@@ -22,18 +22,18 @@ DEFAULTS = {"gax.w.target_co": 48.0, "gax.w.max_steps": 300, "gax.w.lr": 0.1, "g
 
 
 def _settings() -> dict:
-    for key, value in DEFAULTS.items():
-        st.session_state.setdefault(key, value)
     a, b, c, d = st.columns(4)
     return {
         "target_co": float(a.number_input(
-            "Target CO score", step=1.0, key="gax.w.target_co",
+            "Target CO score", step=1.0, **state.kept("gax.w.target_co", default=DEFAULTS["gax.w.target_co"]),
             help="The run stops when the CO score reaches this value (48 in the paper).")),
-        "max_steps": int(b.number_input("Step cap", min_value=1, max_value=MAX_STEPS, step=10, key="gax.w.max_steps",
+        "max_steps": int(b.number_input("Step cap", min_value=1, max_value=MAX_STEPS, step=10,
+                                        **state.kept("gax.w.max_steps", default=DEFAULTS["gax.w.max_steps"]),
                                         help="The run always stops here, reached or not.")),
         "lr": float(c.number_input("Learning rate", min_value=1e-5, max_value=10.0, step=0.01, format="%.4f",
-                                   key="gax.w.lr", help="Adam's learning rate (0.1 in the paper).")),
-        "l_s": float(d.number_input("Similarity weight l_s", min_value=0.0, max_value=1e6, step=10.0, key="gax.w.l_s",
+                                   **state.kept("gax.w.lr", default=DEFAULTS["gax.w.lr"]), help="Adam's learning rate (0.1 in the paper).")),
+        "l_s": float(d.number_input("Similarity weight l_s", min_value=0.0, max_value=1e6, step=10.0,
+                                    **state.kept("gax.w.l_s", default=DEFAULTS["gax.w.l_s"]),
                                     help="Weight of the term that keeps the heatmap different from the image (100).")),
     }
 
@@ -82,9 +82,8 @@ def _viewer(result: GaxResult) -> None:
     with state.guarded("the GAX viewer"):
         one = result[0]
         steps = [int(s) for s in one.history.steps]
-        state.forget_if_not_in(STEP, steps)
-        st.session_state.setdefault(STEP, steps[-1])
-        step = st.select_slider("Step", options=steps, key=STEP,
+        step = st.select_slider("Step", options=steps,  # a new run starts at its last step
+                                **state.kept(STEP, default=steps[-1], options=steps, scope=tuple(steps)),
                                 help="Scrub the heatmap's evolution; nothing is recomputed.")
         index = steps.index(step)
         previous = steps[index - 1] if index else None
@@ -120,7 +119,6 @@ def _summary(result: GaxResult) -> None:
 
 
 def main() -> None:
-    state.keep_widget_values("gax.w.")
     st.title("GAX: heatmaps that raise confidence")
     bundle, image, target = state.current_model(), state.current_image(), state.current_target()
     if bundle is None or image is None or target is None:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import streamlit as st
 
-from dashboard import render, sidebar, state
+from dashboard import render, sidebar, state, uploads
 from dashboard.safe_text import plain
 from xaicore.confidence import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
@@ -61,18 +61,19 @@ def _for_model(image_set: ImageSet, bundle) -> ImageSet:
 
 def _image_set(bundle) -> tuple[ImageSet | None, str]:
     """The chosen image set and how it is named (None while a zip is awaited)."""
-    source = st.radio("Images", [GENERATED, SCENES, SAMPLES, UPLOAD], horizontal=True, key=W + "source")
+    sources = [GENERATED, SCENES, SAMPLES, UPLOAD]
+    source = st.radio("Images", sources, horizontal=True, **state.kept(W + "source", default=GENERATED, options=sources))
     if source in (GENERATED, SCENES):
-        st.session_state.setdefault(W + "n", 16)
         a, b = st.columns(2)
         n = int(a.number_input("Number of images" if source == GENERATED else "Number of scenes (two objects each)",
-                               min_value=1, max_value=2000, step=8, key=W + "n"))
-        seed = int(b.number_input("Seed of the images", min_value=0, max_value=2**31 - 1, step=1, key=W + "data_seed"))
+                               min_value=1, max_value=2000, step=8, **state.kept(W + "n", default=16)))
+        seed = int(b.number_input("Seed of the images", min_value=0, max_value=2**31 - 1, step=1,
+                                  **state.kept(W + "data_seed", default=0)))
         name = f"{'generated' if source == GENERATED else 'scenes'}:{n}:{seed}"
         return _for_model(_generated(source, n, seed), bundle), name
     if source == SAMPLES:
         return _for_model(_samples(), bundle), "samples"
-    upload = st.file_uploader("Zip of images", type=["zip"], key="report.act.zip",
+    upload = st.file_uploader("Zip of images", type=["zip"], key="report.act.zip", max_upload_size=uploads.IMAGE_UPLOAD_MB,
                               help="Sub-folders named like the model's classes label their images; "
                                    "<name>.mask.png beside an image is its object mask.")
     if upload is None:
@@ -85,25 +86,26 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
 
 def _settings(bundle, image_set: ImageSet, data: str):
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    st.session_state.setdefault(W + "methods", [n for n in available if get_method(n).single_pass])
-    state.forget_if_not_in(W + "methods", available)
-    methods = st.multiselect("Methods", available, key=W + "methods", format_func=lambda n: get_method(n).title)
+    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
+                             **state.kept(W + "methods", default=[n for n in available if get_method(n).single_pass],
+                                          options=available, scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
-    st.session_state.setdefault(W + "metrics", list(METRICS))
-    metrics = st.multiselect("Metrics", list(METRICS), key=W + "metrics", format_func=METRIC_TITLES.get)
+    metrics = st.multiselect("Metrics", list(METRICS), format_func=METRIC_TITLES.get,
+                             **state.kept(W + "metrics", default=list(METRICS), options=list(METRICS)))
     with st.expander("Settings"):
         a, b, c = st.columns(3)
-        target = a.selectbox("Class explained", ["label", "predicted"], key=W + "target",
+        target = a.selectbox("Class explained", ["label", "predicted"],
+                             **state.kept(W + "target", default="label", options=["label", "predicted"]),
                              format_func={"label": "True class when known", "predicted": "Predicted class"}.get)
-        st.session_state.setdefault(W + "step", 0.05)
         step = b.number_input("Curve step (fraction of the pixels)", min_value=0.005, max_value=0.5, step=0.01,
-                              format="%.3f", key=W + "step")
-        background = c.selectbox("Removed pixels become", ["black", "blur", "mean"], key=W + "background")
+                              format="%.3f", **state.kept(W + "step", default=0.05))
+        background = c.selectbox("Removed pixels become", ["black", "blur", "mean"],
+                                 **state.kept(W + "background", default="black", options=["black", "blur", "mean"]))
         d, e = st.columns(2)
         seed = int(d.number_input("Seed (random control, stochastic methods)", min_value=0, max_value=2**31 - 1,
-                                  step=1, key=W + "seed"))
-        st.session_state.setdefault(W + "batch", 8)
-        batch = int(e.number_input("Images per batch", min_value=1, max_value=256, step=1, key=W + "batch"))
+                                  step=1, **state.kept(W + "seed", default=0)))
+        batch = int(e.number_input("Images per batch", min_value=1, max_value=256, step=1,
+                                   **state.kept(W + "batch", default=8)))
     if not methods or not metrics:
         return None
     return make_settings(bundle, image_set, methods=methods, metrics=metrics, data=data, target=target,
@@ -191,7 +193,6 @@ def _show(card, evaluation_rows, summary) -> None:
 
 
 def main() -> None:
-    state.keep_widget_values(W)
     st.title("Report card")
     st.markdown(
         "Over a set of images: how faithful each method's heatmap is (insertion and deletion against random "

@@ -23,30 +23,29 @@ POLICIES = {"original": "the class explained on the trained model", "randomized_
 ABS_NORMALIZATIONS = [n for n in NORMALIZATIONS if n != "signed"]
 W = "sanity.w."
 METHODS = W + "methods"
-METHODS_MODEL = "sanity.methods_model"
 
 
 def _settings(bundle) -> dict:
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    if st.session_state.get(METHODS_MODEL) != bundle.fingerprint:  # a new model: its single-pass methods
-        st.session_state[METHODS_MODEL] = bundle.fingerprint
-        st.session_state[METHODS] = [m for m in SINGLE_PASS if m in available]
-    methods = st.multiselect("Methods", available, key=METHODS, format_func=lambda n: get_method(n).title)
+    # A new model starts with its single-pass methods.
+    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
+                             **state.kept(METHODS, default=[m for m in SINGLE_PASS if m in available], options=available,
+                                          scope=bundle.fingerprint))
     render.unavailable_methods(bundle.unavailable)
     a, b, c = st.columns(3)
-    st.session_state.setdefault(W + "mode", "both")
-    mode = a.radio("Randomization", list(MODES), format_func=MODES.get, key=W + "mode", horizontal=True,
+    mode = a.radio("Randomization", list(MODES), format_func=MODES.get, horizontal=True,
+                   **state.kept(W + "mode", default="both", options=list(MODES)),
                    help="Cascading: from the output layer down, cumulatively. Independent: one layer at a time.")
-    st.session_state.setdefault(W + "seeds", 5)
-    seeds = int(b.number_input("Seeds", min_value=1, max_value=20, step=1, key=W + "seeds",
+    seeds = int(b.number_input("Seeds", min_value=1, max_value=20, step=1, **state.kept(W + "seeds", default=5),
                                help="Each seed draws other random weights; the spread over seeds is shown."))
-    st.session_state.setdefault(W + "threshold", DEFAULT_THRESHOLD)
-    threshold = c.slider("Fail threshold (SSIM)", 0.5, 1.0, step=0.01, key=W + "threshold",
+    threshold = c.slider("Fail threshold (SSIM)", 0.5, 1.0, step=0.01, **state.kept(W + "threshold", default=DEFAULT_THRESHOLD),
                          help="A method fails when its map after randomizing the output layer keeps a mean SSIM "
                               "at or above this value.")
     d, e = st.columns(2)
-    policy = d.radio("Explain, on the randomized model", list(POLICIES), format_func=POLICIES.get, key=W + "policy")
-    normalization = e.selectbox("Normalization of absolute maps", ABS_NORMALIZATIONS, key=W + "normalization",
+    policy = d.radio("Explain, on the randomized model", list(POLICIES), format_func=POLICIES.get,
+                     **state.kept(W + "policy", default=next(iter(POLICIES)), options=list(POLICIES)))
+    normalization = e.selectbox("Normalization of absolute maps", ABS_NORMALIZATIONS,
+                                **state.kept(W + "normalization", default=ABS_NORMALIZATIONS[0], options=ABS_NORMALIZATIONS),
                                 help="; ".join(f"{n}: {NORMALIZATIONS[n].description}" for n in ABS_NORMALIZATIONS))
     return {"methods": methods, "mode": mode, "seeds": seeds, "threshold": threshold,
             "policy": policy, "normalization": normalization}
@@ -84,17 +83,18 @@ def _results(result) -> None:
         a, b = st.columns(2)
         mode = result.modes[0]
         if len(result.modes) > 1:
-            state.forget_if_not_in(W + "view_mode", result.modes)
-            mode = a.radio("Schedule", list(result.modes), key=W + "view_mode", horizontal=True)
-        metric = b.selectbox("Measure", METRICS, format_func=sanity_render.METRIC_TITLES.get, key=W + "metric")
+            mode = a.radio("Schedule", list(result.modes), horizontal=True,
+                           **state.kept(W + "view_mode", default=result.modes[0], options=list(result.modes)))
+        metric = b.selectbox("Measure", METRICS, format_func=sanity_render.METRIC_TITLES.get,
+                             **state.kept(W + "metric", default=list(METRICS)[0], options=list(METRICS)))
         fig = sanity_render.similarity_figure(result, mode=mode, metric=metric)
         st.plotly_chart(fig, key="sanity.chart")
 
         st.subheader("Heatmaps as the layers are randomized")
         v, o = st.columns(2)
         view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
-                       key=W + "view")
-        over = o.toggle("Draw over the image", key=W + "over")
+                       **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)))
+        over = o.toggle("Draw over the image", **state.kept(W + "over", default=False))
         st.caption(f"{mode} schedule, seed {result.map_seeds[0]}; the first tile is the trained model's map.")
         for method, title in zip(result.methods, result.titles, strict=True):
             tiles = sanity_render.strip(result, method=method, mode=mode, view=view, over_image=over)
@@ -118,7 +118,6 @@ def _results(result) -> None:
 
 
 def main() -> None:
-    state.keep_widget_values(W)
     st.title("Sanity checks")
     st.markdown(
         "Randomize the model's weights layer by layer and watch each explanation. A method whose "

@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,12 +68,13 @@ class Server:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+@contextmanager
+def started_server(log_name: str = "browser-server.log") -> Iterator[Server]:
+    """A dashboard server started as ``xai-dashboard`` starts it, stopped on exit."""
     _require_chromium()
     OUTPUT.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log = OUTPUT / "browser-server.log"
+    log = OUTPUT / log_name
     plan = launch.build_command(["--server.address", "127.0.0.1", "--server.port", str(port)])
     with log.open("w", encoding="utf-8") as sink:
         process = subprocess.Popen(plan.argv, cwd=plan.cwd, stdout=sink, stderr=subprocess.STDOUT,
@@ -96,6 +98,13 @@ def server() -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """One server for the whole browser suite."""
+    with started_server() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

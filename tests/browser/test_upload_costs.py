@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.browser.conftest import started_server
 from tests.xaicore.test_image_budget import palette_png
 
 pytestmark = pytest.mark.browser
 
 PEAK_LIMIT = 1.5e9
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A fresh server of its own: the peak is the cost of these uploads, not of the models that
+    earlier browser tests loaded into the shared server."""
+    with started_server("browser-server-upload-costs.log") as running:
+        yield running
 
 
 def _status(pid: int, field: str) -> int:

@@ -31,8 +31,13 @@ def test_error_details_are_hidden(config):
 
 
 def test_upload_size_is_capped(config):
+    from dashboard import launch, uploads
+
     cap = config["server"]["maxUploadSize"]
-    assert isinstance(cap, int) and 1 <= cap <= 100
+    # One server cap that fits real checkpoints (VGG-16: 528 MB), and no larger.
+    assert cap == uploads.SERVER_UPLOAD_MB == uploads.CHECKPOINT_UPLOAD_MB == 600
+    assert launch.SECURE_DEFAULTS["server.maxUploadSize"] == cap
+    assert uploads.IMAGE_UPLOAD_MB == 50  # images keep their own, smaller cap
 
 
 def test_headless_without_usage_stats(config):

@@ -123,8 +123,12 @@ def _refusal(exc: pickle.UnpicklingError) -> CheckpointError:
     )
 
 
-def _torch_load(stream: IO[bytes]) -> object:
+def _torch_load(stream: IO[bytes], path: str | None = None) -> object:
+    """``torch.load`` with weights only; from a ``path`` in torch's zip format, the tensors are
+    mapped from the file (``mmap``) rather than read into memory first."""
     try:
+        if path is not None:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _refusal(exc) from exc
@@ -205,15 +209,19 @@ def read_unchecked_values(source: bytes | str | Path, *, max_bytes: int = DEFAUL
     with _open(source) as stream:
         if _is_safetensors(stream):
             return _read_safetensors(stream)
+        mapped = None
         if _is_zip(stream):
             _check_zip_entries(stream)
             if _is_torchscript(stream):
                 raise CheckpointError(
                     "This file is a TorchScript archive; it carries code and is not loaded here. " + SAVE_HINT
                 )
+            if not isinstance(source, (bytes, bytearray)):
+                mapped = str(source)  # torch's zip format from a file: tensors mapped, not read
         else:
             _check_legacy_entries(stream)
-        loaded = _torch_load(stream)
+        stream.seek(0)
+        loaded = _torch_load(stream, mapped)
     state = unwrap_state_dict(loaded)
     check_layout(state)
     return state
