@@ -16,7 +16,7 @@ import streamlit as st
 from dashboard import render, sidebar, state, wording
 from xaicore.confidence import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
-from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
+from xaicore.data.imagesets import ImageSet, generated_test_set, load_image_set, relabel
 from xaicore.discriminative import ClassesResult
 from xaicore.evaluate import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers.registry import get_method, list_methods
@@ -49,13 +49,12 @@ def _zip_set(data: bytes, class_names: tuple[str, ...], size: tuple[int, int]) -
 
 
 def _for_model(image_set: ImageSet, bundle) -> ImageSet:
-    """The set with its labels dropped when they are not classes of ``bundle`` (masks stay)."""
-    if all(name in bundle.labels for name in image_set.class_names):
-        return image_set
-    st.caption("These images are labelled with the default model's classes, not this model's: labels are left out "
-               "and each image is explained for its predicted class.")
-    items = tuple(ImageItem(i.name, i.array, None, i.mask) for i in image_set.items)
-    return ImageSet(items=items, class_names=tuple(bundle.labels), notices=image_set.notices)
+    """The set with its labels matched to ``bundle``'s classes by name (masks stay); labels of
+    classes the model does not have are left out, with a notice."""
+    matched = relabel(image_set, bundle.labels)
+    for notice in matched.notices[len(image_set.notices):]:
+        st.caption(notice)
+    return matched
 
 
 def _image_set(bundle) -> tuple[ImageSet | None, str]:
