@@ -125,3 +125,17 @@ def test_zip_folders_label_images_for_a_torchvision_bundle(torchvision_bundle):
                                                           "square/d.png": None}
     settings = make_settings(bundle, image_set, methods=["saliency"], metrics=["insertion"], data="zip")
     assert settings.n_images == 4
+
+
+def test_the_co_scores_command_reads_the_hard_set_and_keeps_matching_labels(torchvision_bundle):
+    from xaicore.cli.cmd_co_scores import read_image_set
+
+    hard = read_image_set("generated-hard:8", load_model("default"), seed=4, limit=None)
+    assert [i.name for i in hard.items][:2] == ["hard-shape-00000", "hard-shape-00001"]
+    assert np.array_equal(hard.items[3].array, generated_test_set(8, seed=4, difficulty=HARD_DIFFICULTY).items[3].array)
+    other = read_image_set("generated:8", torchvision_bundle, seed=4, limit=None)  # Heart, STAR, circle
+    plain = generated_test_set(8, seed=4)
+    names = {"heart": 0, "star": 1, "circle": 2}
+    assert [i.label for i in other.items] == [names.get(shapes.CLASSES[i.label]) for i in plain.items]
+    with pytest.raises(ParameterError, match="generated-hard:N"):
+        read_image_set("generated-hard:0", torchvision_bundle, seed=0, limit=None)
