@@ -49,7 +49,14 @@ def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
         if not count.isdigit() or int(count) < 1:
             raise ParameterError(f"Write {kind}:N with N a positive whole number, e.g. {kind}:64.")
         difficulty = HARD_DIFFICULTY if kind == "generated-hard" else 0.0
-        return relabel(generated_test_set(int(count), seed=seed, difficulty=difficulty), bundle.labels)
+        image_set = relabel(generated_test_set(int(count), seed=seed, difficulty=difficulty), bundle.labels)
+        if all(item.label is None for item in image_set.items):
+            raise ParameterError(
+                "The generated set is labelled with the default model's shape classes, and this model has none of "
+                "them; use it with --model default (or a model with classes named like the shapes), or give a "
+                "folder or zip of your own images."
+            )
+        return image_set
     return load_image_set(data, class_names=bundle.labels, limit=limit, size=bundle.input_size)
 
 
