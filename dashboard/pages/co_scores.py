@@ -123,22 +123,23 @@ def gap_rows(result: CoScoreResult) -> list[dict]:
     ]
 
 
-def gap_problem(result: CoScoreResult) -> str:
-    """Why the correct/wrong gap cannot be measured on this set, in words ("" when it can)."""
+def gap_problem(result: CoScoreResult) -> tuple[str, bool]:
+    """Why the correct/wrong gap cannot be measured on this set, in words ("" when it can), and
+    whether a set with wrong predictions would help (every labelled prediction is right)."""
     gaps = [g for g in result.gaps if g.method not in result.skipped]
     if not gaps or any(g.n_correct and g.n_wrong for g in gaps):
-        return ""
+        return "", False
     images = len({r.image for r in result.rows})
     labelled = len({r.image for r in result.rows if r.true is not None})
     if labelled == 0:
         return (f"None of these {wording.plural(images, 'image')} has a label that is a class of this model, so "
-                "right and wrong predictions cannot be told apart and the gap cannot be measured.")
+                "right and wrong predictions cannot be told apart and the gap cannot be measured.", False)
     if all(g.n_wrong == 0 for g in gaps):
         return (f"The model predicts every one of the {wording.plural(labelled, 'labelled image')} right, so there "
                 "is no wrongly predicted image and the gap between correct and wrong predictions cannot be measured. "
-                "Use a set with wrong predictions: the harder generated set, or images of your own.")
+                "Use a set with wrong predictions: the harder generated set, or images of your own.", True)
     return (f"The model predicts every one of the {wording.plural(labelled, 'labelled image')} wrong, so the gap "
-            "between correct and wrong predictions cannot be measured.")
+            "between correct and wrong predictions cannot be measured.", False)
 
 
 def _use_hard_set() -> None:
@@ -154,10 +155,10 @@ def _show(result: CoScoreResult) -> None:
         st.caption(f"{get_method(method).title} was left out: {reason}")
     if not result.rows:
         return
-    problem = gap_problem(result)
+    problem, harder_helps = gap_problem(result)
     if problem:
         st.warning(problem)
-        if st.session_state.get(SOURCE) != HARD:
+        if harder_helps and st.session_state.get(SOURCE) != HARD:
             st.button("Use the harder generated set", key="co.act.hard", on_click=_use_hard_set)
     st.subheader("Gap between correctly and wrongly predicted images")
     for gap in result.gaps:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import render, state, sidebar
-from dashboard.faithfulness_render import MARK_NAME, fitted_range, marked, preview_caption
+from dashboard.faithfulness_render import fitted_range, mark_color, marked, preview_caption
 from xaicore.explainers.api import explain
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.results import Status
@@ -177,18 +177,23 @@ def _view(result, skipped: dict[str, str]) -> None:
     k = int(result.steps[step])
     st.session_state.setdefault(PREFIX + "mark", True)
     mark = st.toggle("Mark the changed pixels", key=PREFIX + "mark",
-                     help=f"Tinted {MARK_NAME} with an outline: the pixels deleted (replaced by the background) "
-                          "or inserted so far.")
+                     help="Tinted, with an outline, in a colour the image hardly uses: the pixels deleted "
+                          "(replaced by the background) or inserted so far.")
     changed = result.changed_pixels(method, step=step) if mark else None
+    color_name, color = mark_color(result.images[0], result.backgrounds[0])
     cols = st.columns(3)
     cols[0].image(result.images[0], caption="image", width="stretch", clamp=True)
     for col, kind in zip(cols[1:], KINDS):
         probability = float(getattr(curves, kind)[0][step])
         picture = result.masked_image(method, step=step, kind=kind)
         col.image(
-            picture if changed is None else marked(picture, changed), width="stretch", clamp=True, output_format="PNG",
+            picture if changed is None else marked(picture, changed, color=color), width="stretch", clamp=True,
+            output_format="PNG",
             caption=preview_caption(result, kind, pixels=k, probability=probability),
         )
+    if changed is not None and changed.any():
+        st.caption(f"Marked in {color_name}: the {k} most relevant pixels of {_title(method)}, "
+                   "deleted (right) or inserted (middle) so far.")
     stem = f"faithfulness-class{int(result.target[0])}"
     a, b = st.columns(2)
     a.download_button("Curves (CSV)", lambda: result.to_csv().encode(), file_name=f"{stem}.csv", mime="text/csv",

@@ -127,7 +127,7 @@ def _run(bundle, image_set: ImageSet, settings, kept: list) -> Evaluation:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, message: str) -> None:
-        bar.progress(done / total, text=f"{message} ({done} of {total} images done)")
+        bar.progress(done / total, text=f"{message} ({done} of {wording.plural(total, 'image')} done)")
 
     evaluation = evaluate(bundle, image_set, settings, done_rows=list(kept), on_rows=kept.extend, progress=progress)
     bar.empty()

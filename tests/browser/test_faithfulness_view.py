@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dashboard.faithfulness_render import MARK_COLORS
+
 pytestmark = pytest.mark.browser
 
 CHARTS = '[data-testid="stMain"] [data-testid="stPlotlyChart"] .js-plotly-plot'
@@ -56,9 +58,9 @@ def _preview(app, kind: str) -> tuple[np.ndarray, str]:
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB")), found["caption"]
 
 
-def _magenta(pixels: np.ndarray) -> int:
-    r, g, b = (pixels[..., c].astype(int) for c in range(3))
-    return int(((r > 235) & (g < 25) & (b > 235)).sum())
+def _count(pixels: np.ndarray, rgb: tuple[float, float, float]) -> int:
+    """Pixels of exactly the mark colour ``rgb`` (the PNG preview is lossless)."""
+    return int((pixels == np.round(np.asarray(rgb) * 255).astype(np.uint8)).all(axis=-1).sum())
 
 
 def test_faithfulness_axis_is_fitted_and_the_preview_marks_changed_pixels(app):
@@ -87,14 +89,22 @@ def test_faithfulness_axis_is_fitted_and_the_preview_marks_changed_pixels(app):
     app.wait_idle(settle_ms=800)
     deletion, caption = _preview(app, "deletion")
     assert caption.startswith("deletion: 410 pixels (10%) replaced by the blurred image (Gaussian, sigma 8 px)")
-    marked_pixels = _magenta(deletion)
+    (note,) = [c for c in app.main().locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+               if c.startswith("Marked in ")]
+    name = note.removeprefix("Marked in ").split(":")[0]
+    assert note.startswith(f"Marked in {name}: the 410 most relevant pixels of Saliency")
+    rgb = MARK_COLORS[name]
+    marked_pixels = _count(deletion, rgb)
     assert marked_pixels >= 20, marked_pixels  # the outline of the changed region, in the mark colour
+    app.page.locator(CHARTS).first.scroll_into_view_if_needed()
+    app.screenshot("faithfulness-chart")
+    app.main().get_by_text("Mark the changed pixels", exact=True).scroll_into_view_if_needed()
     app.screenshot("faithfulness-marked-preview")
 
     app.main().get_by_text("Mark the changed pixels", exact=True).click()
     app.wait_idle(settle_ms=800)
     plain, _ = _preview(app, "deletion")
-    assert _magenta(plain) < marked_pixels // 10
+    assert _count(plain, rgb) < marked_pixels // 10
 
     app.main().get_by_text("Probability axis from 0 to 1", exact=True).click()
     app.wait_idle(settle_ms=800)

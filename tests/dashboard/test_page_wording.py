@@ -174,6 +174,16 @@ def _chart_layouts(at) -> list[dict]:
     return [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
 
 
+def test_the_mark_colour_is_one_the_image_hardly_uses():
+    from dashboard.faithfulness_render import MARK_COLORS, mark_color
+
+    magenta_background = np.zeros((8, 8, 3), dtype=np.float32)
+    magenta_background[..., [0, 2]] = 0.9
+    name, rgb = mark_color(magenta_background)
+    assert name != "magenta" and tuple(rgb) == MARK_COLORS[name]
+    assert mark_color(np.full((4, 4, 3), 0.5, dtype=np.float32))[0] == "magenta"
+
+
 def test_the_mark_tints_the_changed_pixels_and_outlines_them():
     from dashboard.faithfulness_render import MARK_COLOR, marked
 
@@ -207,3 +217,4 @@ def test_faithfulness_page_fits_the_axis_and_marks_the_preview():
     changed = result.changed_pixels("saliency", step=20)
     assert changed.sum() == 60 and np.array_equal(changed, result.get("saliency").rank[0] < 60)
     assert any(t.label == "Mark the changed pixels" and t.value for t in at.toggle)
+    assert any(c.startswith("Marked in ") and "the 60 most relevant pixels of Saliency" in c for c in support.captions(at))
