@@ -12,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from dashboard import wording
 from xaicore import heatmaps
 from xaicore.discriminative import ClassesResult
 from xaicore.explainers.results import Status
@@ -83,8 +84,9 @@ def strip(
     result: SanityResult, *, method: str, mode: str, view: str, image_index: int = 0, alpha: float = 0.8,
     over_image: bool = False, percentile: float = heatmaps.DEFAULT_PERCENTILE,
 ) -> list[tuple[np.ndarray, str]]:
-    """The trained map then one map per randomization step (first kept seed), with captions,
-    all drawn on one scale (:func:`strip_clip`) so that a fading map shows as fading."""
+    """The map of the model as loaded (:func:`reference_label`) then one map per randomization
+    step (first kept seed), with captions, all drawn on one scale (:func:`strip_clip`) so that a
+    fading map shows as fading."""
     if not result.map_seeds:
         return []
     j = result.methods.index(method)
@@ -94,7 +96,7 @@ def strip(
     tiles = []
     picture, note = map_tile(result.trained_maps["signed"][j, image_index], view=view, image=image, alpha=alpha,
                              clip=clip)
-    tiles.append((picture, "trained" + (f" ({note})" if note else "")))
+    tiles.append((picture, reference_label(result.provenance.model_name) + (f" ({note})" if note else "")))
     ssim = result.values["ssim_abs"][i, j, 0, :, image_index]
     for t, layer in enumerate(result.steps):
         picture, note = map_tile(result.maps["signed"][i, j, 0, t, image_index], view=view, image=image, alpha=alpha,
@@ -105,37 +107,83 @@ def strip(
     return tiles
 
 
+RANDOM_WEIGHTS = "random weights"
+
+
+def reference_label(model_name: str) -> str:
+    """What to call the model before randomization: ``"trained"``, or ``"as loaded (random weights)"``
+    for a model that never had trained weights (its display name says "random weights")."""
+    return f"as loaded ({RANDOM_WEIGHTS})" if RANDOM_WEIGHTS in model_name.lower() else "trained"
+
+
+def reference_model(model_name: str) -> str:
+    """``"the trained model"`` or ``"the model as loaded (random weights)"``, for sentences."""
+    label = reference_label(model_name)
+    return "the trained model" if label == "trained" else f"the model {label}"
+
+
+def band_name(n_seeds: int) -> str:
+    """Legend and hover name of the spread band: ``"±1 std over 5 seeds"``."""
+    return f"±1 std over {wording.plural(n_seeds, 'seed')}"
+
+
 def similarity_figure(result: SanityResult, *, mode: str, metric: str) -> go.Figure:
-    """Mean ``metric`` against the randomized layer, one line per method with a +-1 std band."""
+    """Mean ``metric`` against the randomized layer, one line per method.
+
+    Around each line, a filled band of +-1 standard deviation over the seeds (named
+    :func:`band_name` in the legend and on hover) and each seed's own value as small points,
+    both in the line's colour. With one seed there is no spread: no band, no extra points.
+    """
     fig = go.Figure()
     x = [short_layer(layer) for layer in result.steps]
+    n_seeds = len(result.seeds)
+    spread = band_name(n_seeds)
     for j, (method, title) in enumerate(zip(result.methods, result.titles, strict=True)):
         color = COLORS[j % len(COLORS)]
         mean = result.mean(metric, mode=mode, method=method)
         std = result.std(metric, mode=mode, method=method)
-        fig.add_trace(
-            go.Scatter(
-                x=x + x[::-1],
-                y=np.concatenate([mean + std, (mean - std)[::-1]]).tolist(),
-                fill="toself",
-                fillcolor=_transparent(color),
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=method,
-                name=f"{title} ±1 std",
+        if n_seeds > 1:
+            fig.add_trace(
+                go.Scatter(
+                    x=x + x[::-1],
+                    y=np.concatenate([mean + std, (mean - std)[::-1]]).tolist(),
+                    fill="toself",
+                    fillcolor=_transparent(color, 0.25),
+                    line={"width": 1, "color": _transparent(color, 0.6)},
+                    mode="lines",
+                    hoveron="fills",
+                    hoverinfo="text",
+                    text=f"{title}: {spread}",
+                    legendgroup=method,
+                    name=f"{title}: {spread}",
+                )
             )
-        )
+            values = result.per_seed(metric, mode=mode, method=method)
+            fig.add_trace(
+                go.Scatter(
+                    x=[layer for _ in range(n_seeds) for layer in x],
+                    y=values.reshape(-1).tolist(),
+                    mode="markers",
+                    marker={"color": color, "size": 5, "opacity": 0.55},
+                    legendgroup=method,
+                    showlegend=False,
+                    name=f"{title}: each seed",
+                    customdata=[seed for seed in result.seeds for _ in x],
+                    hovertemplate=f"{title}<br>%{{x}}<br>seed %{{customdata}}: %{{y:.3f}}<extra></extra>",
+                )
+            )
         fig.add_trace(
             go.Scatter(
                 x=x,
                 y=mean.tolist(),
                 mode="lines+markers",
-                name=title,
+                name=title if n_seeds > 1 else f"{title} (1 seed)",
                 legendgroup=method,
-                line={"color": color},
+                line={"color": color, "width": 2.5},
+                marker={"color": color, "size": 8},
                 customdata=std.tolist(),
-                hovertemplate=f"{title}<br>%{{x}}<br>mean %{{y:.3f}} ± %{{customdata:.3f}}<extra></extra>",
+                hovertemplate=(f"{title}<br>%{{x}}<br>mean %{{y:.3f}} ± %{{customdata:.3f}} (1 std, {wording.plural(n_seeds, 'seed')})"
+                               "<extra></extra>"),
             )
         )
     if metric == "ssim_abs":
@@ -143,18 +191,20 @@ def similarity_figure(result: SanityResult, *, mode: str, metric: str) -> go.Fig
         fig.add_hline(y=threshold, line_dash="dash", line_color="grey", annotation_text=f"fail threshold {threshold:g}")
     order = "from the output layer down, cumulatively" if mode == "cascading" else "one layer at a time"
     fig.update_layout(
-        title=f"{METRIC_TITLES[metric]} vs the trained model ({mode}: {order}; {len(result.seeds)} seeds)",
+        title=(f"{METRIC_TITLES[metric]} vs {reference_model(result.provenance.model_name)} "
+               f"({mode}: {order}; {wording.plural(n_seeds, 'seed')})"),
         xaxis_title="randomized layer",
         yaxis_title=METRIC_TITLES[metric].split(",")[0],
         yaxis_range=[min(-0.05, _lowest(result, metric, mode) - 0.05), 1.05],
-        legend_title="method",
+        legend_title="method (line: mean; band and points: the seeds)" if n_seeds > 1 else "method",
         margin={"t": 60},
     )
     return fig
 
 
 def _lowest(result: SanityResult, metric: str, mode: str) -> float:
-    lows = [np.nanmin(result.mean(metric, mode=mode, method=m) - result.std(metric, mode=mode, method=m)) for m in result.methods]
+    lows = [min(np.nanmin(result.mean(metric, mode=mode, method=m) - result.std(metric, mode=mode, method=m)),
+                np.nanmin(result.per_seed(metric, mode=mode, method=m))) for m in result.methods]
     finite = [v for v in lows if np.isfinite(v)]
     return float(min(finite)) if finite else 0.0
 
@@ -173,7 +223,7 @@ def verdict_rows(result: SanityResult) -> list[dict[str, Any]]:
             "verdict": verdict.status,
             "SSIM after output layer": verdict.value,
             "threshold": verdict.threshold,
-            "why": verdict.reason,
+            "why": verdict.reason.replace("the trained model", reference_model(result.provenance.model_name)),
         }
         for title, verdict in zip(result.titles, result.verdicts, strict=True)
     ]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xaicore.data.imagesets import ImageSet, relabel
 from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
 from xaicore.models.bundle import ModelBundle
@@ -313,6 +314,14 @@ class _Item:
     label: int | None
 
 
+def _for_model(bundle: ModelBundle, image_set: Any) -> Any:
+    """An :class:`ImageSet` labelled with other class names gets its labels matched to the model's
+    classes by name (:func:`~xaicore.data.imagesets.relabel`); anything else is used as given."""
+    if isinstance(image_set, ImageSet):
+        return relabel(image_set, bundle.labels)
+    return image_set
+
+
 def _items(image_set: Any) -> list[_Item]:
     """The (array, name, label) items of an image set or of a sequence of such items."""
     raw = getattr(image_set, "items", image_set)
@@ -359,7 +368,7 @@ def iter_co_rows(
         raise ParameterError("Choose at least one explanation method.")
     if batch_size < 1:
         raise ParameterError("batch_size must be at least 1.")
-    items = _items(image_set)
+    items = _items(_for_model(bundle, image_set))
     params = dict(params or {})
     unusable: dict[str, str] = {} if skipped is None else skipped
     for start in range(0, len(items), batch_size):
@@ -448,7 +457,7 @@ def co_scores(
         computed so far are kept and ``complete`` is false.
     """
     started = time.perf_counter()
-    items = _items(image_set)
+    items = _items(_for_model(bundle, image_set))
     skipped: dict[str, str] = {}
     rows: list[CoRow] = []
     total = len(items) * len(methods)

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from xaicore.data.images import image_hash
+from xaicore.data.imagesets import match_class
 from xaicore.errors import MethodUnavailable, ParameterError, XaiError
 from xaicore.explainers.api import attribute, method_seed
 from xaicore.explainers.baselines import BASELINE_KINDS
@@ -287,12 +288,13 @@ def _labels(bundle: ModelBundle, image_set: Any, items: Sequence[Any]) -> list[i
             if not 0 <= label < len(names):
                 raise ParameterError(f"The label {label} of {item.name!r} is not a class of the image set.")
             name = names[label]
-            if name not in bundle.labels:
+            index = match_class(name, bundle.labels)
+            if index is None:
                 raise ParameterError(
                     f"The image set's class {name!r} is not a class of {bundle.name}, so its labels cannot be "
                     "used; evaluate with target 'predicted' on an unlabelled set, or choose a matching model."
                 )
-            label = bundle.labels.index(name)
+            label = index
         elif not 0 <= label < bundle.num_classes:
             raise ParameterError(f"The label {label} of {item.name!r} is not a class of {bundle.name}.")
         out.append(label)

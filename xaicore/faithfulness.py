@@ -70,7 +70,7 @@ from torch import nn
 
 from xaicore.device import run_chunked
 from xaicore.errors import OutOfMemory, ParameterError, UnknownNameError
-from xaicore.explainers.baselines import make_baseline
+from xaicore.explainers.baselines import BLUR_SIGMA_FRACTION, make_baseline
 from xaicore.models.bundle import ModelBundle, fingerprint
 from xaicore.models.rewrite import pool_before_relu, split_at_head, split_normalization
 from xaicore.provenance import Provenance
@@ -174,6 +174,21 @@ class FaithfulnessResult:
             shown = ~shown
         return np.where(shown[..., None], self.images[image], self.backgrounds[image])
 
+    def changed_pixels(self, method: str, *, step: int, image: int = 0) -> np.ndarray:
+        """(H, W) bool: the pixels changed at curve point ``step`` for ``method``, the same for both
+        curves: deletion has replaced them by the background, insertion has put them onto it.
+
+        These are the ``steps[step]`` most relevant pixels of the method's order; the rest of the
+        image is as at the start of the curve (the image for deletion, the background for insertion).
+        """
+        if not 0 <= step < len(self.steps):
+            raise ParameterError(f"step must be between 0 and {len(self.steps) - 1}; got {step}.")
+        return self.get(method).rank[image] < self.steps[step]
+
+    def background_text(self) -> str:
+        """The background of these curves in words, e.g. "the blurred image (Gaussian, sigma 8 px)"."""
+        return describe_background(self.params.get("background", "given"), self.images.shape[1:3])
+
     def summary(self, *, image: int = 0) -> list[dict[str, Any]]:
         """One row per ranking for ``image``: both AUCs, their difference, and the comparison
         with the random control ("better on both", "worse on both", "mixed", "no signal",
@@ -233,6 +248,22 @@ class FaithfulnessResult:
 
 
 # ----------------------------------------------------------------------------- pieces
+
+
+def describe_background(kind: str, size: Sequence[int]) -> str:
+    """What the insertion/deletion background ``kind`` is on images of ``size`` = (H, W), in words.
+
+    ``"blur"`` names its sigma in pixels (:data:`~xaicore.explainers.baselines.BLUR_SIGMA_FRACTION`
+    of the shorter side, as :func:`make_background` uses it).
+    """
+    if kind == "black":
+        return "black"
+    if kind == "blur":
+        sigma = BLUR_SIGMA_FRACTION * min(int(size[0]), int(size[1]))
+        return f"the blurred image (Gaussian, sigma {sigma:g} px)"
+    if kind == "mean":
+        return "the image's mean colour"
+    return "the given background image"
 
 
 def curve_steps(num_pixels: int, *, step_fraction: float, fraction: float) -> np.ndarray:

@@ -58,6 +58,14 @@ TEST_NAMES = {
     "classes": "class-discriminativeness (different maps for different classes)",
     "co_gap": "the CO-score gap (confidence gain separates right from wrong predictions)",
 }
+SHORT_NAMES = {
+    "faithfulness": "faithfulness",
+    "localization": "localization",
+    "sanity": "the sanity check",
+    "classes": "class-discriminativeness",
+    "co_gap": "the CO-score gap",
+}
+SINGLE_IMAGE_TESTS = ("sanity", "classes")  # computed on the image chosen in the sidebar
 RULES = {
     "faithfulness": "pass: insertion AUC above and deletion AUC below the random control (paired 95% intervals "
                     "exclude zero); fail: either is worse than random; otherwise inconclusive.",
@@ -104,6 +112,8 @@ class SanityFigures:
     ssim_output_layer: float | None
     threshold: float | None
     reason: str
+    n_images: int = 1
+    n_seeds: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class ClassesFigures:
     on_object: float | None
     on_others: float | None
     all_ok: bool
+    n_images: int = 1
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,7 @@ class CardRow:
     classes: ClassesFigures | None
     co_gap: Interval | None
     checks: Mapping[str, Check]
+    co_sizes: tuple[int, int] | None = None  # (correctly, wrongly) predicted images behind co_gap
 
     def outcome(self, test: str) -> str:
         return self.checks[test].outcome
@@ -137,6 +149,7 @@ class CardRow:
             "sanity": None if self.sanity is None else self.sanity.__dict__,
             "classes": None if self.classes is None else self.classes.__dict__,
             "co_gap": None if self.co_gap is None else self.co_gap.record(),
+            "co_images": None if self.co_sizes is None else {"correct": self.co_sizes[0], "wrong": self.co_sizes[1]},
             "checks": {k: v.record() for k, v in self.checks.items()},
         }
 
@@ -150,6 +163,7 @@ class ReportCard:
     summary: tuple[str, ...]
     rules: ReportRules
     sources: Mapping[str, Any] = field(default_factory=dict)
+    scopes: Mapping[str, str] = field(default_factory=dict)  # test -> "over 16 images", "from one image: ..."
 
     def by_method(self) -> dict[str, CardRow]:
         return {r.method: r for r in self.rows}
@@ -185,6 +199,7 @@ class ReportCard:
             "random_control": None if self.control is None else self.control.record(),
             "table": self.table(),
             "sources": dict(self.sources),
+            "scopes": dict(self.scopes),
         }
 
     def markdown(self) -> str:
@@ -211,6 +226,8 @@ def sanity_figures(sanity: Any) -> dict[str, SanityFigures]:
     if record is None:
         return {}
     out = {}
+    n_images = max(1, len(record.get("targets") or [0]))
+    n_seeds = len(record.get("seeds") or ())
     for method, entry in dict(record.get("methods", {})).items():
         verdict = entry.get("verdict") or {}
         value = verdict.get("value")
@@ -219,6 +236,8 @@ def sanity_figures(sanity: Any) -> dict[str, SanityFigures]:
             ssim_output_layer=None if value is None or not math.isfinite(float(value)) else float(value),
             threshold=verdict.get("threshold"),
             reason=str(verdict.get("reason", "")),
+            n_images=n_images,
+            n_seeds=n_seeds,
         )
     return out
 
@@ -266,6 +285,72 @@ def co_gap_intervals(co: Any, *, variant: str = "x+h") -> dict[str, Interval]:
             continue
         (right if correct else wrong).append(value)
     return {m: welch_interval(right, wrong) for m, (right, wrong) in groups.items()}
+
+
+def co_group_sizes(co: Any, *, variant: str = "x+h") -> dict[str, tuple[int, int]]:
+    """Method -> (correctly, wrongly) predicted images with a finite CO score of ``variant``
+    (the two groups behind :func:`co_gap_intervals`)."""
+    if co is None:
+        return {}
+    sizes: dict[str, list[int]] = {}
+    for row in getattr(co, "rows", co):
+        get = row.get if isinstance(row, Mapping) else lambda k, r=row: getattr(r, k, None)
+        if str(get("variant")) != variant:
+            continue
+        counts = sizes.setdefault(str(get("method")), [0, 0])
+        correct = _as_bool(get("correct"))
+        if correct is None or _as_float(get("co")) is None:
+            continue
+        counts[0 if correct else 1] += 1
+    return {m: (right, wrong) for m, (right, wrong) in sizes.items()}
+
+
+def _co_images(co: Any, variant: str) -> int:
+    """Distinct images with a CO score of ``variant`` (the set size of a finished run)."""
+    rows = [r for r in getattr(co, "rows", co)
+            if str((r.get if isinstance(r, Mapping) else lambda k, r=r: getattr(r, k, None))("variant")) == variant]
+    names = {str(r.get("image") if isinstance(r, Mapping) else getattr(r, "image", "")) for r in rows}
+    return len(names)
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 image"``, ``"16 images"``."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
+def report_scopes(
+    evaluation: EvalSummary | None,
+    *,
+    sanity: Any = None,
+    classes: Any = None,
+    co: Any = None,
+    image_names: Mapping[str, str] | None = None,
+    co_variant: str = "x+h",
+) -> dict[str, str]:
+    """Test -> how many images its figures come from, in words, for the tests that have a source.
+
+    Data-set figures read ``"over 16 images"``; a sanity check or class comparison on the image
+    chosen in the sidebar reads ``"from one image: <name>"`` (``image_names["sanity"]`` /
+    ``image_names["classes"]``; just ``"from one image"`` when the name is not known).
+    """
+    names = dict(image_names or {})
+    scopes: dict[str, str] = {}
+    if evaluation is not None:
+        scopes["faithfulness"] = scopes["localization"] = f"over {_count(evaluation.n_images_done, 'image')}"
+    for test, source in (("sanity", sanity), ("classes", classes)):
+        if source is None:
+            continue
+        record = _record(source)
+        n = max(1, len(record.get("targets") or [0])) if test == "sanity" else 1
+        if n > 1:
+            scopes[test] = f"over {_count(n, 'image')}"
+        else:
+            scopes[test] = "from one image" + (f": {names[test]}" if names.get(test) else "")
+        if test == "sanity" and record.get("seeds"):
+            scopes[test] += f", {_count(len(record['seeds']), 'seed')}"
+    if co is not None:
+        scopes["co_gap"] = f"over {_count(_co_images(co, co_variant), 'image')}"
+    return scopes
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -404,6 +489,7 @@ def build_report(
     classes: Any = None,
     co: Any = None,
     rules: ReportRules = ReportRules(),
+    image_names: Mapping[str, str] | None = None,
 ) -> ReportCard:
     """Merge the available results into a :class:`ReportCard` (any of them may be missing).
 
@@ -417,12 +503,16 @@ def build_report(
         A CoScoreResult, or its rows (see :func:`co_gap_intervals`).
     rules:
         Thresholds of the rules.
+    image_names:
+        ``"sanity"`` / ``"classes"`` -> the name of the one image those results were computed on,
+        so that the card says which image a single-image figure comes from (:func:`report_scopes`).
     """
     evaluated = {} if evaluation is None else {m.method: m for m in evaluation.methods if m.method != RANDOM}
     control = None if evaluation is None else evaluation.by_method().get(RANDOM)
     sanity_by = sanity_figures(sanity)
     classes_by = classes_figures(classes)
     co_by = co_gap_intervals(co, variant=rules.co_variant)
+    co_sizes = co_group_sizes(co, variant=rules.co_variant)
     order = list(dict.fromkeys([*evaluated, *sanity_by, *classes_by, *co_by]))
     if not order:
         raise ParameterError("Nothing to report yet: run an evaluation, a sanity check, a class comparison or CO scores.")
@@ -437,7 +527,7 @@ def build_report(
             "co_gap": co_gap_check(co_by.get(method)),
         }
         rows.append(CardRow(method, _title(method, summary), summary, sanity_by.get(method),
-                            classes_by.get(method), co_by.get(method), checks))
+                            classes_by.get(method), co_by.get(method), checks, co_sizes.get(method)))
     sources = {
         "evaluation": None if evaluation is None else evaluation.settings.record(),
         "sanity": sanity is not None,
@@ -445,7 +535,10 @@ def build_report(
         "co": co is not None,
     }
     card_rows = tuple(rows)
-    return ReportCard(card_rows, control, tuple(summary_lines(card_rows, evaluation)), rules, sources)
+    scopes = report_scopes(evaluation, sanity=sanity, classes=classes, co=co, image_names=image_names,
+                           co_variant=rules.co_variant)
+    summary = tuple(summary_lines(card_rows, evaluation, scopes=scopes))
+    return ReportCard(card_rows, control, summary, rules, sources, scopes)
 
 
 def _title(method: str, summary: MethodSummary | None) -> str:
@@ -459,24 +552,32 @@ def _title(method: str, summary: MethodSummary | None) -> str:
         return method
 
 
-def summary_lines(rows: Sequence[CardRow], evaluation: EvalSummary | None = None) -> list[str]:
+def summary_lines(
+    rows: Sequence[CardRow], evaluation: EvalSummary | None = None, *, scopes: Mapping[str, str] | None = None
+) -> list[str]:
     """The plain-language summary: one sentence per measured test, then the overall picture.
 
-    Generated from the outcomes only: for each test, which methods pass, fail or are
-    inconclusive; then the methods that pass every measured test and those that fail any.
+    Generated from the outcomes only: for each test, how many images its figures come from
+    (``scopes``, see :func:`report_scopes`) and which methods pass, fail or are inconclusive;
+    a warning when single-image and data-set figures are on the same card; then the methods
+    that pass every test measured, naming the tests that were not measured for them, and the
+    methods that fail any. "Passes every test" is said only of a method with every test measured.
     """
+    scopes = dict(scopes or {})
     lines = []
     if evaluation is not None:
         s = evaluation.settings
-        scope = f"{evaluation.n_images_done} of {s.n_images} images" if not evaluation.complete else f"{s.n_images} images"
+        scope = f"{evaluation.n_images_done} of {s.n_images} images" if not evaluation.complete else _count(s.n_images, "image")
         lines.append(f"Data-set evaluation of {s.model_name} on {scope}"
                      + ("" if evaluation.complete else " (the run is not finished)") + ".")
     measured_any = False
+    tested = []
     for test in TESTS:
         groups = {o: [r.title for r in rows if r.outcome(test) == o] for o in OUTCOMES}
         if not any(groups[o] for o in ("pass", "fail", "inconclusive")):
             continue
         measured_any = True
+        tested.append(test)
         parts = []
         if groups["pass"]:
             parts.append(f"{_join(groups['pass'])} {_verb(groups['pass'], 'passes', 'pass')}")
@@ -485,20 +586,45 @@ def summary_lines(rows: Sequence[CardRow], evaluation: EvalSummary | None = None
         if groups["inconclusive"]:
             parts.append(f"{_join(groups['inconclusive'])} {_verb(groups['inconclusive'], 'is', 'are')} inconclusive")
         sentence = "; ".join(parts)
-        lines.append(f"On {TEST_NAMES[test]}: {sentence}.")
+        where = f", {scopes[test]}" if scopes.get(test) else ""
+        lines.append(f"On {TEST_NAMES[test]}{where}: {sentence}.")
     if not measured_any:
         lines.append("No test has a result yet.")
         return lines
+    mixed = _mixed_scopes(tested, scopes)
+    if mixed:
+        lines.append(mixed)
     measured = [r for r in rows if any(r.outcome(t) in ("pass", "fail", "inconclusive") for t in TESTS)]
-    trusted = [r.title for r in measured if all(r.outcome(t) in ("pass", "not measured") for t in TESTS)]
+    trusted = [r for r in measured if all(r.outcome(t) in ("pass", "not measured") for t in TESTS)]
     failing = [r.title for r in measured if any(r.outcome(t) == "fail" for t in TESTS)]
     if trusted:
-        lines.append(f"Passes every test measured: {_join(trusted)}.")
+        by_missing: dict[tuple[str, ...], list[str]] = {}
+        for r in trusted:
+            missing = tuple(t for t in TESTS if r.outcome(t) == "not measured")
+            by_missing.setdefault(missing, []).append(r.title)
+        for missing, titles in by_missing.items():
+            if not missing:
+                lines.append(f"{_verb(titles, 'Passes', 'Pass')} every test: {_join(titles)}.")
+            else:
+                lines.append(f"{_verb(titles, 'Passes', 'Pass')} every test that was measured: {_join(titles)} "
+                             f"(not measured: {_join([SHORT_NAMES[t] for t in missing])}).")
     else:
-        lines.append("No method passes every test measured.")
+        lines.append("No method passes every test that was measured.")
     if failing:
         lines.append(f"Fails at least one test: {_join(failing)}.")
     return lines
+
+
+def _mixed_scopes(tested: Sequence[str], scopes: Mapping[str, str]) -> str:
+    """A sentence when figures from one image and figures over a data set share the card, else ''."""
+    single = [t for t in tested if t in SINGLE_IMAGE_TESTS and scopes.get(t, "").startswith("from one image")]
+    data_set = [t for t in tested if t not in single and scopes.get(t, "").startswith("over ")]
+    if not single or not data_set:
+        return ""
+    over = "; ".join(f"{SHORT_NAMES[t]} {scopes[t]}" for t in data_set)
+    one = "; ".join(f"{SHORT_NAMES[t]} {scopes[t]}" for t in single)
+    return (f"Figures of different scope: {over}; but {one}. A single image is an example, "
+            "not a measurement over a data set.")
 
 
 def _join(names: Sequence[str]) -> str:
@@ -544,12 +670,16 @@ def _flat(method: str, title: str, summary: MethodSummary | None, row: CardRow |
     if row is not None:
         if row.sanity is not None:
             line["SSIM after output layer randomized"] = row.sanity.ssim_output_layer
+            line["sanity images"] = row.sanity.n_images
         if row.classes is not None:
             line["class-map SSIM"] = row.classes.pair_ssim
             line["relevance on object"] = row.classes.on_object
             line["relevance on others"] = row.classes.on_others
+            line["classes images"] = row.classes.n_images
         if row.co_gap is not None:
             _put(line, "CO gap", row.co_gap, text)
+            if row.co_sizes is not None:
+                line["CO images correct"], line["CO images wrong"] = row.co_sizes
         for test in TESTS:
             line[f"{test} verdict"] = row.outcome(test)
     return line

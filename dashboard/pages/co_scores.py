@@ -11,13 +11,16 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import render, sidebar, state, uploads
+from dashboard import render, sidebar, state, uploads, wording
 from dashboard.safe_text import plain
 from xaicore.confidence import VARIANTS, CoScoreResult, iter_co_rows, summarize
-from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
+from xaicore.data import shapes
+from xaicore.data.imagesets import HARD_DIFFICULTY, ImageItem, ImageSet, generated_test_set, load_image_set, relabel
 from xaicore.explainers.registry import get_method, list_methods
 
 GENERATED, SAMPLES, UPLOAD = "Generated test set", "Samples", "Upload a zip"
+HARD = "Generated, harder (some predictions wrong)"
+SOURCE = "co.w.source"
 FAST = ("saliency", "input_x_gradient", "gradcam", "guided_backprop")
 METHODS = "co.w.methods"
 PARTIAL = "co.partial"  # {"key", "rows", "skipped", "done", "total"} of the run in flight or stopped
@@ -25,37 +28,44 @@ BATCH = 16
 
 
 @st.cache_data(max_entries=4, show_spinner="Generating images…")
-def _generated_set(n: int, seed: int) -> ImageSet:
-    return generated_test_set(n, seed=seed)
+def _generated_set(n: int, seed: int, difficulty: float = 0.0) -> ImageSet:
+    return generated_test_set(n, seed=seed, difficulty=difficulty)
 
 
-def _generated(bundle, n: int, seed: int) -> ImageSet:
-    image_set = _generated_set(n, seed)
-    if tuple(image_set.class_names) != tuple(bundle.labels):
-        st.caption("These shapes are labelled with the default model's classes, not this model's: labels are left out.")
-        items = tuple(ImageItem(name=i.name, array=i.array, label=None) for i in image_set.items)
-        return ImageSet(items=items, class_names=tuple(bundle.labels), notices=image_set.notices)
-    return image_set
+def _for_model(bundle, image_set: ImageSet) -> ImageSet:
+    """The set with its labels matched to the model's classes by name; a notice for those left out."""
+    matched = relabel(image_set, bundle.labels)
+    for notice in matched.notices[len(image_set.notices):]:
+        st.caption(notice)
+    return matched
+
+
+def _generated(bundle, n: int, seed: int, difficulty: float = 0.0) -> ImageSet:
+    return _for_model(bundle, _generated_set(n, seed, difficulty))
 
 
 def _samples(bundle) -> ImageSet:
+    """The sample images; a shape keeps its label for any model with a class of that name."""
     items = []
     for name in state.sample_names():
         sample = state.sample_image(name)
-        label = sample.label if sample.label is not None and sample.label < bundle.num_classes else None
-        items.append(ImageItem(name=name, array=sample.array, label=label))
-    return ImageSet(items=tuple(items), class_names=tuple(bundle.labels))
+        items.append(ImageItem(name=name, array=sample.array, label=sample.label))
+    return _for_model(bundle, ImageSet(items=tuple(items), class_names=tuple(shapes.CLASSES)))
 
 
 def _image_set(bundle) -> tuple[ImageSet | None, str]:
     """The chosen image set and a key naming it (None while a zip is awaited)."""
-    source = st.radio("Images", [GENERATED, SAMPLES, UPLOAD], horizontal=True,
-                      **state.kept("co.w.source", default=GENERATED, options=[GENERATED, SAMPLES, UPLOAD]))
-    if source == GENERATED:
+    sources = [GENERATED, HARD, SAMPLES, UPLOAD]
+    source = st.radio("Images", sources, horizontal=True, **state.kept(SOURCE, default=GENERATED, options=sources))
+    if source in (GENERATED, HARD):
         a, b = st.columns(2)
         n = int(a.number_input("Number of images", min_value=2, max_value=2000, step=16,
                                **state.kept("co.w.n", default=64)))
         seed = int(b.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **state.kept("co.w.seed", default=0)))
+        if source == HARD:
+            st.caption("Smaller shapes among clutter, crossed by a bar, with pixel noise (difficulty "
+                       f"{HARD_DIFFICULTY:g} of 1): the default model gets about a quarter of them wrong.")
+            return _generated(bundle, n, seed, HARD_DIFFICULTY), f"generated-hard:{n}:{seed}"
         return _generated(bundle, n, seed), f"generated:{n}:{seed}"
     if source == SAMPLES:
         return _samples(bundle), "samples"
@@ -109,21 +119,50 @@ def box_figure(result: CoScoreResult, variant: str) -> go.Figure:
 def gap_rows(result: CoScoreResult) -> list[dict]:
     """One table row per method and variant: group sizes, means, and the gaps."""
     return [
-        {"method": get_method(g.method).title, "variant": g.variant, "correct": g.n_correct, "wrong": g.n_wrong,
-         "mean (correct)": g.mean_correct, "mean (wrong)": g.mean_wrong, "mean gap": g.mean_gap,
-         "median gap": g.median_gap}
+        {"method": get_method(g.method).title, "AX variant": g.variant, "correct predictions": g.n_correct,
+         "wrong predictions": g.n_wrong, "mean CO (correct)": g.mean_correct, "mean CO (wrong)": g.mean_wrong,
+         "mean gap": g.mean_gap, "median gap": g.median_gap}
         for g in result.gaps if g.method not in result.skipped
     ]
+
+
+def gap_problem(result: CoScoreResult) -> tuple[str, bool]:
+    """Why the correct/wrong gap cannot be measured on this set, in words ("" when it can), and
+    whether a set with wrong predictions would help (every labelled prediction is right)."""
+    gaps = [g for g in result.gaps if g.method not in result.skipped]
+    if not gaps or any(g.n_correct and g.n_wrong for g in gaps):
+        return "", False
+    images = len({r.image for r in result.rows})
+    labelled = len({r.image for r in result.rows if r.true is not None})
+    if labelled == 0:
+        return (f"None of these {wording.plural(images, 'image')} has a label that is a class of this model, so "
+                "right and wrong predictions cannot be told apart and the gap cannot be measured.", False)
+    if all(g.n_wrong == 0 for g in gaps):
+        return (f"The model predicts every one of the {wording.plural(labelled, 'labelled image')} right, so there "
+                "is no wrongly predicted image and the gap between correct and wrong predictions cannot be measured. "
+                "Use a set with wrong predictions: the harder generated set, or images of your own.", True)
+    return (f"The model predicts every one of the {wording.plural(labelled, 'labelled image')} wrong, so the gap "
+            "between correct and wrong predictions cannot be measured.", False)
+
+
+def _use_hard_set() -> None:
+    state.set_kept(SOURCE, HARD)
 
 
 def _show(result: CoScoreResult) -> None:
     if not result.complete:
         images = len({r.image for r in result.rows})
-        st.warning(f"Stopped early: rows of {images} of {result.n_images} images are shown. Press Run to start again.")
+        st.warning(f"Stopped early: rows of {images} of {wording.plural(result.n_images, 'image')} are shown. "
+                   "Press Run to start again.")
     for method, reason in result.skipped.items():
         st.caption(f"{get_method(method).title} was left out: {reason}")
     if not result.rows:
         return
+    problem, harder_helps = gap_problem(result)
+    if problem:
+        st.warning(problem)
+        if harder_helps and state.kept_value(SOURCE) != HARD:
+            st.button("Use the harder generated set", key="co.act.hard", on_click=_use_hard_set)
     st.subheader("Gap between correctly and wrongly predicted images")
     for gap in result.gaps:
         if gap.method in result.skipped:
@@ -139,7 +178,7 @@ def _show(result: CoScoreResult) -> None:
         st.plotly_chart(box_figure(result, variant), key=f"co.chart.{variant}")
     st.dataframe(gap_rows(result), hide_index=True)
     st.subheader("All rows")
-    st.dataframe(result.table(), hide_index=True)
+    st.dataframe(wording.plain_table(result.table()), hide_index=True)
     a, b = st.columns(2)
     a.download_button("Rows (CSV)", result.csv_text().encode(), file_name="co_scores.csv", mime="text/csv",
                       on_click="ignore", key="co.act.csv")
@@ -187,7 +226,7 @@ def main() -> None:
         result = _summarize(bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed,
                             complete=False)
     if result is None:
-        st.info(f"Press Run to score {len(image_set)} images with {len(methods)} methods.")
+        st.info(f"Press Run to score {wording.plural(len(image_set), 'image')} with {wording.plural(len(methods), 'method')}.")
         return
     _show(result)
 

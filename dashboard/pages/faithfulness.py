@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import render, state, sidebar
+from dashboard.faithfulness_render import fitted_range, mark_color, marked, preview_caption
 from xaicore.explainers.api import explain
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.results import Status
@@ -95,8 +96,12 @@ def auc_rows(result) -> list[dict[str, object]]:
     ]
 
 
-def curves_figure(result, kind: str, *, step: int) -> go.Figure:
-    """Plotly chart of the ``kind`` curves of every ranking; the random control dashed."""
+def curves_figure(result, kind: str, *, step: int, full_axis: bool = False) -> go.Figure:
+    """Plotly chart of the ``kind`` curves of every ranking; the random control dashed.
+
+    The probability axis is fitted to the curves (:func:`fitted_range`), or spans 0 to 1 with
+    ``full_axis``.
+    """
     fig = go.Figure()
     x = result.fractions * 100
     for curves in result.curves:
@@ -113,11 +118,13 @@ def curves_figure(result, kind: str, *, step: int) -> go.Figure:
             )
         )
     fig.add_vline(x=float(x[step]), line={"color": "black", "width": 1, "dash": "dot"})
-    verb = "inserted into the background" if kind == "insertion" else "deleted from the image"
+    background = result.background_text()
+    verb = f"put onto {background}" if kind == "insertion" else f"replaced by {background}"
     fig.update_layout(
         title=f"{kind.capitalize()}: most relevant pixels {verb} first",
         xaxis_title="pixels changed (%)", yaxis_title=f"probability of class {result.target[0]}",
-        yaxis_range=[0, 1.02], legend={"orientation": "h", "y": -0.25}, margin={"t": 50, "b": 10}, height=420,
+        yaxis_range=[0, 1.02] if full_axis else fitted_range(result, kind),
+        legend={"orientation": "h", "y": -0.25}, margin={"t": 50, "b": 10}, height=420,
     )
     return fig
 
@@ -149,11 +156,14 @@ def _view(result, skipped: dict[str, str]) -> None:
                "Click a point of a curve to see the image the model saw there.")
     for name, line in skipped.items():
         st.caption(f"{get_method(name).title} is left out: {line}")
+    full_axis = st.toggle("Probability axis from 0 to 1",
+                          help="Off: the axis is fitted to the curves, so small differences show.",
+                          **state.kept(PREFIX + "full_axis", default=False))
     left, right = st.columns(2)
     for column, kind in zip((left, right), KINDS):
         chart_key = f"faith.chart.{kind}"
         column.plotly_chart(
-            curves_figure(result, kind, step=step), key=chart_key,
+            curves_figure(result, kind, step=step, full_axis=full_axis), key=chart_key,
             on_select=lambda k=chart_key: _select_point(k), selection_mode="points",
         )
     pick, slide = st.columns([1, 2])
@@ -165,14 +175,25 @@ def _view(result, skipped: dict[str, str]) -> None:
     )
     curves = result.get(method)
     k = int(result.steps[step])
+    mark = st.toggle("Mark the changed pixels",
+                     help="Tinted, with an outline, in a colour the image hardly uses: the pixels deleted "
+                          "(replaced by the background) or inserted so far.",
+                     **state.kept(PREFIX + "mark", default=True))
+    changed = result.changed_pixels(method, step=step) if mark else None
+    color_name, color = mark_color(result.images[0], result.backgrounds[0])
     cols = st.columns(3)
     cols[0].image(result.images[0], caption="image", width="stretch", clamp=True)
     for col, kind in zip(cols[1:], KINDS):
         probability = float(getattr(curves, kind)[0][step])
+        picture = result.masked_image(method, step=step, kind=kind)
         col.image(
-            result.masked_image(method, step=step, kind=kind), width="stretch", clamp=True,
-            caption=f"{kind}: {k} pixels ({100 * k / result.params['num_pixels']:.0f}%), p = {probability:.3f}",
+            picture if changed is None else marked(picture, changed, color=color), width="stretch", clamp=True,
+            output_format="PNG",
+            caption=preview_caption(result, kind, pixels=k, probability=probability),
         )
+    if changed is not None and changed.any():
+        st.caption(f"Marked in {color_name}: the {k} most relevant pixels of {_title(method)}, "
+                   "deleted (right) or inserted (middle) so far.")
     stem = f"faithfulness-class{int(result.target[0])}"
     a, b = st.columns(2)
     a.download_button("Curves (CSV)", lambda: result.to_csv().encode(), file_name=f"{stem}.csv", mime="text/csv",
@@ -184,7 +205,7 @@ def _view(result, skipped: dict[str, str]) -> None:
 def main() -> None:
     st.title("Faithfulness")
     st.caption("Insertion and deletion (Petsiuk et al. 2018): follow the probability of the class while the most "
-               "relevant pixels of a map are put into a blank background, or removed from the image, first.")
+               "relevant pixels of a map are put onto a background, or replaced by it in the image, first.")
     bundle, image, target = state.current_model(), state.current_image(), state.current_target()
     if bundle is None or image is None or target is None:
         st.info("Choose a model and an image in the sidebar.")

@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import render, sidebar, state
 from dashboard.safe_text import plain
+from dashboard.wording import plural
 from xaicore import gax_view
 from xaicore.gax import MAX_STEPS, GaxImageResult, GaxResult, run_gax
 
@@ -112,7 +113,8 @@ def _summary(result: GaxResult) -> None:
         st.success(f"Reached CO {result.target_co:g} at step {one.steps} (final CO {one.final_co:.2f}) "
                    f"in {result.runtime_s:.1f} s.")
     else:
-        st.warning(f"Did not reach CO {result.target_co:g} within {one.steps} steps (final CO {one.final_co:.2f}); "
+        st.warning(f"Did not reach CO {result.target_co:g} within {plural(one.steps, 'step')} "
+                   f"(final CO {one.final_co:.2f}); "
                    "raise the step cap or the learning rate, or lower the target.")
     for notice in result.notices:
         st.caption(plain(notice))

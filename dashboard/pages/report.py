@@ -13,11 +13,11 @@ from collections import OrderedDict
 
 import streamlit as st
 
-from dashboard import render, sidebar, state, uploads
+from dashboard import render, sidebar, state, uploads, wording
 from dashboard.safe_text import plain
 from xaicore.confidence import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
-from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
+from xaicore.data.imagesets import ImageSet, generated_test_set, load_image_set, relabel
 from xaicore.discriminative import ClassesResult
 from xaicore.evaluate import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers.registry import get_method, list_methods
@@ -50,13 +50,12 @@ def _zip_set(data: bytes, class_names: tuple[str, ...], preprocess) -> ImageSet:
 
 
 def _for_model(image_set: ImageSet, bundle) -> ImageSet:
-    """The set with its labels dropped when they are not classes of ``bundle`` (masks stay)."""
-    if all(name in bundle.labels for name in image_set.class_names):
-        return image_set
-    st.caption("These images are labelled with the default model's classes, not this model's: labels are left out "
-               "and each image is explained for its predicted class.")
-    items = tuple(ImageItem(i.name, i.array, None, i.mask) for i in image_set.items)
-    return ImageSet(items=items, class_names=tuple(bundle.labels), notices=image_set.notices)
+    """The set with its labels matched to ``bundle``'s classes by name (masks stay); labels of
+    classes the model does not have are left out, with a notice."""
+    matched = relabel(image_set, bundle.labels)
+    for notice in matched.notices[len(image_set.notices):]:
+        st.caption(notice)
+    return matched
 
 
 def _image_set(bundle) -> tuple[ImageSet | None, str]:
@@ -131,7 +130,7 @@ def _run(bundle, image_set: ImageSet, settings, kept: list) -> Evaluation:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, message: str) -> None:
-        bar.progress(done / total, text=f"{message} ({done} of {total} images done)")
+        bar.progress(done / total, text=f"{message} ({done} of {wording.plural(total, 'image')} done)")
 
     evaluation = evaluate(bundle, image_set, settings, done_rows=list(kept), on_rows=kept.extend, progress=progress)
     bar.empty()
@@ -147,15 +146,29 @@ def _latest(kind: type, fingerprint: str):
     return found
 
 
-def _sources(sanity, classes, co) -> None:
+def _image_name(result) -> str:
+    """The name of the one image ``result`` was computed on when it is the sidebar's image (its
+    store key names the image's hash), else "" (the card then says "from one image")."""
+    image = state.current_image()
+    for key, value in state.result_store().items():
+        if value is result:
+            parts = dict(key[1]) if len(key) > 1 and isinstance(key[1], tuple) else {}
+            if image is not None and parts.get("image") == image.hash:
+                return image.name
+    return ""
+
+
+def _sources(sanity, classes, co, scopes: dict[str, str]) -> None:
     lines = []
     if sanity is not None:
         label = sanity.labels[int(sanity.targets[0])] if sanity.labels else int(sanity.targets[0])
-        lines.append(f"sanity check from the Sanity checks page (class {label}, {len(sanity.seeds)} seeds)")
+        lines.append(f"sanity check from the Sanity checks page, {scopes.get('sanity', 'from one image')} "
+                     f"(class {label})")
     if classes is not None:
-        lines.append(f"class comparison from the Class discriminativeness page ({', '.join(classes.class_labels)})")
+        lines.append(f"class comparison from the Class discriminativeness page, {scopes.get('classes', 'from one image')} "
+                     f"({', '.join(classes.class_labels)})")
     if co is not None:
-        lines.append(f"CO scores from the AX / CO page ({co.n_images} images)")
+        lines.append(f"CO scores from the AX / CO page, over {wording.plural(co.n_images, 'image')}")
     if lines:
         st.caption("Also on this card: " + "; ".join(lines) + ".")
     else:
@@ -171,12 +184,28 @@ def _shown_columns(table: list[dict]) -> list[str]:
     return ["title", *verdicts, *(c for c in columns if c != "title" and c not in verdicts)]
 
 
+_VERDICT_TESTS = {f"{test} verdict": test for test in TEST_NAMES}
+
+
+def shown_table(card) -> tuple[list[dict], list[str]]:
+    """The card's table as shown: plain column titles, each verdict column naming how many images
+    its test comes from ("sanity check (from one image: shape: star)"); and the column order."""
+    table = card.table(interval_text=True)
+    titles = {}
+    for key, test in _VERDICT_TESTS.items():
+        scope = card.scopes.get(test)
+        titles[key] = wording.column_title(key) + (f" ({scope})" if scope else "")
+    order = [titles.get(c) or wording.column_title(c) for c in _shown_columns(table)]
+    table = [{k: v for k, v in line.items() if k != "method"} for line in table]  # "title" is shown as "method"
+    return wording.plain_columns(table, titles), order
+
+
 def _show(card, evaluation_rows, summary) -> None:
     st.subheader("Summary")
     st.markdown("\n".join(f"- {line}" for line in card.summary))
     st.subheader("Per method")
-    table = card.table(interval_text=True)
-    st.dataframe(table, hide_index=True, column_order=_shown_columns(table))
+    table, order = shown_table(card)
+    st.dataframe(table, hide_index=True, column_order=order)
     with st.expander("How the verdicts are decided"):
         for test, rule in RULES.items():
             st.markdown(f"- **{TEST_NAMES[test]}**: {rule}")
@@ -222,7 +251,7 @@ def main() -> None:
             elif kept:
                 rows = tuple(kept)
                 summary = summarize(rows, settings, device=str(bundle.device))
-                st.warning(f"Stopped early: {summary.n_images_done} of {settings.n_images} images are done. "
+                st.warning(f"Stopped early: {summary.n_images_done} of {wording.plural(settings.n_images, 'image')} are done. "
                            "Press Run to continue from there.")
         if evaluation is not None:
             rows, summary = evaluation.rows, evaluation.summary
@@ -238,10 +267,12 @@ def main() -> None:
     co = _latest(CoScoreResult, bundle.fingerprint)
     if summary is None and sanity is None and classes is None and co is None:
         if settings is not None:
-            st.info(f"Press Run to evaluate {len(settings.methods)} methods on {settings.n_images} images.")
+            st.info(f"Press Run to evaluate {wording.plural(len(settings.methods), 'method')} on "
+                    f"{wording.plural(settings.n_images, 'image')}.")
         return
-    card = build_report(summary, sanity=sanity, classes=classes, co=co)
-    _sources(sanity, classes, co)
+    names = {kind: _image_name(result) for kind, result in (("sanity", sanity), ("classes", classes)) if result is not None}
+    card = build_report(summary, sanity=sanity, classes=classes, co=co, image_names=names)
+    _sources(sanity, classes, co, dict(card.scopes))
     _show(card, rows, summary)
 
 

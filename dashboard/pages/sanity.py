@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import render, sanity_render, sidebar, state
+from dashboard import render, sanity_render, sidebar, state, wording
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
 from xaicore.similarity import NORMALIZATIONS
@@ -42,7 +42,9 @@ def _settings(bundle) -> dict:
                          help="A method fails when its map after randomizing the output layer keeps a mean SSIM "
                               "at or above this value.")
     d, e = st.columns(2)
-    policy = d.radio("Explain, on the randomized model", list(POLICIES), format_func=POLICIES.get,
+    reference = sanity_render.reference_model(bundle.name)
+    policy = d.radio("Explain, on the randomized model", list(POLICIES),
+                     format_func=lambda p: POLICIES[p].replace("the trained model", reference),
                      **state.kept(W + "policy", default=next(iter(POLICIES)), options=list(POLICIES)))
     normalization = e.selectbox("Normalization of absolute maps", ABS_NORMALIZATIONS,
                                 **state.kept(W + "normalization", default=ABS_NORMALIZATIONS[0], options=ABS_NORMALIZATIONS),
@@ -53,7 +55,7 @@ def _settings(bundle) -> dict:
 
 def _run(bundle, image, target: int, settings: dict):
     """Run the check with a progress bar naming the layer; the caller stores the finished result."""
-    bar = st.progress(0.0, text="Explaining with the trained model…")
+    bar = st.progress(0.0, text=f"Explaining with {sanity_render.reference_model(bundle.name)}…")
 
     def progress(done: int, total: int, message: str) -> None:
         bar.progress(done / total, text=f"{message} ({done} of {total})")
@@ -79,7 +81,8 @@ def _results(result) -> None:
         st.caption(f"Rule: fails when the mean SSIM (absolute maps, {result.params['normalizations']['abs']} "
                    f"normalization) after randomizing only the output layer is at or above the threshold.")
 
-        st.subheader("Similarity to the trained model's map")
+        reference = sanity_render.reference_model(result.provenance.model_name)
+        st.subheader(f"Similarity to the map of {reference}")
         a, b = st.columns(2)
         mode = result.modes[0]
         if len(result.modes) > 1:
@@ -95,7 +98,7 @@ def _results(result) -> None:
         view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
                        **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)))
         over = o.toggle("Draw over the image", **state.kept(W + "over", default=False))
-        st.caption(f"{mode} schedule, seed {result.map_seeds[0]}; the first tile is the trained model's map.")
+        st.caption(f"{mode} schedule, seed {result.map_seeds[0]}; the first tile is the map of {reference}.")
         for method, title in zip(result.methods, result.titles, strict=True):
             tiles = sanity_render.strip(result, method=method, mode=mode, view=view, over_image=over)
             st.markdown(f"**{title}** · {result.verdict(method).status}")
@@ -144,11 +147,13 @@ def main() -> None:
         state.put_result(key, result)  # only a finished check is stored
     if result is None:
         steps = len(bundle.layers) * settings["seeds"] * (2 if settings["mode"] == "both" else 1)
-        st.info(f"Press *Run the check*: {steps} randomized models, {len(settings['methods'])} methods each, "
+        st.info(f"Press *Run the check*: {wording.plural(steps, 'randomized model')}, "
+                f"{wording.plural(len(settings['methods']), 'method')} each, "
                 f"on {bundle.name} for class {bundle.labels[target]}.")
         return
-    st.caption(f"Explaining class {bundle.labels[target]} · {len(result.layers)} layers · "
-               f"seeds 0–{settings['seeds'] - 1} · computed in {result.runtime_s:.1f} s")
+    seeds = "seed 0" if settings["seeds"] == 1 else f"seeds 0–{settings['seeds'] - 1}"
+    st.caption(f"Explaining class {bundle.labels[target]} · {wording.plural(len(result.layers), 'layer')} · "
+               f"{seeds} · computed in {result.runtime_s:.1f} s")
     _results(result.with_threshold(settings["threshold"]))
 
 

@@ -75,7 +75,9 @@ def test_page_draws_both_curves_the_auc_table_and_the_preview(page):
             np.testing.assert_allclose(_values(trace["x"]), result.fractions * 100)
     image_captions = [img.proto.imgs[0].caption for img in at.main.image]
     assert image_captions[0] == "image"
-    assert image_captions[1] == f"insertion: 0 pixels (0%), p = {result.get('saliency').insertion[0][0]:.3f}"
+    p0 = result.get("saliency").insertion[0][0]
+    assert image_captions[1] == (f"insertion: 0 pixels (0%) of the image put onto the blurred image (Gaussian, "
+                                 f"sigma 2 px), p = {p0:.3f}")
 
 
 def test_moving_the_step_redraws_from_the_stored_ranks(page):
@@ -89,7 +91,8 @@ def test_moving_the_step_redraws_from_the_stored_ranks(page):
     k = int(before.steps[10])
     captions = [img.proto.imgs[0].caption for img in at.main.image]
     deletion = before.get("gradcam").deletion[0][10]
-    assert captions[2] == f"deletion: {k} pixels ({100 * k / 256:.0f}%), p = {deletion:.3f}"
+    assert captions[2] == (f"deletion: {k} pixels ({100 * k / 256:.0f}%) replaced by the blurred image "
+                           f"(Gaussian, sigma 2 px), p = {deletion:.3f}")
     lines = [s for c in at.get("plotly_chart") for s in json.loads(c.proto.spec)["layout"]["shapes"]]
     assert all(s["x0"] == pytest.approx(100 * k / 256) for s in lines) and len(lines) == 2
 

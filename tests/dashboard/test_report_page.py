@@ -80,14 +80,16 @@ def test_a_run_shows_the_summary_the_table_and_downloads(finished):
     (evaluation,) = _evaluations(at)
     assert evaluation.summary.complete and len(evaluation.rows) == 4 * 3
     table = at.dataframe[0].value
-    assert list(table["title"]) == ["Saliency", "Grad-CAM", "Random control"]
+    assert list(table["method"]) == ["Saliency", "Grad-CAM", "Random control"]
     reference = _reference().summary.by_method()
     for method, (_, line) in zip([*METHODS, RANDOM], table.iterrows(), strict=True):
         expected = reference[method].metrics
         assert line["insertion AUC"] == pytest.approx(expected["insertion"].mean, abs=1e-9)
         assert line["relevance mass"] == pytest.approx(expected["mass"].mean, abs=1e-9)
-        assert line["images"] == 4
-    assert set(table.columns) >= {"faithfulness verdict", "localization verdict", "insertion AUC 95% CI"}
+        assert line["data-set images"] == 4
+    assert set(table.columns) >= {"faithfulness (over 4 images)", "localization (over 4 images)",
+                                  "insertion AUC 95% interval"}
+    assert not [c for c in table.columns if "verdict" in c or "_" in c or c.endswith(" CI")]  # no raw names
     text = "\n".join(m.value for m in at.markdown)
     assert "Data-set evaluation of test model on 4 images." in text
     assert "On faithfulness" in text or "On localization" in text
@@ -124,7 +126,7 @@ def test_an_interrupted_run_keeps_its_rows_and_continues(monkeypatch):
     at = at.run()  # the next rerun (Stop, a widget) shows the partial card
     warnings = [w.value for w in at.warning]
     assert any("2 of 4 images are done" in w for w in warnings)
-    assert list(at.dataframe[0].value["images"]) == [2, 2, 2]
+    assert list(at.dataframe[0].value["data-set images"]) == [2, 2, 2]
 
     monkeypatch.setattr(evaluate_module, "insertion_deletion", real)
     counted: list[int] = []
@@ -159,12 +161,14 @@ def test_results_of_the_other_pages_join_the_card():
     at = support.open_page(at, PAGE)
     assert not at.exception and support.errors(at) == []
     table = at.dataframe[0].value
-    assert list(table["title"]) == ["Saliency", "Guided Backprop"]
+    assert list(table["method"]) == ["Saliency", "Guided Backprop"]
     for title, method in (("Saliency", "saliency"), ("Guided Backprop", "guided_backprop")):
-        line = table[table["title"] == title].iloc[0]
+        line = table[table["method"] == title].iloc[0]
         verdict = sanity.verdict(method)
-        assert line["SSIM after output layer randomized"] == pytest.approx(verdict.value)
-        assert line["sanity verdict"] == {"pass": "pass", "fail": "fail"}.get(verdict.status, "inconclusive")
+        assert line["sanity: SSIM after randomizing the output layer"] == pytest.approx(verdict.value)
+        assert line["sanity: images"] == 1
+        shown = line["sanity check (from one image, 1 seed)"]
+        assert shown == {"pass": "pass", "fail": "fail"}.get(verdict.status, "inconclusive")
     text = "\n".join(m.value for m in at.markdown)
     assert "On the sanity check" in text
     assert any("sanity check from the Sanity checks page" in c for c in support.captions(at))
@@ -206,4 +210,4 @@ def test_an_uploaded_zip_with_labels_and_a_mask():
     assert rows[("circle/a.png", "saliency")].relevance_mass is not None
     assert rows[("star/b.png", "saliency")].relevance_mass is None
     table = at.dataframe[0].value
-    assert list(table["images"]) == [3, 3]
+    assert list(table["data-set images"]) == [3, 3]

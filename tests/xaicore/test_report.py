@@ -21,6 +21,7 @@ from xaicore.faithfulness import RANDOM
 from xaicore.intervals import Interval
 from xaicore.report import (
     OUTCOMES,
+    SHORT_NAMES,
     TESTS,
     CardRow,
     Check,
@@ -175,7 +176,8 @@ CLASSES_RECORD = {"methods": {
 
 
 def test_the_card_merges_every_source_and_says_so_in_plain_words():
-    card = build_report(_hand_evaluation(), sanity=SANITY_RECORD, classes=CLASSES_RECORD)
+    card = build_report(_hand_evaluation(), sanity=SANITY_RECORD, classes=CLASSES_RECORD,
+                        image_names={"sanity": "shape: star", "classes": "scene: circle + star"})
     rows = card.by_method()
     assert [r.method for r in card.rows] == ["gradcam", "guided_backprop", "deconvolution"]
     assert rows["gradcam"].outcome("faithfulness") == "pass"
@@ -186,11 +188,16 @@ def test_the_card_merges_every_source_and_says_so_in_plain_words():
     assert [r.outcome("co_gap") for r in card.rows] == ["not measured"] * 3
     assert card.summary == (
         "Data-set evaluation of hand model on 4 images.",
-        "On faithfulness (insertion/deletion against random pixels): Grad-CAM passes; Guided Backprop fails.",
-        "On the sanity check (the map changes when the model's weights are randomized): Grad-CAM passes; "
-        "Guided Backprop and Deconvolution fail.",
-        "On class-discriminativeness (different maps for different classes): Grad-CAM passes; Guided Backprop fails.",
-        "Passes every test measured: Grad-CAM.",
+        "On faithfulness (insertion/deletion against random pixels), over 4 images: Grad-CAM passes; "
+        "Guided Backprop fails.",
+        "On the sanity check (the map changes when the model's weights are randomized), from one image: "
+        "shape: star: Grad-CAM passes; Guided Backprop and Deconvolution fail.",
+        "On class-discriminativeness (different maps for different classes), from one image: scene: circle + star: "
+        "Grad-CAM passes; Guided Backprop fails.",
+        "Figures of different scope: faithfulness over 4 images; but the sanity check from one image: shape: star; "
+        "class-discriminativeness from one image: scene: circle + star. A single image is an example, not a "
+        "measurement over a data set.",
+        "Passes every test that was measured: Grad-CAM (not measured: localization and the CO-score gap).",
         "Fails at least one test: Guided Backprop and Deconvolution.",
     )
 
@@ -263,21 +270,30 @@ def test_summary_lists_each_method_where_its_outcomes_put_it(outcomes):
         for k, row in enumerate(outcomes)
     ]
     lines = summary_lines(rows)
+    assert not any("the image" in line.lower() for line in lines)  # no scopes given: none invented
     measured = [r for r in rows if any(r.outcome(t) != "not measured" for t in TESTS)]
     if not measured:
         assert lines == ["No test has a result yet."]
         return
-    trusted = [r.title for r in measured if all(r.outcome(t) in ("pass", "not measured") for t in TESTS)]
+    trusted = [r for r in measured if all(r.outcome(t) in ("pass", "not measured") for t in TESTS)]
     failing = [r.title for r in measured if any(r.outcome(t) == "fail" for t in TESTS)]
     tested = [t for t in TESTS if any(r.outcome(t) != "not measured" for r in rows)]
-    assert len(lines) == len(tested) + 1 + bool(failing)
+    groups = {tuple(t for t in TESTS if r.outcome(t) == "not measured") for r in trusted}
+    assert len(lines) == len(tested) + max(1, len(groups)) + bool(failing)
     for test, line in zip(tested, lines, strict=False):
         for r in rows:
             assert (r.title in line) == (r.outcome(test) != "not measured")
+    overall = lines[len(tested):len(lines) - bool(failing)]
     if trusted:
-        assert lines[len(tested)] == "Passes every test measured: " + _listing(trusted) + "."
+        for r in trusted:
+            (line,) = [line for line in overall if r.title in line]
+            missing = [SHORT_NAMES[t] for t in TESTS if r.outcome(t) == "not measured"]
+            if missing:  # never "passes every test" while a test was not measured; name them
+                assert "every test that was measured" in line and line.endswith(f"(not measured: {_listing(missing)}).")
+            else:
+                assert line.startswith(("Passes every test: ", "Pass every test: "))
     else:
-        assert lines[len(tested)] == "No method passes every test measured."
+        assert overall == ["No method passes every test that was measured."]
     if failing:
         assert lines[-1] == "Fails at least one test: " + _listing(failing) + "."
 
@@ -293,3 +309,23 @@ def test_display_table_has_interval_text_and_numeric_means():
     assert shown["insertion AUC"] == numbers["insertion AUC"]
     assert shown["insertion AUC 95% CI"] == f"[{numbers['insertion AUC low']:.3g}, {numbers['insertion AUC high']:.3g}]"
     assert "insertion AUC low" not in shown
+
+
+def test_every_figure_says_how_many_images_it_comes_from():
+    co_rows = [CoRow(image=f"img{i}", method="gradcam", variant="x+h", co=float(i), predicted=0, true=0 if i < 3 else 1,
+                     correct=i < 3, status="ok") for i in range(5)]
+    co = co_summarize(tiny_bundle(), co_rows, methods=["gradcam"], variants=["x+h"], n_images=5, complete=True)
+    card = build_report(_hand_evaluation(), sanity=SANITY_RECORD, co=co, image_names={"sanity": "photo: chelsea"})
+    assert card.scopes == {"faithfulness": "over 4 images", "localization": "over 4 images",
+                           "sanity": "from one image: photo: chelsea", "co_gap": "over 5 images"}
+    sentences = {line.split(":")[0]: line for line in card.summary}
+    assert any(line.startswith("On the CO-score gap (confidence gain separates right from wrong predictions), over 5 "
+                               "images: ") for line in card.summary)
+    assert "On the sanity check (the map changes when the model's weights are randomized), from one image" in sentences
+    line = next(line for line in card.table() if line["method"] == "gradcam")
+    assert line["images"] == 4 and line["sanity images"] == 1
+    assert (line["CO images correct"], line["CO images wrong"]) == (3, 2)
+    assert card.record()["methods"][0]["co_images"] == {"correct": 3, "wrong": 2}
+    # a sanity record over several images and seeds says so
+    over_two = {**SANITY_RECORD, "targets": [0, 1], "seeds": [0]}
+    assert build_report(sanity=over_two).scopes == {"sanity": "over 2 images, 1 seed"}

@@ -1,7 +1,10 @@
 """``xai co-scores DATA``: CO scores of explainers' AX heatmaps over an image set.
 
 DATA is a folder or a zip of images (labels from sub-folder names matched to the model's
-classes), or ``generated:N`` for N generated shape images (the default model's classes).
+classes), ``generated:N`` for N generated shape images (the default model's classes), or
+``generated-hard:N`` for harder ones on which the default model gets some wrong (so that the
+gap between correct and wrong predictions can be measured). Generated labels are kept for any
+model whose classes have the same names (ignoring case, spaces, ``-`` and ``_``).
 Writes ``DIR/co_scores.csv`` (image, method, variant, CO, predicted, true, correct, status) and
 ``DIR/co_scores.json`` (per method and variant the gap between correctly and wrongly predicted
 images, parameters, provenance).
@@ -25,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CO scores of explainers' heatmaps added to the images (AX), correct vs wrong predictions",
         description="AX process (Tjoa et al.): add each method's normalized heatmap to the image and score it.",
     )
-    p.add_argument("data", help="folder, zip file, or generated:N")
+    p.add_argument("data", help="folder, zip file, generated:N or generated-hard:N")
     add_model_options(p)
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
@@ -40,18 +43,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
     """The image set named by DATA (see the module docstring)."""
-    from xaicore.data.imagesets import generated_test_set, load_image_set
+    from xaicore.data.imagesets import HARD_DIFFICULTY, generated_test_set, load_image_set, relabel
     from xaicore.errors import ParameterError
 
-    if data.startswith("generated:"):
-        count = data.partition(":")[2]
+    kind, _, count = data.partition(":")
+    if kind in ("generated", "generated-hard") and _:
         if not count.isdigit() or int(count) < 1:
-            raise ParameterError("Write generated:N with N a positive whole number, e.g. generated:64.")
-        image_set = generated_test_set(int(count), seed=seed)
-        if tuple(image_set.class_names) != tuple(bundle.labels):
+            raise ParameterError(f"Write {kind}:N with N a positive whole number, e.g. {kind}:64.")
+        difficulty = HARD_DIFFICULTY if kind == "generated-hard" else 0.0
+        image_set = relabel(generated_test_set(int(count), seed=seed, difficulty=difficulty), bundle.labels)
+        if all(item.label is None for item in image_set.items):
             raise ParameterError(
-                "The generated set is labelled with the default model's shape classes; "
-                "use it with --model default, or give a folder or zip of your own images."
+                "The generated set is labelled with the default model's shape classes, and this model has none of "
+                "them; use it with --model default (or a model with classes named like the shapes), or give a "
+                "folder or zip of your own images."
             )
         return image_set
     return load_image_set(data, class_names=bundle.labels, limit=limit, preprocess=bundle.preprocess)

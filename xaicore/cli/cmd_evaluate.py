@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Data-set evaluation with resumable output and a report card.",
     )
     p.add_argument("data", help="a folder or zip of images (labels from sub-folders, <stem>.mask.png masks), "
-                                "generated:N[:SEED], scenes:N[:SEED] (with object masks) or samples")
+                                "generated:N[:SEED], generated-hard:N[:SEED] (harder shapes), scenes:N[:SEED] "
+                                "(with object masks) or samples")
     add_model_options(p)
     p.add_argument("--methods", default=None,
                    help="comma-separated method names, or 'all' (default: the single-pass methods)")

@@ -1,6 +1,9 @@
 """Image sets for data-set evaluation, named by one string (the ``DATA`` of ``xai evaluate``).
 
 * ``generated:N[:SEED]`` -- ``N`` generated shapes with labels (no masks), seed 0 by default;
+* ``generated-hard:N[:SEED]`` -- the same with harder images (smaller objects, clutter, an
+  occluding bar, noise; difficulty :data:`~xaicore.data.imagesets.HARD_DIFFICULTY`), on which the
+  default model gets some wrong: for measurements that compare right and wrong predictions;
 * ``scenes:N[:SEED]`` -- ``N`` generated two-object scenes; each scene gives *two* items, one
   per object, labelled with that object's class and carrying its mask, so localization asks
   "does the map of this class fall on this object?";
@@ -19,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xaicore.data.imagesets import ImageItem, ImageSet, generated_test_set, load_image_set
+from xaicore.data.imagesets import HARD_DIFFICULTY, ImageItem, ImageSet, generated_test_set, load_image_set
 from xaicore.errors import ParameterError
 
 if TYPE_CHECKING:
     from xaicore.models.preprocess import Preprocess
 
-_GENERATED = re.compile(r"^(generated|scenes):(\d+)(?::(-?\d+))?$")
+_GENERATED = re.compile(r"^(generated|generated-hard|scenes):(\d+)(?::(-?\d+))?$")
 MAX_GENERATED = 10_000
 
 
@@ -84,11 +87,15 @@ def parse_data(
         kind, count, seed = match.group(1), int(match.group(2)), int(match.group(3) or 0)
         if not 1 <= count <= MAX_GENERATED:
             raise ParameterError(f"Ask for between 1 and {MAX_GENERATED} generated images; got {count}.")
-        image_set = generated_test_set(count, seed=seed) if kind == "generated" else scene_set(count, seed=seed)
+        if kind == "scenes":
+            image_set = scene_set(count, seed=seed)
+        else:
+            image_set = generated_test_set(count, seed=seed, difficulty=HARD_DIFFICULTY if kind == "generated-hard" else 0.0)
     elif text.lower() == "samples":
         image_set = sample_set()
-    elif text.split(":", 1)[0] in ("generated", "scenes"):
-        raise ParameterError(f"{text!r} is not understood; write generated:N or generated:N:SEED (scenes likewise).")
+    elif text.split(":", 1)[0] in ("generated", "generated-hard", "scenes"):
+        raise ParameterError(f"{text!r} is not understood; write generated:N or generated:N:SEED "
+                             "(generated-hard and scenes likewise).")
     else:
         return load_image_set(text, class_names=class_names, limit=limit, size=size, preprocess=preprocess)
     if limit is not None:

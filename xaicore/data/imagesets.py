@@ -139,16 +139,67 @@ def load_image_set(
         ).run()
 
 
-def generated_test_set(n: int, *, seed: int, size: int = 64) -> ImageSet:
-    """``n`` freshly generated shape images with their labels (the default model's classes)."""
+HARD_DIFFICULTY = 0.3  # difficulty of the "hard" generated set: the default model gets about a quarter wrong
+
+
+def generated_test_set(n: int, *, seed: int, size: int = 64, difficulty: float = 0.0) -> ImageSet:
+    """``n`` freshly generated shape images with their labels (the default model's classes).
+
+    ``difficulty`` (0 to 1) makes harder images (smaller objects, clutter, an occluding bar,
+    noise: :func:`xaicore.data.shapes.generate`); :data:`HARD_DIFFICULTY` is the "hard" set.
+    """
     from xaicore.data import shapes
 
-    images, labels = shapes.generate(n, seed=seed, size=size)
+    images, labels = shapes.generate(n, seed=seed, size=size, difficulty=difficulty)
+    stem = "shape" if difficulty == 0 else "hard-shape"
     items = tuple(
-        ImageItem(name=f"shape-{i:05d}", array=np.array(images[i], dtype=np.float32), label=int(labels[i]))
+        ImageItem(name=f"{stem}-{i:05d}", array=np.array(images[i], dtype=np.float32), label=int(labels[i]))
         for i in range(n)
     )
     return ImageSet(items=items, class_names=tuple(shapes.CLASSES), notices=())
+
+
+def match_class(name: str, classes: Sequence[str]) -> int | None:
+    """The index in ``classes`` of the class called ``name``: exact name first, then ignoring case,
+    spaces, ``-`` and ``_`` (``"Golden_Retriever"`` matches ``"golden retriever"``); ``None`` if none."""
+    classes = tuple(classes)
+    if name in classes:
+        return classes.index(name)
+    wanted = _normal(name)
+    for index, candidate in enumerate(classes):
+        if _normal(candidate) == wanted:
+            return index
+    return None
+
+
+def relabel(image_set: ImageSet, class_names: Sequence[str]) -> ImageSet:
+    """``image_set`` with each label turned into the index of the same class in ``class_names``
+    (a model's labels), matched by :func:`match_class`.
+
+    Labels whose class the model does not have become ``None``, with one notice naming those
+    classes; object masks stay. A set already labelled with ``class_names`` is returned as is.
+    """
+    target = tuple(class_names)
+    if tuple(image_set.class_names) == target:
+        return image_set
+    mapping = {i: match_class(name, target) for i, name in enumerate(image_set.class_names)}
+    items, dropped = [], {}
+    for item in image_set.items:
+        label = None if item.label is None else mapping.get(int(item.label))
+        if item.label is not None and label is None:
+            name = image_set.class_names[int(item.label)] if 0 <= int(item.label) < len(image_set.class_names) \
+                else str(item.label)
+            dropped[name] = dropped.get(name, 0) + 1
+        items.append(ImageItem(item.name, item.array, label, item.mask))
+    notices = list(image_set.notices)
+    if dropped:
+        kept = sum(item.label is not None for item in items)
+        notices.append(
+            f"The model has no class named {_listing(sorted(dropped))}, so {_count(sum(dropped.values()), 'image')} "
+            f"{'is' if sum(dropped.values()) == 1 else 'are'} left without a label ({_count(kept, 'image')} keep theirs; "
+            "an unlabelled image is explained for its predicted class)."
+        )
+    return ImageSet(items=tuple(items), class_names=target, notices=tuple(notices))
 
 
 def resize_image(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

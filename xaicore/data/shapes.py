@@ -18,6 +18,11 @@ Drawing rules (all lengths scale with ``size``):
   grey levels; the texture's second tone lies further away from the background still;
 - edges are hard (no antialiasing), so a scene's mask is exactly the set of pixels painted
   with its object; the hole of a ``ring`` and the bite of a ``crescent`` are background.
+
+Harder single-object images: ``generate(..., difficulty=d)`` with ``d`` in (0, 1] (see
+:func:`generate`) shrinks the object by up to :data:`HARD_SHRINK`, scatters small distractor
+blobs and strokes on the background, lays an occluding bar across the object and adds pixel
+noise, all in proportion to ``d``; ``d = 0`` is the plain generator, byte for byte.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ SINGLE_RADIUS = (0.14, 0.36)  # object radius as a fraction of the image side
 SCENE_RADIUS = (0.13, 0.22)
 _REACH = 1.1  # every shape fits in a disc of _REACH * radius around its centre
 _CHUNK = 512  # images rendered at once (bounds memory; part of the definition of the output)
+
+HARD_SHRINK = 0.45  # at difficulty 1 the object radius is (1 - HARD_SHRINK) of the plain one
+HARD_CLUTTER = 6  # distractors per image at difficulty 1 (drawn before the object)
+HARD_CLUTTER_RADIUS = (0.03, 0.07)  # distractor size as a fraction of the image side
+HARD_OCCLUDER_WIDTH = (0.06, 0.12)  # occluding bar width, fraction of the side (probability d per image)
+HARD_NOISE = 0.06  # standard deviation of the Gaussian pixel noise at difficulty 1
+_HARD_STREAM = 0x5EED_0D1F  # second seed word of the generator of the extra difficulty effects
 
 
 @dataclass(frozen=True)
@@ -358,7 +370,7 @@ def _class_index(value: int | str) -> int:
     return index
 
 
-def generate(n: int, *, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def generate(n: int, *, seed: int, size: int = 64, difficulty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images of one object each, and their class indices.
 
     Parameters
@@ -367,9 +379,16 @@ def generate(n: int, *, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarr
         Number of images. Classes are balanced (``n // len(CLASSES)`` or one more each) and
         shuffled.
     seed:
-        Non-negative integer; the same ``(n, seed, size)`` gives the same bytes.
+        Non-negative integer; the same ``(n, seed, size, difficulty)`` gives the same bytes.
     size:
         Side of the square images in pixels (at least 32).
+    difficulty:
+        0 (default: the plain images) to 1. Above 0, in proportion to it: the object's radius
+        shrinks by up to :data:`HARD_SHRINK` (same centre, labels and colours); up to
+        :data:`HARD_CLUTTER` small distractor discs and strokes of random colours are drawn on
+        the background first; with probability ``difficulty`` a bar of random colour crosses
+        the object; Gaussian pixel noise of standard deviation up to :data:`HARD_NOISE` is added.
+        The extra effects draw from their own generator, seeded by ``seed``.
 
     Returns
     -------
@@ -377,18 +396,73 @@ def generate(n: int, *, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarr
         (n, size, size, 3) float32 in [0, 1] and (n,) int64 indices into :data:`CLASSES`.
     """
     _check(n, seed, size)
+    if isinstance(difficulty, bool) or not isinstance(difficulty, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(difficulty) <= 1.0:
+        raise ParameterError(f"The difficulty must be a number from 0 (plain) to 1 (hardest); got {difficulty!r}.")
+    difficulty = float(difficulty)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(CLASSES)).astype(np.int64)
     bg = _sample_backgrounds(rng, n)
     radius, cx, cy = _single_layout(rng, n, size)
+    if difficulty > 0:
+        radius = radius * (1.0 - HARD_SHRINK * difficulty)  # same centres: the smaller object still fits
     objects = _sample_objects(rng, labels, bg, size=size, radius=radius, cx=cx, cy=cy)
+    extra = np.random.default_rng([seed, _HARD_STREAM]) if difficulty > 0 else None
     images = np.empty((n, size, size, 3), dtype=np.float32)
     for start in range(0, n, _CHUNK):
         part = slice(start, min(n, start + _CHUNK))
         canvas = _render_background(rng, _take_bg(bg, part), size)
+        if extra is not None:
+            _clutter(extra, canvas, difficulty)
         _paint(rng, canvas, objects.take(part))
+        if extra is not None:
+            _occlude(extra, canvas, objects.take(part), difficulty)
+            canvas += extra.normal(0.0, HARD_NOISE * difficulty, canvas.shape).astype(np.float32)
         np.clip(canvas, 0.0, 1.0, out=images[part])
     return images, labels
+
+
+def _clutter(rng: np.random.Generator, canvas: np.ndarray, difficulty: float) -> None:
+    """Draw up to ``HARD_CLUTTER * difficulty`` small discs and strokes per image, in place."""
+    m, size = canvas.shape[0], canvas.shape[1]
+    x, y = _grid(size)
+    count = rng.binomial(HARD_CLUTTER, difficulty, m)
+    for k in range(HARD_CLUTTER):
+        rows = np.flatnonzero(count > k)
+        if rows.size == 0:
+            continue
+        r = rng.uniform(*HARD_CLUTTER_RADIUS, rows.size) * size
+        cx, cy = rng.uniform(0, size, rows.size), rng.uniform(0, size, rows.size)
+        stroke = rng.random(rows.size) < 0.5
+        angle = rng.uniform(0, np.pi, rows.size)
+        color = rng.random((rows.size, 3)).astype(np.float32)
+        dx, dy = x - _col(cx), y - _col(cy)
+        along = dx * _col(np.cos(angle)) + dy * _col(np.sin(angle))
+        across = dy * _col(np.cos(angle)) - dx * _col(np.sin(angle))
+        disc = dx * dx + dy * dy <= _col(r) ** 2
+        bar = (np.abs(along) <= _col(2.0 * r)) & (np.abs(across) <= _col(0.35 * r))
+        shape = np.where(stroke[:, None, None], bar, disc)
+        b, i, j = np.nonzero(shape)
+        canvas[rows[b], i, j] = color[b]
+
+
+def _occlude(rng: np.random.Generator, canvas: np.ndarray, objects: _Objects, difficulty: float) -> None:
+    """With probability ``difficulty`` per image, lay a bar of random colour across the object, in place."""
+    m, size = canvas.shape[0], canvas.shape[1]
+    x, y = _grid(size)
+    hit = rng.random(m) < difficulty
+    width = rng.uniform(*HARD_OCCLUDER_WIDTH, m) * size
+    angle = rng.uniform(0, np.pi, m)
+    shift = rng.uniform(-0.5, 0.5, m) * objects.radius  # the bar passes near the centre
+    color = rng.random((m, 3)).astype(np.float32)
+    rows = np.flatnonzero(hit)
+    if rows.size == 0:
+        return
+    dx, dy = x - _col(objects.cx[rows]), y - _col(objects.cy[rows])
+    across = dy * _col(np.cos(angle[rows])) - dx * _col(np.sin(angle[rows])) - _col(shift[rows])
+    bar = np.abs(across) <= _col(width[rows] / 2)
+    b, i, j = np.nonzero(bar)
+    canvas[rows[b], i, j] = color[rows][b]
 
 
 def _take_bg(bg: _Backgrounds, index: slice | np.ndarray) -> _Backgrounds:
