@@ -84,8 +84,10 @@ def test_faithfulness_axis_is_fitted_and_the_preview_marks_changed_pixels(app):
     slider = app.main().locator('[data-testid="stSlider"]').filter(has_text="Step").get_by_role("slider")
     slider.focus()
     for _ in range(10):
+        # One run per step: a key press that interrupts a run still drawing its preview makes the
+        # browser ask for that run's image after the server has dropped it (a 404 in the console).
         slider.press("ArrowRight")
-        app.page.wait_for_timeout(150)
+        app.wait_idle()
     app.wait_idle(settle_ms=800)
     deletion, caption = _preview(app, "deletion")
     assert caption.startswith("deletion: 410 pixels (10%) replaced by the blurred image (Gaussian, sigma 8 px)")
