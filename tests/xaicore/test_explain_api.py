@@ -188,7 +188,55 @@ def test_progress_is_reported_before_each_method(bundle) -> None:
     seen: list[tuple[int, int, str]] = []
     explain(bundle, _image(), methods=["occlusion", "deeplift", "deconvolution"], params=FAST,
             progress=lambda d, t, title: seen.append((d, t, title)))
-    assert seen == [(1, 3, "Occlusion"), (2, 3, "DeepLift"), (3, 3, "")]
+    # Deconvolution is unavailable (counted at once); then the cheapest first: DeepLift (3 passes)
+    # before Occlusion (a forward pass per patch position).
+    assert seen == [(1, 3, "DeepLift"), (2, 3, "Occlusion"), (3, 3, "")]
+
+
+def test_each_method_is_handed_over_as_it_finishes_cheapest_first(bundle, full) -> None:
+    handed: list = []
+    result = explain(bundle, _image(), params=FAST, seed=3, on_result=handed.append)
+    names = [h.methods[0].method for h in handed]
+    assert sorted(names) == sorted(list_methods()) and all(len(h.methods) == 1 for h in handed)
+    assert names[0] == "deconvolution"  # unavailable: reported before any work
+    # the shared gradient pass first (its five available users), the rest in order of their work
+    assert set(names[1:6]) == {"saliency", "input_x_gradient", "guided_backprop", "gradcam", "guided_gradcam"}
+    assert names.index("occlusion") > names.index("integrated_gradients") > names.index("saliency")
+    assert [m.method for m in result.methods] == list_methods()  # the result keeps the asked order
+    times = [h.total_runtime_s for h in handed]
+    assert times == sorted(times) and times[-1] <= result.total_runtime_s
+    for part in handed:
+        item = part.methods[0]
+        final, alone = result.by_method()[item.method], full.by_method()[item.method]
+        assert item.status == final.status == alone.status
+        if item.attribution is not None:
+            np.testing.assert_array_equal(item.attribution, final.attribution)
+            np.testing.assert_array_equal(item.attribution, alone.attribution)
+        assert part.image_hash == result.image_hash and part.target == result.target
+        assert part.predictions == result.predictions and part.provenance == result.provenance
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_callback_that_raises_stops_the_run_and_leaves_the_model_as_it_was(bundle) -> None:
+    handed: list[str] = []
+
+    def stop_after_three(part) -> None:
+        handed.append(part.methods[0].method)
+        if len(handed) == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        explain(bundle, _image(), params=FAST, on_result=stop_after_three)
+    assert len(handed) == 3 and "occlusion" not in handed
+    assert hooks_left(bundle.model) == []
+    acquired = []
+    worker = threading.Thread(target=lambda: acquired.append(bundle.lock.acquire(timeout=5)) or bundle.lock.release())
+    worker.start()
+    worker.join()
+    assert acquired == [True]  # the model's lock was released on the way out
 
 
 class _CheckedLock:

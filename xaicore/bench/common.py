@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,9 @@ from typing import Any
 import torch
 
 from xaicore.models.bundle import ModelBundle
+from xaicore.timing import best_time, pass_time, synchronize
+
+__all__ = ["BenchContext", "Workload", "best_time", "pass_time", "synchronize", "saturating_floor", "workloads"]
 
 
 @dataclass(frozen=True)
@@ -39,49 +41,6 @@ class Workload:
     name: str
     description: str
     run: Callable[[BenchContext], dict[str, Any]]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def best_time(fn: Callable[[], Any], *, device: torch.device, repeats: int = 3, warmup: int = 1) -> float:
-    """Smallest wall time of ``repeats`` calls of ``fn`` after ``warmup`` calls, in seconds."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def pass_time(bundle: ModelBundle, *, batch: int = 1, repeats: int = 5) -> dict[str, float]:
-    """Time of one plain forward+backward pass and one forward pass at ``batch`` images."""
-    device = bundle.device
-    h, w = bundle.input_size
-    x = torch.rand(batch, 3, h, w, device=device, generator=None)
-    model = bundle.model
-
-    def fwd_bwd() -> None:
-        xi = x.clone().requires_grad_(True)
-        out = model(xi)
-        out[:, 0].sum().backward(inputs=[xi])
-
-    @torch.no_grad()
-    def fwd() -> None:
-        model(x)
-
-    with bundle.lock:
-        return {
-            "forward_backward_s": best_time(fwd_bwd, device=device, repeats=repeats),
-            "forward_s": best_time(fwd, device=device, repeats=repeats),
-            "batch": batch,
-        }
 
 
 def saturating_floor(bundle: ModelBundle, *, repeats: int = 3) -> dict[str, float]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import nn
 from xaicore.data.images import image_hash
 from xaicore.errors import MethodUnavailable, ParameterError, UnknownNameError, XaiError
 from xaicore.explainers.baselines import BASELINE_KINDS, make_baseline
+from xaicore.explainers.cost import method_units
 from xaicore.explainers.registry import Attribution, MethodCall, MethodSpec, get_method, list_methods
 from xaicore.explainers.results import (
     ExplainResult,
@@ -31,11 +33,12 @@ from xaicore.explainers.results import (
     Status,
     classify_attribution,
 )
-from xaicore.explainers.shared import Outcome, Progress, run_methods
+from xaicore.explainers.shared import OnOutcome, Outcome, Progress, run_methods
 from xaicore.models.bundle import ModelBundle
 from xaicore.provenance import Provenance
 
 TargetLike = int | Sequence[int] | np.ndarray | torch.Tensor
+OnResult = Callable[[ExplainResult], None]
 TOP_K = 5
 
 
@@ -229,7 +232,12 @@ def _run(
     baseline: str,
     model: nn.Module | None,
     progress: Progress | None = None,
+    on_outcome: OnOutcome | None = None,
+    cheapest_first: bool = False,
 ) -> dict[str, Outcome]:
+    """Every spec's outcome, in the order of ``specs``. ``cheapest_first`` runs them in order of
+    their work units (the shared passes first in any case); ``on_outcome`` hears of each as it
+    finishes, the methods that cannot run at all first."""
     model = bundle.model if model is None else model
     _check_baseline(baseline)
     resolved = _resolve_params(specs, params)
@@ -237,7 +245,9 @@ def _run(
     t = _target_tensor(bundle, target, x.shape[0], x.device)
     outcomes: dict[str, Outcome] = {}
     calls: dict[str, MethodCall] = {}
-    for spec in specs:
+    size = (x.shape[-2], x.shape[-1])
+    order = sorted(specs, key=lambda spec: method_units(spec.name, resolved[spec.name], size)) if cheapest_first else specs
+    for spec in order:
         if spec.name in bundle.unavailable:
             outcomes[spec.name] = Outcome(None, MethodUnavailable(bundle.unavailable[spec.name]), 0.0)
             continue
@@ -247,6 +257,9 @@ def _run(
             )
         except XaiError as exc:
             outcomes[spec.name] = Outcome(None, exc, 0.0)
+    if on_outcome is not None:
+        for name, outcome in outcomes.items():
+            on_outcome(name, outcome)
     if calls:
         skipped = len(outcomes)
 
@@ -254,7 +267,7 @@ def _run(
             progress(done + skipped, len(specs), title)  # type: ignore[misc]
 
         with _guard(bundle, model):
-            outcomes.update(run_methods(calls, progress=None if progress is None else report))
+            outcomes.update(run_methods(calls, progress=None if progress is None else report, on_outcome=on_outcome))
     return {spec.name: outcomes[spec.name] for spec in specs}
 
 
@@ -308,8 +321,9 @@ def explain(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     baseline: str = "black",
     progress: Progress | None = None,
+    on_result: OnResult | None = None,
 ) -> ExplainResult:
-    """Explain one image with several methods.
+    """Explain one image with several methods, the cheapest first.
 
     Parameters
     ----------
@@ -329,6 +343,11 @@ def explain(
         ``"black"``, ``"blur"``, ``"mean"`` or ``"noise"``.
     progress:
         ``progress(done, total, title)`` called before each method starts.
+    on_result:
+        Called with each method's result as soon as it is finished: an :class:`ExplainResult`
+        holding that one method (its ``total_runtime_s`` the time since the call began). An
+        exception it raises ends the run at once (the way to stop it); the model is left as
+        it was and the finished results have already been handed over.
 
     Returns
     -------
@@ -347,26 +366,33 @@ def explain(
     logits = bundle.logits(x)[0]
     if target_index is None:
         target_index = int(logits.argmax())
-    outcomes = _run(
-        bundle, x, specs, target=target_index, seed=seed, params=resolved, baseline=baseline, model=None,
-        progress=progress,
-    )
-    results = tuple(
-        _method_result(spec, outcomes[spec.name], target=target_index, params=resolved[spec.name]) for spec in specs
-    )
-    if progress is not None:
-        progress(len(specs), len(specs), "")
-    return ExplainResult(
+    shell = ExplainResult(
         image=x[0].permute(1, 2, 0).detach().cpu().numpy(),
         image_hash=image_hash(array),
         target=target_index,
         target_label=bundle.labels[target_index],
         predictions=_top_predictions(bundle, logits),
-        methods=results,
+        methods=(),
         baseline=baseline,
         provenance=Provenance(
             model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(bundle.device),
             preprocessing=bundle.preprocess.frame(*array.shape[:2]).record(),
         ),
-        total_runtime_s=time.perf_counter() - started,
+        total_runtime_s=0.0,
     )
+    by_name = {spec.name: spec for spec in specs}
+    items: dict[str, MethodResult] = {}
+
+    def finished(name: str, outcome: Outcome) -> None:
+        items[name] = _method_result(by_name[name], outcome, target=target_index, params=resolved[name])
+        if on_result is not None:
+            on_result(replace(shell, methods=(items[name],), total_runtime_s=time.perf_counter() - started))
+
+    _run(
+        bundle, x, specs, target=target_index, seed=seed, params=resolved, baseline=baseline, model=None,
+        progress=progress, on_outcome=finished, cheapest_first=True,
+    )
+    if progress is not None:
+        progress(len(specs), len(specs), "")
+    return replace(shell, methods=tuple(items[spec.name] for spec in specs),
+                   total_runtime_s=time.perf_counter() - started)

@@ -44,6 +44,12 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+def forward_passes(height: int, width: int, window: int, stride: int) -> int:
+    """Forward passes per image: one per patch position, plus the unoccluded image."""
+    window, stride = auto_window(height, width, window, stride)
+    return len(window_starts(height, window, stride)) * len(window_starts(width, window, stride)) + 1
+
+
 def _bands(length: int, window: int, stride: int, *, device: torch.device) -> torch.Tensor:
     starts = torch.tensor(window_starts(length, window, stride), device=device)
     pos = torch.arange(length, device=device)

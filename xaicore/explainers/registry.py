@@ -87,6 +87,9 @@ class Param:
         return converted
 
 
+Units = Callable[[Mapping[str, Any], tuple[int, int]], float]
+
+
 @dataclass(frozen=True)
 class MethodCall:
     """Everything a method needs for one batch.
@@ -120,6 +123,8 @@ class MethodSpec:
     Flags: ``needs_layer`` (uses the bundle's CAM layer), ``hook_based`` (changes the backward
     pass of ReLU modules, so functional ReLUs break it), ``stochastic`` (uses the generator),
     ``needs_baseline``, ``single_pass`` (one forward and one backward pass per image).
+    ``units(params, (H, W))`` is the method's work on one image in plain forward+backward passes
+    of the model (see :mod:`xaicore.explainers.cost`).
     """
 
     name: str
@@ -132,6 +137,7 @@ class MethodSpec:
     stochastic: bool = False
     needs_baseline: bool = False
     single_pass: bool = False
+    units: Units = field(default=lambda _params, _size: 1.0)
     defaults: Mapping[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -163,6 +169,7 @@ def register_method(
     stochastic: bool = False,
     needs_baseline: bool = False,
     single_pass: bool = False,
+    units: Units | None = None,
 ) -> Callable[[Callable[[MethodCall], Attribution]], Callable[[MethodCall], Attribution]]:
     """Decorator registering ``compute`` under ``name``; a second registration is refused."""
 
@@ -180,6 +187,7 @@ def register_method(
             stochastic=stochastic,
             needs_baseline=needs_baseline,
             single_pass=single_pass,
+            **({} if units is None else {"units": units}),
         )
         return compute
 

@@ -13,6 +13,8 @@ On a GPU, DeepLift and DeepLiftShap also share their passes when both are asked 
 DeepLiftShap's references in one batch (:func:`xaicore.explainers.deeplift.deeplift_and_shap`).
 
 Every method's outcome, error included, is captured: the caller decides what to raise.
+``on_outcome(name, outcome)`` hears of each method as soon as it is finished; what the callback
+raises (a stop request, for instance) is not captured and ends the run there.
 """
 
 from __future__ import annotations
@@ -79,10 +81,15 @@ def from_fused(name: str, inputs: torch.Tensor, params: Mapping[str, object], fu
     raise KeyError(name)
 
 
+OnOutcome = Callable[[str, "Outcome"], None]
+
+
 class _Runner:
-    def __init__(self, calls: Mapping[str, MethodCall], progress: Progress | None) -> None:
+    def __init__(self, calls: Mapping[str, MethodCall], progress: Progress | None,
+                 on_outcome: OnOutcome | None = None) -> None:
         self.calls = calls
         self.progress = progress
+        self.on_outcome = on_outcome
         self.outcomes: dict[str, Outcome] = {}
         self.device = next(iter(calls.values())).inputs.device
 
@@ -95,6 +102,11 @@ class _Runner:
         if self.progress is not None:
             self.progress(len(self.outcomes), len(self.calls), get_method(name).title)
 
+    def _finish(self, name: str, outcome: Outcome) -> None:
+        self.outcomes[name] = outcome
+        if self.on_outcome is not None:
+            self.on_outcome(name, outcome)
+
     def run_alone(self, name: str) -> None:
         self._report(name)
         start = self._clock()
@@ -103,7 +115,7 @@ class _Runner:
             error = None
         except Exception as exc:  # noqa: BLE001 - the caller turns it into a status or re-raises
             attribution, error = None, exc
-        self.outcomes[name] = Outcome(attribution, error, self._clock() - start)
+        self._finish(name, Outcome(attribution, error, self._clock() - start))
 
     def fused(self, users: Sequence[str]) -> None:
         """One fused pass for ``users``; on failure they are left to run alone."""
@@ -122,7 +134,7 @@ class _Runner:
         share = (self._clock() - start) / len(users)
         for name, attribution in derived.items():
             others = tuple(u for u in users if u != name)
-            self.outcomes[name] = Outcome(attribution, None, share, others)
+            self._finish(name, Outcome(attribution, None, share, others))
 
     def deeplift_pair(self) -> None:
         """DeepLift and DeepLiftShap from one batch of pairs; on failure both run alone."""
@@ -137,17 +149,20 @@ class _Runner:
         except Exception:  # noqa: BLE001 - the separate runs report their own errors
             return
         share = (self._clock() - start) / 2
-        self.outcomes["deeplift"] = Outcome(found[0], None, share, ("deeplift_shap",))
-        self.outcomes["deeplift_shap"] = Outcome(found[1], None, share, ("deeplift",))
+        self._finish("deeplift", Outcome(found[0], None, share, ("deeplift_shap",)))
+        self._finish("deeplift_shap", Outcome(found[1], None, share, ("deeplift",)))
 
 
-def run_methods(calls: Mapping[str, MethodCall], *, progress: Progress | None = None) -> dict[str, Outcome]:
+def run_methods(
+    calls: Mapping[str, MethodCall], *, progress: Progress | None = None, on_outcome: OnOutcome | None = None
+) -> dict[str, Outcome]:
     """Run every ``name -> call`` (same model, inputs and target), sharing passes.
 
-    ``progress(done, total, title)`` is called before each method starts. Returns outcomes in
-    the order of ``calls``.
+    The shared passes come first, then the other methods in the order of ``calls``.
+    ``progress(done, total, title)`` is called before each method starts, ``on_outcome(name,
+    outcome)`` after each finishes. Returns outcomes in the order of ``calls``.
     """
-    runner = _Runner(calls, progress)
+    runner = _Runner(calls, progress, on_outcome)
     names = list(calls)
     users = [n for n in names if n in FUSED_METHODS]
     if len(users) >= 2:

@@ -1,0 +1,109 @@
+"""What a run will cost before it starts: work units x the model's measured pass time.
+
+A method's work on one image is counted in plain forward+backward passes of the model
+(:attr:`MethodSpec.units`: 1 for the single-pass methods, the step or sample count for the
+path and sampling methods, the patch positions for Occlusion). The model's pass time is
+measured once per model, device and input size (a few passes on one image, under the model's
+lock) and kept for the process. An :class:`Estimate` multiplies the two; it is a guide for the
+person waiting (the real time varies with the machine's load by tens of percent), not a promise.
+
+``quick`` separates what can run without asking from what should wait for a click: every
+method whose own estimate is within ``budget_s``; on a slow model that leaves the single-pass
+methods.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xaicore.errors import XaiError
+from xaicore.explainers.registry import get_method
+from xaicore.models.bundle import ModelBundle
+from xaicore.timing import pass_time
+
+QUICK_BUDGET_S = 1.5  # a method that should take longer than this waits for a click
+_PASS_S: dict[tuple[str, str, tuple[int, int]], float] = {}
+_PASS_LOCK = threading.Lock()
+
+
+def measured_pass_s(bundle: ModelBundle) -> float:
+    """Seconds of one plain forward+backward pass of ``bundle`` on one image (measured once)."""
+    key = (bundle.fingerprint, str(bundle.device), tuple(bundle.input_size))
+    with _PASS_LOCK:
+        if key not in _PASS_S:
+            _PASS_S[key] = pass_time(bundle, batch=1, repeats=3)["forward_backward_s"]
+        return _PASS_S[key]
+
+
+def method_units(name: str, params: Mapping[str, Any] | None, size: tuple[int, int]) -> float:
+    """Work of method ``name`` with ``params`` (defaults filled in) on one ``size`` image, in passes.
+
+    Settings the method will refuse (an occlusion window larger than the image) cost nothing:
+    the method fails at once with its own message.
+    """
+    spec = get_method(name)
+    try:
+        return float(spec.units(spec.resolve_params(params), (int(size[0]), int(size[1]))))
+    except XaiError:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per-method work (passes per image) and the pass time it is multiplied by."""
+
+    units: Mapping[str, float]
+    pass_s: float
+    images: int = 1
+
+    def seconds(self, name: str) -> float:
+        return self.units[name] * self.images * self.pass_s
+
+    @property
+    def total_units(self) -> float:
+        return sum(self.units.values()) * self.images
+
+    @property
+    def total_s(self) -> float:
+        return self.total_units * self.pass_s
+
+    def quick(self, budget_s: float = QUICK_BUDGET_S) -> list[str]:
+        """Methods whose own estimate is within ``budget_s``, in the given order."""
+        return [name for name in self.units if self.seconds(name) <= budget_s]
+
+    def cheapest_first(self) -> list[str]:
+        """The methods in order of their work (ties keep the given order)."""
+        return sorted(self.units, key=self.units.__getitem__)
+
+
+def estimate(
+    bundle: ModelBundle,
+    methods: Sequence[str],
+    *,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    images: int = 1,
+    repeat: int = 1,
+    pass_s: float | None = None,
+) -> Estimate:
+    """The work of running ``methods`` on ``images`` images ``repeat`` times (e.g. once per
+    randomized layer and seed), at the model's measured pass time unless ``pass_s`` is given."""
+    size = tuple(bundle.input_size)
+    units = {
+        get_method(m).name: method_units(m, (params or {}).get(get_method(m).name), size) * repeat for m in methods
+    }
+    return Estimate(units=units, pass_s=measured_pass_s(bundle) if pass_s is None else pass_s, images=images)
+
+
+def describe_seconds(seconds: float) -> str:
+    """A duration in words for a person waiting: "under a second", "about 40 s", "about 3 min"."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {math.ceil(seconds)} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
