@@ -32,8 +32,9 @@ def best_time(fn: Callable[[], Any], *, device: torch.device, repeats: int = 3, 
     return best
 
 
-def pass_time(bundle: ModelBundle, *, batch: int = 1, repeats: int = 5) -> dict[str, float]:
-    """Time of one plain forward+backward pass and one forward pass at ``batch`` images."""
+def pass_time(bundle: ModelBundle, *, batch: int = 1, repeats: int = 5, forward: bool = True) -> dict[str, float]:
+    """Time of one plain forward+backward pass and (unless ``forward=False``) one forward pass at
+    ``batch`` images, the best of ``repeats`` after one warm-up."""
     device = bundle.device
     h, w = bundle.input_size
     x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)  # global RNG untouched
@@ -49,8 +50,7 @@ def pass_time(bundle: ModelBundle, *, batch: int = 1, repeats: int = 5) -> dict[
         model(x)
 
     with bundle.lock:
-        return {
-            "forward_backward_s": best_time(fwd_bwd, device=device, repeats=repeats),
-            "forward_s": best_time(fwd, device=device, repeats=repeats),
-            "batch": batch,
-        }
+        found = {"forward_backward_s": best_time(fwd_bwd, device=device, repeats=repeats), "batch": batch}
+        if forward:
+            found["forward_s"] = best_time(fwd, device=device, repeats=repeats)
+        return found

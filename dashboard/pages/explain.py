@@ -1,10 +1,12 @@
 """Explain: explanation methods side by side on the sidebar's image, model and class.
 
-Methods run in small groups (those sharing one gradient pass together, every other method
-alone) and each finished method is kept in the session's result store, keyed by (model
-fingerprint, image hash, method, parameters, seed, baseline, target): a rerun (a widget
-change, a page switch) interrupts the run between groups and never repeats finished methods.
-View controls live in a fragment and only redraw the stored maps.
+The chosen methods not computed yet run in one ``explain`` call, the cheapest first, and each
+is kept in the session's result store the moment it finishes, keyed by (model fingerprint,
+image hash, method, parameters, seed, baseline, target), and drawn in its own tile: a rerun (a
+widget change, a page switch, Stop) loses at most the method in flight and never repeats
+finished ones. Before anything slow starts, the page estimates it (work units x the model's
+measured pass time): with automatic runs only the methods quick on this model start by
+themselves (on a slow model, the single-pass ones); the rest wait for Run, with their estimate.
 """
 
 from __future__ import annotations
@@ -17,15 +19,14 @@ import streamlit as st
 from dashboard import model_input, render, sidebar, state
 from xaicore import heatmaps
 from xaicore.explainers.api import explain
+from xaicore.explainers import cost
 from xaicore.explainers.baselines import BASELINE_KINDS
 from xaicore.explainers.results import Status
 from xaicore.explainers.registry import get_method, list_methods
-from xaicore.explainers.shared import FUSED_METHODS
 
 VIEWS = {"all": "All (signed)", "positive": "Positive only"}
 DISPLAYS = {"overlay": "Over the image", "heatmap": "Heatmap only"}
 PER_ROW = 4
-SHARED = FUSED_METHODS  # one fused pass when run together
 METHODS = "explain.w.methods"
 
 
@@ -63,76 +64,154 @@ def _method_settings(methods: list[str]) -> dict[str, dict]:
     return chosen
 
 
-def run_groups(todo: list[str]) -> list[list[str]]:
-    """Methods to run together: those that share one fused pass (gradients, Guided Backprop,
-    Deconvolution and the CAM maps) in one group, every other method alone, in the order given."""
-    together = [name for name in todo if name in SHARED]
-    groups: list[list[str]] = [together] if together else []
-    return groups + [[name] for name in todo if name not in SHARED]
+STOPPED = "explain.stopped"  # result keys whose run the user stopped: not started again on their own
 
 
-def _run_missing(bundle, image, target: int, todo: list[str], keys: dict, *, params, seed, baseline) -> None:
-    """Run the methods not in the store yet, group by group, with a progress bar.
+def plan_run(estimate: cost.Estimate, *, pressed: bool, auto: bool, stopped: set) -> list[str]:
+    """The methods to run now, among those not computed yet (``estimate.units``): all of them
+    when Run was pressed; with automatic runs, those quick enough on this model (the single-pass
+    ones on a slow model) and not stopped by the user; otherwise none."""
+    if pressed:
+        return list(estimate.units)
+    if not auto:
+        return []
+    return [name for name in estimate.quick() if name not in stopped]
 
-    Each finished group is stored at once; a rerun that interrupts the run (at the next
-    progress update) loses only the group in flight.
-    """
-    bar = st.progress(0.0, text="Starting…")
-    done = 0
-    for group in run_groups(todo):
-        def progress(i: int, _total: int, title: str, _done: int = done) -> None:
-            if title:
-                bar.progress((_done + i) / len(todo), text=f"Running {title} ({_done + i + 1} of {len(todo)})")
 
-        result = explain(
-            bundle, image.array, methods=group, target=target, seed=seed,
-            params={name: params[name] for name in group}, baseline=baseline, progress=progress,
-        )
-        for item in result.methods:  # only finished results are stored
-            state.put_result(keys[item.method], replace(result, methods=(item,)))
-        done += len(group)
-    bar.empty()
+def _stopped_keys() -> set:
+    found = st.session_state.get(STOPPED)
+    return found if isinstance(found, set) else set()
+
+
+def _stop(keys: tuple) -> None:
+    """The Stop button's callback: the methods still to run wait for Run from now on."""
+    st.session_state[STOPPED] = _stopped_keys() | set(keys)
+
+
+def _controls() -> dict:
+    """The view controls; returns the view they choose (the arguments of ``render.rendered_tile``)."""
+    view_col, display_col, channel_col = st.columns([2, 2, 1])
+    view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                          **state.kept("explain.w.view", default=next(iter(VIEWS)), options=list(VIEWS)))
+    display = display_col.radio("Show", list(DISPLAYS), format_func=DISPLAYS.get, horizontal=True,
+                                **state.kept("explain.w.display", default=next(iter(DISPLAYS)),
+                                             options=list(DISPLAYS)))
+    channel = channel_col.selectbox("Channel", heatmaps.CHANNELS,
+                                    help="Sum over the colour channels, or one channel alone.",
+                                    **state.kept("explain.w.channel", default=heatmaps.CHANNELS[0],
+                                                 options=list(heatmaps.CHANNELS)))
+    alpha_col, contrast_col = st.columns(2)
+    alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05,
+                             help="Opacity of the strongest colours; weaker values get less.",
+                             **state.kept("explain.w.alpha", default=0.8))
+    contrast = contrast_col.slider(
+        "Contrast (percentile)", *heatmaps.PERCENTILE_RANGE, step=0.5,
+        **state.kept("explain.w.contrast", default=heatmaps.DEFAULT_PERCENTILE),
+        help="Each map is clipped at this percentile of its |attribution|: lower shows weak evidence more "
+             "strongly, 100 scales by the largest value.")
+    return {"view": view, "channel": channel, "alpha": alpha, "percentile": contrast,
+            "over_image": display == "overlay"}
+
+
+def _waiting_note(estimate: cost.Estimate, names: list[str], *, stopped: bool) -> str:
+    listed = ", ".join(f"{get_method(n).title} ({cost.describe_seconds(estimate.seconds(n))})" for n in names)
+    total = cost.describe_seconds(sum(estimate.seconds(n) for n in names))
+    if stopped:
+        return f"Stopped. Not run yet: {listed}. Press Run to run them ({total} in all on this model)."
+    return (f"{len(names)} of the chosen methods wait for you: {listed}. Press Run to run them ({total} in all "
+            "on this model; estimated from the time of one pass of the model).")
 
 
 @st.fragment
-def _grid(result) -> None:
-    """The tiles, the view controls and the downloads; redraws alone when a control moves."""
+def _results(bundle, image, target: int, selected: list[str], keys: dict, to_run: list[str], *, params, seed,
+             baseline) -> None:
+    """The view controls, one tile per chosen method and the downloads.
+
+    Finished maps are drawn from the result store; the methods in ``to_run`` are computed by one
+    ``explain`` call that hands over each method as it finishes: it is stored at once and drawn
+    in its own place, so tiles appear one by one (the cheapest first) and never show another
+    image's map. A Stop button ends the run after the method in flight; what finished stays.
+    Moving a view control redraws this fragment alone (and goes on with a run in flight).
+    """
     with state.guarded("the explanation grid"):
-        view_col, display_col, channel_col = st.columns([2, 2, 1])
-        view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
-                              **state.kept("explain.w.view", default=next(iter(VIEWS)), options=list(VIEWS)))
-        display = display_col.radio("Show", list(DISPLAYS), format_func=DISPLAYS.get, horizontal=True,
-                                    **state.kept("explain.w.display", default=next(iter(DISPLAYS)),
-                                                 options=list(DISPLAYS)))
-        channel = channel_col.selectbox("Channel", heatmaps.CHANNELS,
-                                        help="Sum over the colour channels, or one channel alone.",
-                                        **state.kept("explain.w.channel", default=heatmaps.CHANNELS[0],
-                                                     options=list(heatmaps.CHANNELS)))
-        alpha_col, contrast_col = st.columns(2)
-        alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05,
-                                 help="Opacity of the strongest colours; weaker values get less.",
-                                 **state.kept("explain.w.alpha", default=0.8))
-        contrast = contrast_col.slider(
-            "Contrast (percentile)", *heatmaps.PERCENTILE_RANGE, step=0.5,
-            **state.kept("explain.w.contrast", default=heatmaps.DEFAULT_PERCENTILE),
-            help="Each map is clipped at this percentile of its |attribution|: lower shows weak evidence more "
-                 "strongly, 100 scales by the largest value.")
-        over_image = display == "overlay"
-        st.caption(render.legend(view, contrast))
-        cells: list = list(result.methods)
-        if not over_image:  # the image beside the maps drawn alone
-            cells.insert(0, None)
-        for start in range(0, len(cells), PER_ROW):
-            for column, item in zip(st.columns(PER_ROW), cells[start:start + PER_ROW]):
-                with column:
-                    if item is None:
-                        st.image(result.image, caption="model input", width="stretch", clamp=True,
-                                 output_format="PNG")
-                        continue
-                    rendered = render.rendered_tile(result.image, item, view=view, channel=channel, alpha=alpha,
-                                                    percentile=contrast, over_image=over_image)
-                    _tile(result, item, rendered, alpha=alpha, over_image=over_image)
-        _downloads(result, view=view, channel=channel, alpha=alpha, percentile=contrast, over_image=over_image)
+        drawn = _controls()
+        st.caption(render.legend(drawn["view"], drawn["percentile"]))
+        pending = [n for n in selected if state.get_result(keys[n]) is None]
+        running = [n for n in to_run if n in pending and keys[n] not in _stopped_keys()]
+        estimate = cost.estimate(bundle, pending, params=params)
+        status = st.empty()
+        slots = _tiles(bundle, image, selected, keys, estimate, running, drawn)
+        if running:
+            _run(bundle, image, target, running, keys, slots, status, drawn, params=params, seed=seed,
+                 baseline=baseline)
+        waiting = [n for n in selected if state.get_result(keys[n]) is None]
+        if waiting:
+            stopped = any(keys[n] in _stopped_keys() for n in waiting)
+            status.info(_waiting_note(cost.estimate(bundle, waiting, params=params), waiting, stopped=stopped),
+                        icon=":material/hourglass_empty:")
+        finished = [r for r in (state.get_result(keys[n]) for n in selected) if r is not None]
+        if finished:
+            _downloads(render.combine_results(finished), **drawn)
+
+
+def _tiles(bundle, image, selected: list[str], keys: dict, estimate: cost.Estimate, running: list[str],
+           drawn: dict) -> dict:
+    """The grid: finished maps drawn, every other method a placeholder saying when it comes.
+    Returns the placeholders of the methods still to compute, by name."""
+    cells: list = list(selected)
+    if not drawn["over_image"]:  # the image beside the maps drawn alone
+        cells.insert(0, None)
+    slots = {}
+    for start in range(0, len(cells), PER_ROW):
+        for column, name in zip(st.columns(PER_ROW), cells[start:start + PER_ROW]):
+            with column:
+                if name is None:
+                    st.image(model_input.view_of(bundle, image).model_input, caption="model input", width="stretch",
+                             clamp=True, output_format="PNG")
+                    continue
+                found = state.get_result(keys[name])
+                if found is not None:
+                    _draw_tile(found, found.methods[0], drawn)
+                    continue
+                slots[name] = st.empty()
+                when = "running…" if name in running[:1] else "next" if name in running else "waits for Run"
+                slots[name].caption(f"**{get_method(name).title}**: {when} "
+                                    f"({cost.describe_seconds(estimate.seconds(name))})")
+    return slots
+
+
+def _run(bundle, image, target: int, running: list[str], keys: dict, slots: dict, status, drawn: dict, *, params,
+         seed, baseline) -> None:
+    """One ``explain`` call for ``running``; each method is stored and drawn as soon as it is done."""
+    stop_col, bar_col = status.container().columns([1, 5])
+    stop_col.button("Stop", key="explain.act.stop", icon=":material/stop_circle:", on_click=_stop,
+                    args=(tuple(keys[n] for n in running),), help="Stop after the method now running; "
+                    "the finished maps stay.")
+    bar = bar_col.progress(0.0, text="Starting…")
+    done: list[str] = []
+
+    def progress(i: int, total: int, title: str) -> None:
+        if title:
+            bar.progress(i / total, text=f"Running {title} ({i + 1} of {total})")
+
+    def finished(part) -> None:
+        item = part.methods[0]
+        state.put_result(keys[item.method], part)
+        done.append(item.method)
+        with slots[item.method].container():
+            _draw_tile(part, item, drawn)
+
+    explain(bundle, image.array, methods=running, target=target, seed=seed,
+            params={name: params[name] for name in running}, baseline=baseline, progress=progress,
+            on_result=finished)
+    status.empty()
+
+
+def _draw_tile(result, item, drawn: dict) -> None:
+    rendered = render.rendered_tile(result.image, item, view=drawn["view"], channel=drawn["channel"],
+                                    alpha=drawn["alpha"], percentile=drawn["percentile"],
+                                    over_image=drawn["over_image"])
+    _tile(result, item, rendered, alpha=drawn["alpha"], over_image=drawn["over_image"])
 
 
 def _tile(result, item, rendered, *, alpha: float, over_image: bool) -> None:
@@ -173,8 +252,7 @@ def _enlarged(result, item, rendered, alpha: float, over_image: bool = True) -> 
                           key=f"explain.act.tile_npy.{item.method}")
 
 
-def _downloads(result, *, view: str, channel: str, alpha: float, percentile: float = heatmaps.DEFAULT_PERCENTILE,
-               over_image: bool = True) -> None:
+def _downloads(result, *, view: str, channel: str, alpha: float, percentile: float, over_image: bool) -> None:
     stem = f"explain-{result.image_hash[:8]}-class{result.target}"
     drawn = {"view": view, "channel": channel, "alpha": alpha, "percentile": percentile, "over_image": over_image}
     a, b, c = st.columns(3)
@@ -235,18 +313,16 @@ def main() -> None:
         )
         for name in selected
     }
-    todo = [name for name in selected if state.get_result(keys[name]) is None]
-    if todo and (auto or run):
-        _run_missing(bundle, image, target, todo, keys, params=params, seed=seed, baseline=baseline)
-        todo = []
-    finished = [r for r in (state.get_result(keys[n]) for n in selected) if r is not None]
-    if todo:
-        st.info(f"{len(todo)} of {len(selected)} methods have not run yet: press Run.")
-    if not finished:
-        if not selected:
-            st.info("Choose at least one method.")
+    if not selected:
+        st.info("Choose at least one method.")
         return
-    _grid(render.combine_results(finished))
+    todo = [name for name in selected if state.get_result(keys[name]) is None]
+    if run:  # the user asks for everything now: nothing chosen waits any longer
+        st.session_state[STOPPED] = _stopped_keys() - {keys[n] for n in todo}
+    stopped = {n for n in todo if keys[n] in _stopped_keys()}
+    to_run = plan_run(cost.estimate(bundle, todo, params=params), pressed=run, auto=auto, stopped=stopped) \
+        if todo else []
+    _results(bundle, image, target, selected, keys, to_run, params=params, seed=seed, baseline=baseline)
 
 
 sidebar.render()

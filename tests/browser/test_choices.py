@@ -181,7 +181,7 @@ def test_checkpoint_and_photo_survive_fragment_sliders_and_page_switches(app, fi
     assert chosen_methods(app) == kept
     wait_for_tiles(app, len(kept) + 1)
     assert slider_value(app, "Heatmap opacity") == moved
-    assert app.main().get_by_text("have not run yet").count() == 0
+    assert app.main().get_by_text("wait for you").count() == 0
     app.screenshot("choices-explain-back")
 
 

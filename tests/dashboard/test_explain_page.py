@@ -18,7 +18,7 @@ from dashboard import render, state
 from tests.dashboard import apptest_support as support
 from xaicore import heatmaps
 from xaicore.data.images import image_hash
-from xaicore.explainers.registry import list_methods
+from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.results import MethodResult, Status
 from xaicore.models.bundle import fingerprint
 
@@ -132,7 +132,7 @@ def test_explain_page_runs_on_an_uploaded_png():
     at = support.upload_image(_open(), "upload.png", support.png_bytes(pixels))
     at.multiselect(key=METHODS).set_value(["saliency", "gradcam"]).run()
     assert support.errors(at) == [] and not at.exception
-    assert any("press Run" in i.value for i in at.info)  # automatic runs are off
+    assert any("Press Run" in i.value for i in at.info)  # automatic runs are off
     at = _run(at)
     expected_hash = image_hash(pixels.astype(np.float32) / 255.0)
     fresh = [r for r in _stored(at) if r.image_hash == expected_hash]
@@ -261,9 +261,10 @@ def _held_bytes_per_entry(at) -> int:
     return (3 * h * w * 4) * 2  # the model input and one attribution, float32
 
 
-def test_an_interrupted_run_keeps_finished_groups_and_does_not_repeat_them(monkeypatch):
-    """The run stops (as a rerun would) while the second group starts: the first group's
-    results are kept, and the next run computes only what is missing."""
+def _interrupt_after(monkeypatch, count: int) -> list[tuple[str, ...]]:
+    """Make the page's first ``explain`` call end the script run (as a rerun request or Stop
+    does at the next Streamlit call) once ``count`` methods were handed over; returns the calls
+    made."""
     import streamlit as st
 
     from xaicore.explainers import api
@@ -271,25 +272,56 @@ def test_an_interrupted_run_keeps_finished_groups_and_does_not_repeat_them(monke
     real = api.explain
     calls: list[tuple[str, ...]] = []
 
-    def interrupted(*args, methods, **kwargs):
+    def interrupted(*args, methods, on_result, **kwargs):
         calls.append(tuple(methods))
-        if len(calls) == 2:
-            st.stop()  # what a rerun request does at the next Streamlit call
-        return real(*args, methods=methods, **kwargs)
+        handed: list[str] = []
 
-    at = _open()
+        def hand_over(part):
+            on_result(part)
+            handed.append(part.methods[0].method)
+            if len(handed) == count and len(calls) == 1:
+                st.stop()
+
+        return real(*args, methods=methods, on_result=hand_over, **kwargs)
+
     monkeypatch.setattr(api, "explain", interrupted)
+    return calls
+
+
+def test_one_call_stores_each_method_as_it_finishes_and_an_interrupted_run_loses_nothing(monkeypatch):
+    at = _open()
+    calls = _interrupt_after(monkeypatch, 3)
     at = _explain(at, FAST)
+    assert calls == [tuple(FAST)]  # one call for every method, not one per group
     done = sorted(r.methods[0].method for r in _stored(at))
-    assert calls[0] == tuple(m for m in FAST if m != "integrated_gradients")  # the shared-pass group
-    assert done == sorted(calls[0])
+    assert len(done) == 3 and "integrated_gradients" not in done  # the cheapest came first
     calls.clear()
     at = _run(at)
-    assert calls == [("integrated_gradients",)]
+    assert calls == [tuple(m for m in FAST if m not in done)]  # only what is missing
     assert sorted(r.methods[0].method for r in _stored(at)) == sorted(FAST)
     bundle = at.session_state[state.MODEL_KEY]
     assert not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in bundle.model.modules())
     assert fingerprint(bundle.model) == bundle.fingerprint
+
+
+def test_stop_keeps_what_finished_and_the_rest_waits_for_run(monkeypatch):
+    at = support.start()  # automatic runs on, as a new user has them
+    at.session_state[METHODS] = FAST
+    calls = _interrupt_after(monkeypatch, 2)
+    at = support.open_page(at, PAGE)
+    assert len(calls) == 1 and len(_stored(at)) == 2
+    stop = at.button(key="explain.act.stop")  # drawn while the run was going
+    stop.click()
+    at = at.run()
+    assert len(calls) == 1 and len(_stored(at)) == 2  # nothing started again by itself
+    (note,) = [i.value for i in at.info if i.value.startswith("Stopped.")]
+    waiting = [m for m in FAST if m not in {r.methods[0].method for r in _stored(at)}]
+    assert all(get_method(m).title in note for m in waiting) and "Press Run" in note
+    at = at.run()  # another rerun (a view control, a page switch) does not restart them either
+    assert len(calls) == 1
+    at = _run(at)
+    assert calls[1] == tuple(waiting) and len(_stored(at)) == len(FAST)
+    assert not [i for i in at.info if i.value.startswith("Stopped.")]
 
 
 def test_a_parameter_change_is_a_new_result_and_reaches_the_method():
