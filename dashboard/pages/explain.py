@@ -174,9 +174,9 @@ def _tiles(bundle, image, selected: list[str], keys: dict, estimate: cost.Estima
                     _draw_tile(found, found.methods[0], drawn)
                     continue
                 slots[name] = st.empty()
-                when = "running…" if name in running[:1] else "next" if name in running else "waits for Run"
-                slots[name].caption(f"**{get_method(name).title}**: {when} "
-                                    f"({cost.describe_seconds(estimate.seconds(name))})")
+                when = "coming" if name in running else "waits for Run"
+                slots[name].container(border=True).caption(
+                    f"**{get_method(name).title}**: {when} ({cost.describe_seconds(estimate.seconds(name))})")
     return slots
 
 

@@ -149,6 +149,9 @@ def test_checkpoint_and_photo_survive_fragment_sliders_and_page_switches(app, fi
     nudge_slider(app, "Heatmap opacity")  # the grid's fragment reruns alone
     moved = slider_value(app, "Heatmap opacity")
     assert moved != opacity
+    app.wait_idle()
+    tiles_before = app.page.locator(TILES).count()
+    waiting_before = app.main().get_by_text("wait for you").count()  # slow methods may wait for Run
     app.screenshot("choices-explain-after-slider")
 
     app.open_page("Sanity checks")
@@ -181,7 +184,9 @@ def test_checkpoint_and_photo_survive_fragment_sliders_and_page_switches(app, fi
     assert chosen_methods(app) == kept
     wait_for_tiles(app, len(kept) + 1)
     assert slider_value(app, "Heatmap opacity") == moved
-    assert app.main().get_by_text("wait for you").count() == 0
+    app.wait_idle()
+    assert app.page.locator(TILES).count() == tiles_before  # the finished maps are all back
+    assert app.main().get_by_text("wait for you").count() == waiting_before
     app.screenshot("choices-explain-back")
 
 

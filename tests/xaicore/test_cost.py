@@ -104,3 +104,4 @@ def test_the_pass_time_is_measured_once_per_model_and_leaves_the_random_state_al
                                                 (200, "about 3 min"), (7200, "about 2.0 h")])
 def test_durations_are_said_in_words(seconds, words) -> None:
     assert cost.describe_seconds(seconds) == words
+

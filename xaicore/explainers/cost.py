@@ -4,7 +4,9 @@ A method's work on one image is counted in plain forward+backward passes of the 
 (:attr:`MethodSpec.units`: 1 for the single-pass methods, the step or sample count for the
 path and sampling methods, the patch positions for Occlusion). The model's pass time is
 measured once per model, device and input size (four passes on one image, under the model's
-lock: about half a second for ResNet-18 on a 2-core CPU) and kept for the process. An :class:`Estimate` multiplies the two; it is a guide for the
+lock: about half a second for ResNet-18 on a 2-core CPU) and kept for the process. Batched
+steps and samples run a little faster per image than that single pass, so estimates err on the
+long side. An :class:`Estimate` multiplies the two; it is a guide for the
 person waiting (the real time varies with the machine's load by tens of percent), not a promise.
 
 ``quick`` separates what can run without asking from what should wait for a click: every
@@ -32,11 +34,21 @@ _PASS_LOCK = threading.Lock()
 
 def measured_pass_s(bundle: ModelBundle) -> float:
     """Seconds of one plain forward+backward pass of ``bundle`` on one image (measured once)."""
-    key = (bundle.fingerprint, str(bundle.device), tuple(bundle.input_size))
+    key = _key(bundle)
     with _PASS_LOCK:
         if key not in _PASS_S:
             _PASS_S[key] = pass_time(bundle, batch=1, repeats=3, forward=False)["forward_backward_s"]
         return _PASS_S[key]
+
+
+def forget_pass_times() -> None:
+    """Drop the measured pass times (the next estimate measures again, as for a new model)."""
+    with _PASS_LOCK:
+        _PASS_S.clear()
+
+
+def _key(bundle: ModelBundle) -> tuple[str, str, tuple[int, int]]:
+    return (bundle.fingerprint, str(bundle.device), tuple(bundle.input_size))
 
 
 def method_units(name: str, params: Mapping[str, Any] | None, size: tuple[int, int]) -> float:
