@@ -10,6 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+def estimate(seconds: float) -> str:
+    """How long a run should take, for the line before its Run button."""
+    from xaicore.explainers.cost import describe_seconds
+
+    return f"{describe_seconds(seconds)} on this model (estimated from the time of one pass of the model)"
+
+
 _IRREGULAR = {"class": "classes", "pass": "passes", "box": "boxes"}  # nouns whose plural adds "es"
 
 COLUMN_TITLES: dict[str, str] = {

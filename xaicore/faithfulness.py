@@ -277,6 +277,11 @@ def curve_steps(num_pixels: int, *, step_fraction: float, fraction: float) -> np
     return np.append(np.arange(0, k_max, step), k_max).astype(np.int64)
 
 
+def forward_passes(num_pixels: int, *, step_fraction: float, fraction: float) -> int:
+    """Forward passes one image's insertion and deletion curves take (one per point of each)."""
+    return 2 * len(curve_steps(num_pixels, step_fraction=step_fraction, fraction=fraction))
+
+
 def trapezoid_auc(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     """Trapezoid-rule area of each row of ``curves`` (..., K) over ``fractions`` (K,)."""
     widths = np.diff(fractions)

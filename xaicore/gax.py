@@ -69,6 +69,10 @@ from xaicore.provenance import Provenance
 MAX_STEPS = 5000
 """Largest step cap honoured; a larger ``max_steps`` is lowered to this and a notice says so."""
 
+STEP_UNITS = 1.5
+"""Work of one optimization step per image in plain forward+backward passes of the model (300
+steps take about 1 s on the default model, whose pass takes 2.4 ms, on a 2-core CPU)."""
+
 HISTORY_BUDGET_BYTES = 32_000_000
 """Default bound on the stored history of one image (32 MB)."""
 

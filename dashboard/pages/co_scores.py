@@ -16,6 +16,8 @@ from dashboard.safe_text import plain
 from xaicore.confidence import VARIANTS, CoScoreResult, iter_co_rows, summarize
 from xaicore.data import shapes
 from xaicore.data.imagesets import HARD_DIFFICULTY, ImageItem, ImageSet, generated_test_set, load_image_set, relabel
+from xaicore.explainers import cost
+from xaicore.explainers.methods import FORWARD_UNITS
 from xaicore.explainers.registry import get_method, list_methods
 
 GENERATED, SAMPLES, UPLOAD = "Generated test set", "Samples", "Upload a zip"
@@ -226,7 +228,10 @@ def main() -> None:
         result = _summarize(bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed,
                             complete=False)
     if result is None:
-        st.info(f"Press Run to score {wording.plural(len(image_set), 'image')} with {wording.plural(len(methods), 'method')}.")
+        seconds = cost.estimate(bundle, methods, images=len(image_set)).total_s + cost.seconds_for(
+            bundle, len(image_set) * len(methods) * (1 + len(variants)) * FORWARD_UNITS)
+        st.info(f"Press Run to score {wording.plural(len(image_set), 'image')} with "
+                f"{wording.plural(len(methods), 'method')}: {wording.estimate(seconds)}.")
         return
     _show(result)
 

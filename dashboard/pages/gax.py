@@ -12,11 +12,12 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import render, sidebar, state
+from dashboard import render, sidebar, state, wording
 from dashboard.safe_text import plain
 from dashboard.wording import plural
 from xaicore import gax_view
-from xaicore.gax import MAX_STEPS, GaxImageResult, GaxResult, run_gax
+from xaicore.explainers import cost
+from xaicore.gax import MAX_STEPS, STEP_UNITS, GaxImageResult, GaxResult, run_gax
 
 STEP = "gax.w.step"
 DEFAULTS = {"gax.w.target_co": 48.0, "gax.w.max_steps": 300, "gax.w.lr": 0.1, "gax.w.l_s": 100.0}
@@ -138,7 +139,10 @@ def main() -> None:
         result = _run(bundle, image, target, settings)
         state.put_result(key, result)
     if result is None:
-        st.info("Press Run GAX to optimize a heatmap for this image and class.")
+        seconds = cost.seconds_for(bundle, settings["max_steps"] * STEP_UNITS)
+        st.info(f"Press Run GAX to optimize a heatmap for this image and class: at most "
+                f"{wording.plural(settings['max_steps'], 'step')}, {wording.estimate(seconds)} (less when the target "
+                "is reached sooner).")
         return
     _summary(result)
     _viewer(result)

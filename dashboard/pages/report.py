@@ -20,7 +20,10 @@ from xaicore.data.evalsets import sample_set, scene_set
 from xaicore.data.imagesets import ImageSet, generated_test_set, load_image_set, relabel
 from xaicore.discriminative import ClassesResult
 from xaicore.evaluate import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
+from xaicore.explainers import cost
+from xaicore.explainers.methods import FORWARD_UNITS
 from xaicore.explainers.registry import get_method, list_methods
+from xaicore.faithfulness import forward_passes
 from xaicore.report import RULES, TEST_NAMES, build_report
 from xaicore.sanity import SanityResult
 
@@ -221,6 +224,18 @@ def _show(card, evaluation_rows, summary) -> None:
                       mime="text/csv", on_click="ignore", key="report.act.rows", disabled=not evaluation_rows)
 
 
+def _estimate_s(bundle, settings) -> float:
+    """The evaluation's work: every method's map of every image, and per map (and for the random
+    control) the insertion and deletion curves when they are measured."""
+    maps = cost.estimate(bundle, settings.methods, params=settings.params, images=settings.n_images).total_s
+    if not {"insertion", "deletion"} & set(settings.metrics):
+        return maps
+    h, w = bundle.input_size
+    curves = forward_passes(h * w, step_fraction=settings.step_fraction, fraction=settings.fraction)
+    rankings = len(settings.methods) + (1 if settings.with_control else 0)
+    return maps + cost.seconds_for(bundle, settings.n_images * rankings * curves * FORWARD_UNITS)
+
+
 def main() -> None:
     st.title("Report card")
     st.markdown(
@@ -268,7 +283,7 @@ def main() -> None:
     if summary is None and sanity is None and classes is None and co is None:
         if settings is not None:
             st.info(f"Press Run to evaluate {wording.plural(len(settings.methods), 'method')} on "
-                    f"{wording.plural(settings.n_images, 'image')}.")
+                    f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}.")
         return
     names = {kind: _image_name(result) for kind, result in (("sanity", sanity), ("classes", classes)) if result is not None}
     card = build_report(summary, sanity=sanity, classes=classes, co=co, image_names=names)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import render, sanity_render, sidebar, state, wording
+from xaicore.explainers import cost
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
 from xaicore.similarity import NORMALIZATIONS
@@ -147,9 +148,10 @@ def main() -> None:
         state.put_result(key, result)  # only a finished check is stored
     if result is None:
         steps = len(bundle.layers) * settings["seeds"] * (2 if settings["mode"] == "both" else 1)
+        seconds = cost.estimate(bundle, settings["methods"], repeat=steps + 1).total_s
         st.info(f"Press *Run the check*: {wording.plural(steps, 'randomized model')}, "
                 f"{wording.plural(len(settings['methods']), 'method')} each, "
-                f"on {bundle.name} for class {bundle.labels[target]}.")
+                f"on {bundle.name} for class {bundle.labels[target]}: {wording.estimate(seconds)}.")
         return
     seeds = "seed 0" if settings["seeds"] == 1 else f"seeds 0–{settings['seeds'] - 1}"
     st.caption(f"Explaining class {bundle.labels[target]} · {wording.plural(len(result.layers), 'layer')} · "

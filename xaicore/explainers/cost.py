@@ -110,6 +110,11 @@ def estimate(
     return Estimate(units=units, pass_s=measured_pass_s(bundle) if pass_s is None else pass_s, images=images)
 
 
+def seconds_for(bundle: ModelBundle, units: float) -> float:
+    """Seconds of ``units`` passes of ``bundle`` (work other than the methods: GAX steps, curves)."""
+    return units * measured_pass_s(bundle)
+
+
 def describe_seconds(seconds: float) -> str:
     """A duration in words for a person waiting: "under a second", "about 40 s", "about 3 min"."""
     if seconds < 1:
