@@ -28,7 +28,7 @@ model with its 1024 -> 1024 head (8 MB of weights):
   masked images of the five single-pass methods at quiet moments, about 1.2 ms each (1.05 ms
   with the earlier 128 -> 64 head: every batch-1 pass reads the head's weights again).
 * The batched path takes 0.22-0.23 s: 5.35-5.58x in the runs with such a loop (5.35-6.03x over
-  14 runs of session 5, 8.7x in one more on a loaded host). About 0.21 s of it is
+  14 runs, 8.7x in one more on a loaded host). About 0.21 s of it is
   the inference copy's forward passes, run by two single-threaded workers (0.43 ms per masked
   image per worker, 7 % more than one worker alone: shared L3 and memory bandwidth); masking,
   ranking, the curve ends and bookkeeping add about 5 ms.
