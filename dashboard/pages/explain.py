@@ -67,17 +67,6 @@ def _method_settings(methods: list[str]) -> dict[str, dict]:
 STOPPED = "explain.stopped"  # result keys whose run the user stopped: not started again on their own
 
 
-def plan_run(estimate: cost.Estimate, *, pressed: bool, auto: bool, stopped: set) -> list[str]:
-    """The methods to run now, among those not computed yet (``estimate.units``): all of them
-    when Run was pressed; with automatic runs, those quick enough on this model (the single-pass
-    ones on a slow model) and not stopped by the user; otherwise none."""
-    if pressed:
-        return list(estimate.units)
-    if not auto:
-        return []
-    return [name for name in estimate.quick() if name not in stopped]
-
-
 def _stopped_keys() -> set:
     found = st.session_state.get(STOPPED)
     return found if isinstance(found, set) else set()
@@ -130,7 +119,7 @@ def _results(bundle, image, target: int, selected: list[str], keys: dict, to_run
     Finished maps are drawn from the result store; the methods in ``to_run`` are computed by one
     ``explain`` call that hands over each method as it finishes: it is stored at once and drawn
     in its own place, so tiles appear one by one (the cheapest first) and never show another
-    image's map. A Stop button ends the run after the method in flight; what finished stays.
+    image's map. The page's Stop button ends the run after the method in flight; what finished stays.
     Moving a view control redraws this fragment alone (and goes on with a run in flight).
     """
     with state.guarded("the explanation grid"):
@@ -183,11 +172,7 @@ def _tiles(bundle, image, selected: list[str], keys: dict, estimate: cost.Estima
 def _run(bundle, image, target: int, running: list[str], keys: dict, slots: dict, status, drawn: dict, *, params,
          seed, baseline) -> None:
     """One ``explain`` call for ``running``; each method is stored and drawn as soon as it is done."""
-    stop_col, bar_col = status.container().columns([1, 5])
-    stop_col.button("Stop", key="explain.act.stop", icon=":material/stop_circle:", on_click=_stop,
-                    args=(tuple(keys[n] for n in running),), help="Stop after the method now running; "
-                    "the finished maps stay.")
-    bar = bar_col.progress(0.0, text="Starting…")
+    bar = status.progress(0.0, text="Starting…")
     done: list[str] = []
 
     def progress(i: int, total: int, title: str) -> None:
@@ -320,8 +305,12 @@ def main() -> None:
     if run:  # the user asks for everything now: nothing chosen waits any longer
         st.session_state[STOPPED] = _stopped_keys() - {keys[n] for n in todo}
     stopped = {n for n in todo if keys[n] in _stopped_keys()}
-    to_run = plan_run(cost.estimate(bundle, todo, params=params), pressed=run, auto=auto, stopped=stopped) \
+    to_run = cost.plan_run(cost.estimate(bundle, todo, params=params), pressed=run, auto=auto, stopped=stopped) \
         if todo else []
+    if to_run:  # outside the grid's fragment: a click must end the whole run, not wait for it
+        run_col.button("Stop", key="explain.act.stop", icon=":material/stop_circle:", on_click=_stop,
+                       args=(tuple(keys[n] for n in to_run),), width="stretch",
+                       help="Stop after the method now running; the finished maps stay.")
     _results(bundle, image, target, selected, keys, to_run, params=params, seed=seed, baseline=baseline)
 
 

@@ -179,6 +179,13 @@ class App:
         box.press("Enter")
         self.wait_idle()
 
+    def run_waiting_methods(self) -> None:
+        """On the Explain page: press Run when some methods wait for it (the page starts only
+        what its estimate says is quick, and on a busy machine that may leave a slow one out)."""
+        self.wait_idle()
+        if self.main().get_by_text("wait for you").count():
+            self.click_button("Run")
+
     def click_button(self, label: str) -> None:
         self.page.get_by_role("button", name=label, exact=True).click()
         self.wait_idle()

@@ -100,6 +100,7 @@ def _record(sample: str, shares: dict[str, float]) -> None:
 def test_explain_tiles_are_visibly_tinted_and_carry_a_colour_bar(app, sample):
     _choose_sample(app, sample)
     app.open_page("Explain")
+    app.run_waiting_methods()
     everything = _wait_for_tiles(app, CHECKED)
     assert set(everything) == set(CHECKED), everything
     image = _model_input(sample)
