@@ -12,7 +12,6 @@ themselves (on a slow model, the single-pass ones); the rest wait for Run, with 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import streamlit as st
 
@@ -173,7 +172,6 @@ def _run(bundle, image, target: int, running: list[str], keys: dict, slots: dict
          seed, baseline) -> None:
     """One ``explain`` call for ``running``; each method is stored and drawn as soon as it is done."""
     bar = status.progress(0.0, text="Starting…")
-    done: list[str] = []
 
     def progress(i: int, total: int, title: str) -> None:
         if title:
@@ -182,7 +180,6 @@ def _run(bundle, image, target: int, running: list[str], keys: dict, slots: dict
     def finished(part) -> None:
         item = part.methods[0]
         state.put_result(keys[item.method], part)
-        done.append(item.method)
         with slots[item.method].container():
             _draw_tile(part, item, drawn)
 

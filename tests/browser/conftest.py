@@ -220,6 +220,8 @@ def app(request, server: Server, browser) -> Iterator[App]:
     page.on("console", lambda msg: tab.problems.append(f"console {msg.type}: {msg.text}")
             if msg.type == "error" else None)
     page.on("pageerror", lambda exc: tab.problems.append(f"page error: {exc}"))
+    missing: list[str] = []  # URLs answered 404
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     try:
         page.goto(server.url + "/")
         tab.wait_idle()
@@ -228,7 +230,12 @@ def app(request, server: Server, browser) -> Iterator[App]:
         tab.wait_idle()
         exceptions = tab.exception_boxes()
         assert exceptions == [], f"Streamlit exception box on the page: {exceptions}"
-        assert tab.problems == [], f"browser console errors: {tab.problems}"
+        problems = tab.problems
+        if missing and all("/media/" in url for url in missing):
+            # An image of a run that a newer run replaced (a page switch mid-run): Streamlit drops
+            # its media file and the browser's late fetch of it 404s; the newer image is shown.
+            problems = [p for p in problems if "status of 404" not in p and "Image source error" not in p]
+        assert problems == [], f"browser console errors: {problems}, 404s: {missing}"
         logged = server.log_text()[log_start:]
         assert "Traceback" not in logged, f"the server logged an error:\n{logged[-3000:]}"
     finally:
