@@ -105,9 +105,7 @@ def build_command(
     """
     overridden = _options_given(extra)
     flags = [
-        f"--{name}={_flag_value(value)}"
-        for name, value in config_options(config).items()
-        if name not in overridden
+        f"--{name}={_flag_value(value)}" for name, value in config_options(config).items() if name not in overridden
     ]
     argv = (python, "-m", SERVE_MODULE, "run", str(APP_PATH), *flags, *extra)
     return LaunchPlan(argv=argv, cwd=REPO_ROOT)
@@ -124,9 +122,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
-    parser.add_argument("--share", action="store_true",
-                        help="serve on the network behind nginx with TLS and a password "
-                             "(--share-port, --user, --password-file, --cert, --key; see dashboard/share.py)")
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        help="serve on the network behind nginx with TLS and a password "
+        "(--share-port, --user, --password-file, --cert, --key; see dashboard/share.py)",
+    )
     return parser
 
 

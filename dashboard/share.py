@@ -112,8 +112,13 @@ def _password(password_file: Path | None) -> tuple[str, bool]:
 
 
 def _hash(password: str) -> str:
-    done = subprocess.run([_program("openssl", "openssl"), "passwd", "-6", "-stdin"], input=password,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [_program("openssl", "openssl"), "passwd", "-6", "-stdin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.strip()
 
 
@@ -122,16 +127,40 @@ def _self_signed(folder: Path, host: str) -> tuple[Path, Path]:
     names = sorted({host, "localhost", "127.0.0.1", socket.gethostname()})
     san = ",".join(f"IP:{n}" if n.replace(".", "").isdigit() else f"DNS:{n}" for n in names)
     subprocess.run(
-        [_program("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-         "-subj", f"/CN={host}", "-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, check=True,
+        [
+            _program("openssl", "openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            f"/CN={host}",
+            "-addext",
+            f"subjectAltName={san}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=True,
     )
     os.chmod(key, 0o600)
     return cert, key
 
 
 def nginx_config(
-    *, folder: Path, listen: str, port: int, upstream_port: int, cert: Path, key: Path, max_upload_mb: int,
+    *,
+    folder: Path,
+    listen: str,
+    port: int,
+    upstream_port: int,
+    cert: Path,
+    key: Path,
+    max_upload_mb: int,
     run_as_root: bool,
 ) -> str:
     """The text of ``nginx.conf`` for :func:`prepare` (see the module docstring)."""
@@ -224,17 +253,40 @@ def prepare(
     options = launch.config_options()
     config = folder / "nginx.conf"
     config.write_text(
-        nginx_config(folder=folder, listen=listen, port=port, upstream_port=upstream, cert=Path(cert),
-                     key=Path(key), max_upload_mb=int(options.get("server.maxUploadSize", 50)), run_as_root=root),
+        nginx_config(
+            folder=folder,
+            listen=listen,
+            port=port,
+            upstream_port=upstream,
+            cert=Path(cert),
+            key=Path(key),
+            max_upload_mb=int(options.get("server.maxUploadSize", 50)),
+            run_as_root=root,
+        ),
         encoding="utf-8",
     )
     streamlit = launch.build_command(
-        [*extra, "--server.address", "127.0.0.1", "--server.port", str(upstream),
-         "--server.enableCORS", "true", "--server.enableXsrfProtection", "true"]
+        [
+            *extra,
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(upstream),
+            "--server.enableCORS",
+            "true",
+            "--server.enableXsrfProtection",
+            "true",
+        ]
     )
     return SharePlan(
-        folder=folder, config=config, listen=listen, port=port, upstream_port=upstream, user=user,
-        password=password if generated else None, streamlit=streamlit,
+        folder=folder,
+        config=config,
+        listen=listen,
+        port=port,
+        upstream_port=upstream,
+        user=user,
+        password=password if generated else None,
+        streamlit=streamlit,
         nginx_argv=(nginx, "-p", str(folder), "-c", str(config)),
     )
 
@@ -262,8 +314,9 @@ class Running:
 def start(plan: SharePlan, *, log: Path | None = None, timeout_s: float = 90.0) -> Running:
     """Start Streamlit and nginx for ``plan``; returns once both answer (the app's health check)."""
     sink = open(log, "w", encoding="utf-8") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    streamlit = subprocess.Popen(plan.streamlit.argv, cwd=plan.streamlit.cwd, stdout=sink, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+    streamlit = subprocess.Popen(
+        plan.streamlit.argv, cwd=plan.streamlit.cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+    )
     nginx = subprocess.Popen(plan.nginx_argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     running = Running(plan=plan, streamlit=streamlit, nginx=nginx)
     deadline = time.monotonic() + timeout_s
@@ -276,7 +329,7 @@ def start(plan: SharePlan, *, log: Path | None = None, timeout_s: float = 90.0) 
             pass
         if streamlit.poll() is not None or nginx.poll() is not None or time.monotonic() > deadline:
             running.stop()
-            error = (plan.folder / "error.log")
+            error = plan.folder / "error.log"
             detail = error.read_text(errors="replace")[-400:] if error.is_file() else ""
             raise ShareError(f"The shared dashboard did not start. {detail}".strip())
         time.sleep(0.3)
@@ -298,14 +351,25 @@ def run(argv: Sequence[str]) -> int:
     parser.add_argument("--share-port", type=int, default=DEFAULT_PORT, help=f"HTTPS port (default {DEFAULT_PORT})")
     parser.add_argument("--share-address", default="0.0.0.0", help="address to listen on (default: all)")
     parser.add_argument("--user", default=DEFAULT_USER, help=f"user name of the login (default {DEFAULT_USER})")
-    parser.add_argument("--password-file", type=Path, default=None,
-                        help=f"file holding the password (default: ${PASSWORD_ENV}, else a random one)")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        help=f"file holding the password (default: ${PASSWORD_ENV}, else a random one)",
+    )
     parser.add_argument("--cert", type=Path, default=None, help="TLS certificate (default: a self-signed one)")
     parser.add_argument("--key", type=Path, default=None, help="its private key")
     args, extra = parser.parse_known_args(list(argv))
     try:
-        plan = prepare(listen=args.share_address, port=args.share_port, user=args.user,
-                       password_file=args.password_file, cert=args.cert, key=args.key, extra=extra)
+        plan = prepare(
+            listen=args.share_address,
+            port=args.share_port,
+            user=args.user,
+            password_file=args.password_file,
+            cert=args.cert,
+            key=args.key,
+            extra=extra,
+        )
         running = start(plan)
     except (ShareError, OSError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,7 +23,8 @@ from typing import BinaryIO
 
 import streamlit as st
 
-from dashboard import model_input, state, uploads
+from dashboard import state, uploads
+from dashboard.render import model_input
 from dashboard.safe_text import plain
 from xaicore.data.decode_worker import load_image_isolated
 from xaicore.data.images import image_hash
@@ -92,15 +93,17 @@ def _model_section() -> None:
     st.header("Model")
     menu = _model_menu()
     st.session_state[state.MODEL_KEY] = None
-    choice = st.selectbox("Model", list(menu), format_func=menu.get,
-                          **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu)))
+    choice = st.selectbox(
+        "Model", list(menu), format_func=menu.get, **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu))
+    )
     if choice == DEFAULT_MODEL:
         bundle = state.shared_model(DEFAULT_MODEL)
     elif choice == UPLOAD_MODEL:
         bundle = _checkpoint_form(_architectures(menu))
     else:
         random = st.toggle(
-            "Random weights", **state.kept(W_RANDOM, default=False),
+            "Random weights",
+            **state.kept(W_RANDOM, default=False),
             help="An untrained network: needs no download; useful for teaching and tests.",
         )
         try:
@@ -113,8 +116,10 @@ def _model_section() -> None:
     if bundle is not None:
         st.caption(model_caption(bundle))
         if has_random_weights(bundle):
-            st.caption(":orange[Random weights: an untrained network. Its predictions and maps show the "
-                       "architecture, not anything learned.]")
+            st.caption(
+                ":orange[Random weights: an untrained network. Its predictions and maps show the "
+                "architecture, not anything learned.]"
+            )
 
 
 def has_random_weights(bundle: ModelBundle) -> bool:
@@ -185,17 +190,24 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
     keys = [f"{W_CKPT}.{name}" for name in ("arch", "classes", "size", "mean", "std", "gray")]
     with st.expander("Your checkpoint", expanded=state.current_uploaded_model() is None):
         with st.form(W_CKPT_FORM, border=False):
-            file = st.file_uploader("State dict (.pt / .pth)", key=f"{W_CKPT_FORM}.file",
-                                    max_upload_size=uploads.CHECKPOINT_UPLOAD_MB, help=uploads.CHECKPOINT_HELP)
-            arch = st.selectbox("Architecture", arch_names,
-                                **state.kept(keys[0], default=arch_names[0], options=arch_names, form=True))
+            file = st.file_uploader(
+                "State dict (.pt / .pth)",
+                key=f"{W_CKPT_FORM}.file",
+                max_upload_size=uploads.CHECKPOINT_UPLOAD_MB,
+                help=uploads.CHECKPOINT_HELP,
+            )
+            arch = st.selectbox(
+                "Architecture", arch_names, **state.kept(keys[0], default=arch_names[0], options=arch_names, form=True)
+            )
             names = st.text_area("Class names, one per line", **state.kept(keys[1], default="", form=True))
-            size = st.number_input("Input size (pixels)", 16, 1024,
-                                   **state.kept(keys[2], default=CKPT_DEFAULTS["size"], form=True))
+            size = st.number_input(
+                "Input size (pixels)", 16, 1024, **state.kept(keys[2], default=CKPT_DEFAULTS["size"], form=True)
+            )
             mean = st.text_input("Mean (R, G, B)", **state.kept(keys[3], default=CKPT_DEFAULTS["mean"], form=True))
             std = st.text_input("Std (R, G, B)", **state.kept(keys[4], default=CKPT_DEFAULTS["std"], form=True))
-            gray = st.checkbox("Grayscale model (input turned to gray)",
-                               **state.kept(keys[5], default=False, form=True))
+            gray = st.checkbox(
+                "Grayscale model (input turned to gray)", **state.kept(keys[5], default=False, form=True)
+            )
             submitted = st.form_submit_button("Load checkpoint", on_click=state.commit_kept, args=(keys,))
         if submitted:
             if file is None:
@@ -204,9 +216,13 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
                 try:
                     with uploads.spooled(file, name=file.name) as path:
                         bundle = load_checkpoint(
-                            path, arch=arch, file_name=file.name,
-                            class_names=parse_class_names(names), input_size=int(size),
-                            mean=parse_floats(mean, what="Mean"), std=parse_floats(std, what="Std"),
+                            path,
+                            arch=arch,
+                            file_name=file.name,
+                            class_names=parse_class_names(names),
+                            input_size=int(size),
+                            mean=parse_floats(mean, what="Mean"),
+                            std=parse_floats(std, what="Std"),
                             grayscale=gray,
                         )
                 except XaiError as exc:
@@ -267,8 +283,13 @@ def _content(data: bytes | BinaryIO) -> bytes:
 
 def _image_section() -> None:
     st.header("Image")
-    source = st.radio("Image source", [SAMPLE, UPLOAD], horizontal=True, label_visibility="collapsed",
-                      **state.kept(W_SOURCE, default=SAMPLE, options=[SAMPLE, UPLOAD]))
+    source = st.radio(
+        "Image source",
+        [SAMPLE, UPLOAD],
+        horizontal=True,
+        label_visibility="collapsed",
+        **state.kept(W_SOURCE, default=SAMPLE, options=[SAMPLE, UPLOAD]),
+    )
     if source == SAMPLE:
         names = state.sample_names()
         name = st.selectbox("Sample image", names, **state.kept(W_SAMPLE, default=names[0], options=names))
@@ -276,7 +297,10 @@ def _image_section() -> None:
             st.session_state[state.IMAGE_KEY] = state.sample_image(name)
     else:
         upload = st.file_uploader(
-            "Upload an image", key=W_UPLOAD, max_upload_size=uploads.IMAGE_UPLOAD_MB, help=uploads.IMAGE_HELP,
+            "Upload an image",
+            key=W_UPLOAD,
+            max_upload_size=uploads.IMAGE_UPLOAD_MB,
+            help=uploads.IMAGE_HELP,
         )
         if upload is not None:
             error = receive_upload(upload.file_id, upload, upload.name)
@@ -316,6 +340,10 @@ def _target_section() -> None:
             return f"Predicted: {predicted.label} ({predicted.probability:.0%})"
         return f"{option}: {bundle.labels[option]}"
 
-    choice = st.selectbox("Class", options, format_func=label,
-                          **state.kept(W_TARGET, default=None, options=options, scope=bundle.fingerprint))
+    choice = st.selectbox(
+        "Class",
+        options,
+        format_func=label,
+        **state.kept(W_TARGET, default=None, options=options, scope=bundle.fingerprint),
+    )
     st.session_state[state.TARGET_KEY] = predicted.index if choice is None else int(choice)

@@ -360,6 +360,6 @@ def guarded(what: str = "page") -> Iterator[None]:
         yield
     except XaiError as exc:
         st.error(plain(exc))
-    except Exception:  # noqa: BLE001 - the browser must never see a traceback
+    except Exception:
         LOG.exception("unexpected error in %s", what)
         st.error(UNEXPECTED)

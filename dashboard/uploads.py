@@ -69,8 +69,7 @@ def spooled(upload: BinaryIO, *, name: str, max_bytes: int = CHECKPOINT_MAX_BYTE
     size = size_of(upload)
     if size > max_bytes:
         raise CheckpointError(
-            f"{name} is {size / MB:.0f} MB, over the {max_bytes // MB} MB limit for checkpoints; "
-            "use a smaller model."
+            f"{name} is {size / MB:.0f} MB, over the {max_bytes // MB} MB limit for checkpoints; use a smaller model."
         )
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in (".pt", ".pth", ".bin") else ".pt"
     with tempfile.TemporaryDirectory(prefix="xai-ckpt-") as folder:

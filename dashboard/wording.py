@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+
 def estimate(seconds: float) -> str:
     """How long a run should take, for the line before its Run button."""
     from xaicore.explainers.cost import describe_seconds
@@ -20,7 +21,7 @@ def estimate(seconds: float) -> str:
 _IRREGULAR = {"class": "classes", "pass": "passes", "box": "boxes"}  # nouns whose plural adds "es"
 
 COLUMN_TITLES: dict[str, str] = {
-    # report card (xaicore.report.ReportCard.table)
+    # report card (xaicore.evaluation.report.ReportCard.table)
     "title": "method",
     "images": "data-set images",
     "ok": "data-set images ok",
@@ -38,7 +39,7 @@ COLUMN_TITLES: dict[str, str] = {
     "CO gap": "CO gap (correct minus wrong)",
     "CO gap 95% CI": "CO gap 95% interval",
     "CO images": "CO: images (correct / wrong)",
-    # CO rows (xaicore.confidence.CoRow)
+    # CO rows (xaicore.confidence.co_sets.CoRow)
     "image": "image",
     "method": "method",
     "variant": "AX variant",
@@ -47,7 +48,7 @@ COLUMN_TITLES: dict[str, str] = {
     "true": "true class",
     "correct": "prediction correct",
     "status": "status",
-    # faithfulness summary (xaicore.faithfulness.FaithfulnessResult.summary)
+    # faithfulness summary (xaicore.metrics.faithfulness.FaithfulnessResult.summary)
     "insertion_auc": "insertion AUC",
     "deletion_auc": "deletion AUC",
     "difference": "insertion − deletion",

@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import render, sanity_render, sidebar, state
+from dashboard import sidebar, state
+from dashboard.render import sanity as sanity_render
+from dashboard.render import tiles as render
 from dashboard.safe_text import plain
+from xaicore.checks.discriminative import compare_classes
 from xaicore.data.images import load_mask
-from xaicore.discriminative import compare_classes
 from xaicore.errors import XaiError
 from xaicore.explainers.registry import get_method, list_methods
 
@@ -34,13 +36,20 @@ def _default_classes(bundle, image) -> list[int]:
 def _uploaded_mask(bundle, image) -> tuple[np.ndarray, int] | None:
     """A mask uploaded on this page with the class of its object, or ``None``."""
     with st.expander("Object mask (optional)"):
-        st.caption("A black-and-white image of the image's size: white marks one object. Generated scenes "
-                   "bring their own masks.")
+        st.caption(
+            "A black-and-white image of the image's size: white marks one object. Generated scenes "
+            "bring their own masks."
+        )
         upload = st.file_uploader("Mask image", key="classes.act.mask")
-        cls = st.selectbox("Class of the object in the mask", list(range(bundle.num_classes)),
-                           **state.kept(W + "mask_class", default=None, options=list(range(bundle.num_classes)),
-                                        scope=bundle.fingerprint),
-                           format_func=lambda c: f"{c}: {bundle.labels[c]}", placeholder="choose its class")
+        cls = st.selectbox(
+            "Class of the object in the mask",
+            list(range(bundle.num_classes)),
+            **state.kept(
+                W + "mask_class", default=None, options=list(range(bundle.num_classes)), scope=bundle.fingerprint
+            ),
+            format_func=lambda c: f"{c}: {bundle.labels[c]}",
+            placeholder="choose its class",
+        )
         if upload is None:
             return None
         last = st.session_state.get(MASK)
@@ -68,14 +77,22 @@ def main() -> None:
         st.info("Choose a model and an image in the sidebar.")
         return
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
-                             **state.kept(METHODS, default=[m for m in SINGLE_PASS if m in available], options=available,
-                                          scope=bundle.fingerprint))
+    methods = st.multiselect(
+        "Methods",
+        available,
+        format_func=lambda n: get_method(n).title,
+        **state.kept(
+            METHODS, default=[m for m in SINGLE_PASS if m in available], options=available, scope=bundle.fingerprint
+        ),
+    )
     render.unavailable_methods(bundle.unavailable)
     classes_key = f"{W}classes.{bundle.fingerprint[:12]}.{image.hash[:12]}"  # defaults follow model and image
-    classes = st.multiselect("Classes", list(range(bundle.num_classes)), format_func=lambda c: f"{c}: {bundle.labels[c]}",
-                             **state.kept(classes_key, default=_default_classes(bundle, image),
-                                          options=list(range(bundle.num_classes))))
+    classes = st.multiselect(
+        "Classes",
+        list(range(bundle.num_classes)),
+        format_func=lambda c: f"{c}: {bundle.labels[c]}",
+        **state.kept(classes_key, default=_default_classes(bundle, image), options=list(range(bundle.num_classes))),
+    )
     uploaded = _uploaded_mask(bundle, image)
     if len(methods) == 0 or len(classes) < 2:
         st.info("Choose at least one method and two classes.")
@@ -87,14 +104,20 @@ def main() -> None:
     else:
         masks, mask_labels, mask_source = None, None, "none"
     key = state.result_key(
-        "classes", fingerprint=bundle.fingerprint, image=image.hash, methods=tuple(methods), classes=tuple(classes),
-        masks=mask_source if mask_source != "upload" else st.session_state[MASK][0], mask_labels=mask_labels,
+        "classes",
+        fingerprint=bundle.fingerprint,
+        image=image.hash,
+        methods=tuple(methods),
+        classes=tuple(classes),
+        masks=mask_source if mask_source != "upload" else st.session_state[MASK][0],
+        mask_labels=mask_labels,
     )
     result = state.get_result(key)
     if result is None:
         with st.spinner("Explaining each class…"):
-            result = compare_classes(bundle, image.array, methods=methods, classes=classes, masks=masks,
-                                     mask_labels=mask_labels)
+            result = compare_classes(
+                bundle, image.array, methods=methods, classes=classes, masks=masks, mask_labels=mask_labels
+            )
         state.put_result(key, result)
     _results(result)
 
@@ -103,8 +126,13 @@ def main() -> None:
 def _results(result) -> None:
     with state.guarded("the class comparison"):
         v, o = st.columns(2)
-        view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
-                       **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)))
+        view = v.radio(
+            "View",
+            list(sanity_render.VIEWS),
+            format_func=sanity_render.VIEWS.get,
+            horizontal=True,
+            **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)),
+        )
         over = o.toggle("Draw over the image", **state.kept(W + "over", default=False))
         for method, title in zip(result.methods, result.titles, strict=True):
             tiles = sanity_render.class_tiles(result, method=method, view=view, over_image=over)
@@ -121,11 +149,19 @@ def _results(result) -> None:
         if relevance is not None:
             st.plotly_chart(relevance, key="classes.chart.relevance")
         else:
-            st.caption("No object masks for this image: choose a generated scene or upload a mask to see how much "
-                       "relevance falls on each object.")
+            st.caption(
+                "No object masks for this image: choose a generated scene or upload a mask to see how much "
+                "relevance falls on each object."
+            )
         stem = f"classes-{result.provenance.model_fingerprint[:8]}-{'-'.join(map(str, result.classes))}"
-        st.download_button("Record (JSON)", lambda: render.json_bytes(result.record()), file_name=f"{stem}.json",
-                           mime="application/json", on_click="ignore", key="classes.act.json")
+        st.download_button(
+            "Record (JSON)",
+            lambda: render.json_bytes(result.record()),
+            file_name=f"{stem}.json",
+            mime="application/json",
+            on_click="ignore",
+            key="classes.act.json",
+        )
 
 
 sidebar.render()

@@ -15,13 +15,15 @@ import math
 
 import streamlit as st
 
-from dashboard import model_input, render, sidebar, state
-from xaicore import heatmaps
-from xaicore.explainers.api import explain
+from dashboard import sidebar, state
+from dashboard.render import model_input
+from dashboard.render import tiles as render
 from xaicore.explainers import cost
+from xaicore.explainers.api import explain
 from xaicore.explainers.baselines import BASELINE_KINDS
-from xaicore.explainers.results import Status
 from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.results import Status
+from xaicore.render import heatmaps
 
 VIEWS = {"all": "All (signed)", "positive": "Positive only"}
 DISPLAYS = {"overlay": "Over the image", "heatmap": "Heatmap only"}
@@ -55,7 +57,10 @@ def _method_settings(methods: list[str]) -> dict[str, dict]:
                     values[param.name] = st.checkbox(label, help=param.help, **kept)
                 elif isinstance(param.default, (int, float)):
                     values[param.name] = st.number_input(
-                        label, help=param.help, **kept, **_number_format(param.default),
+                        label,
+                        help=param.help,
+                        **kept,
+                        **_number_format(param.default),
                         min_value=type(param.default)(param.minimum) if param.minimum is not None else None,
                         max_value=type(param.default)(param.maximum) if param.maximum is not None else None,
                     )
@@ -79,26 +84,50 @@ def _stop(keys: tuple) -> None:
 def _controls() -> dict:
     """The view controls; returns the view they choose (the arguments of ``render.rendered_tile``)."""
     view_col, display_col, channel_col = st.columns([2, 2, 1])
-    view = view_col.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
-                          **state.kept("explain.w.view", default=next(iter(VIEWS)), options=list(VIEWS)))
-    display = display_col.radio("Show", list(DISPLAYS), format_func=DISPLAYS.get, horizontal=True,
-                                **state.kept("explain.w.display", default=next(iter(DISPLAYS)),
-                                             options=list(DISPLAYS)))
-    channel = channel_col.selectbox("Channel", heatmaps.CHANNELS,
-                                    help="Sum over the colour channels, or one channel alone.",
-                                    **state.kept("explain.w.channel", default=heatmaps.CHANNELS[0],
-                                                 options=list(heatmaps.CHANNELS)))
+    view = view_col.radio(
+        "View",
+        list(VIEWS),
+        format_func=VIEWS.get,
+        horizontal=True,
+        **state.kept("explain.w.view", default=next(iter(VIEWS)), options=list(VIEWS)),
+    )
+    display = display_col.radio(
+        "Show",
+        list(DISPLAYS),
+        format_func=DISPLAYS.get,
+        horizontal=True,
+        **state.kept("explain.w.display", default=next(iter(DISPLAYS)), options=list(DISPLAYS)),
+    )
+    channel = channel_col.selectbox(
+        "Channel",
+        heatmaps.CHANNELS,
+        help="Sum over the colour channels, or one channel alone.",
+        **state.kept("explain.w.channel", default=heatmaps.CHANNELS[0], options=list(heatmaps.CHANNELS)),
+    )
     alpha_col, contrast_col = st.columns(2)
-    alpha = alpha_col.slider("Heatmap opacity", 0.0, 1.0, step=0.05,
-                             help="Opacity of the strongest colours; weaker values get less.",
-                             **state.kept("explain.w.alpha", default=0.8))
+    alpha = alpha_col.slider(
+        "Heatmap opacity",
+        0.0,
+        1.0,
+        step=0.05,
+        help="Opacity of the strongest colours; weaker values get less.",
+        **state.kept("explain.w.alpha", default=0.8),
+    )
     contrast = contrast_col.slider(
-        "Contrast (percentile)", *heatmaps.PERCENTILE_RANGE, step=0.5,
+        "Contrast (percentile)",
+        *heatmaps.PERCENTILE_RANGE,
+        step=0.5,
         **state.kept("explain.w.contrast", default=heatmaps.DEFAULT_PERCENTILE),
         help="Each map is clipped at this percentile of its |attribution|: lower shows weak evidence more "
-             "strongly, 100 scales by the largest value.")
-    return {"view": view, "channel": channel, "alpha": alpha, "percentile": contrast,
-            "over_image": display == "overlay"}
+        "strongly, 100 scales by the largest value.",
+    )
+    return {
+        "view": view,
+        "channel": channel,
+        "alpha": alpha,
+        "percentile": contrast,
+        "over_image": display == "overlay",
+    }
 
 
 def _waiting_note(estimate: cost.Estimate, names: list[str], *, stopped: bool) -> str:
@@ -106,13 +135,16 @@ def _waiting_note(estimate: cost.Estimate, names: list[str], *, stopped: bool) -
     total = cost.describe_seconds(sum(estimate.seconds(n) for n in names))
     if stopped:
         return f"Stopped. Not run yet: {listed}. Press Run to run them ({total} in all on this model)."
-    return (f"{len(names)} of the chosen methods wait for you: {listed}. Press Run to run them ({total} in all "
-            "on this model; estimated from the time of one pass of the model).")
+    return (
+        f"{len(names)} of the chosen methods wait for you: {listed}. Press Run to run them ({total} in all "
+        "on this model; estimated from the time of one pass of the model)."
+    )
 
 
 @st.fragment
-def _results(bundle, image, target: int, selected: list[str], keys: dict, to_run: list[str], *, params, seed,
-             baseline) -> None:
+def _results(
+    bundle, image, target: int, selected: list[str], keys: dict, to_run: list[str], *, params, seed, baseline
+) -> None:
     """The view controls, one tile per chosen method and the downloads.
 
     Finished maps are drawn from the result store; the methods in ``to_run`` are computed by one
@@ -130,20 +162,24 @@ def _results(bundle, image, target: int, selected: list[str], keys: dict, to_run
         status = st.empty()
         slots = _tiles(bundle, image, selected, keys, estimate, running, drawn)
         if running:
-            _run(bundle, image, target, running, keys, slots, status, drawn, params=params, seed=seed,
-                 baseline=baseline)
+            _run(
+                bundle, image, target, running, keys, slots, status, drawn, params=params, seed=seed, baseline=baseline
+            )
         waiting = [n for n in selected if state.get_result(keys[n]) is None]
         if waiting:
             stopped = any(keys[n] in _stopped_keys() for n in waiting)
-            status.info(_waiting_note(cost.estimate(bundle, waiting, params=params), waiting, stopped=stopped),
-                        icon=":material/hourglass_empty:")
+            status.info(
+                _waiting_note(cost.estimate(bundle, waiting, params=params), waiting, stopped=stopped),
+                icon=":material/hourglass_empty:",
+            )
         finished = [r for r in (state.get_result(keys[n]) for n in selected) if r is not None]
         if finished:
             _downloads(render.combine_results(finished), **drawn)
 
 
-def _tiles(bundle, image, selected: list[str], keys: dict, estimate: cost.Estimate, running: list[str],
-           drawn: dict) -> dict:
+def _tiles(
+    bundle, image, selected: list[str], keys: dict, estimate: cost.Estimate, running: list[str], drawn: dict
+) -> dict:
     """The grid: finished maps drawn, every other method a placeholder saying when it comes.
     Returns the placeholders of the methods still to compute, by name."""
     cells: list = list(selected)
@@ -151,11 +187,16 @@ def _tiles(bundle, image, selected: list[str], keys: dict, estimate: cost.Estima
         cells.insert(0, None)
     slots = {}
     for start in range(0, len(cells), PER_ROW):
-        for column, name in zip(st.columns(PER_ROW), cells[start:start + PER_ROW]):
+        for column, name in zip(st.columns(PER_ROW), cells[start : start + PER_ROW]):
             with column:
                 if name is None:
-                    st.image(model_input.view_of(bundle, image).model_input, caption="model input", width="stretch",
-                             clamp=True, output_format="PNG")
+                    st.image(
+                        model_input.view_of(bundle, image).model_input,
+                        caption="model input",
+                        width="stretch",
+                        clamp=True,
+                        output_format="PNG",
+                    )
                     continue
                 found = state.get_result(keys[name])
                 if found is not None:
@@ -164,12 +205,25 @@ def _tiles(bundle, image, selected: list[str], keys: dict, estimate: cost.Estima
                 slots[name] = st.empty()
                 when = "coming" if name in running else "waits for Run"
                 slots[name].container(border=True).caption(
-                    f"**{get_method(name).title}**: {when} ({cost.describe_seconds(estimate.seconds(name))})")
+                    f"**{get_method(name).title}**: {when} ({cost.describe_seconds(estimate.seconds(name))})"
+                )
     return slots
 
 
-def _run(bundle, image, target: int, running: list[str], keys: dict, slots: dict, status, drawn: dict, *, params,
-         seed, baseline) -> None:
+def _run(
+    bundle,
+    image,
+    target: int,
+    running: list[str],
+    keys: dict,
+    slots: dict,
+    status,
+    drawn: dict,
+    *,
+    params,
+    seed,
+    baseline,
+) -> None:
     """One ``explain`` call for ``running``; each method is stored and drawn as soon as it is done."""
     bar = status.progress(0.0, text="Starting…")
 
@@ -183,16 +237,30 @@ def _run(bundle, image, target: int, running: list[str], keys: dict, slots: dict
         with slots[item.method].container():
             _draw_tile(part, item, drawn)
 
-    explain(bundle, image.array, methods=running, target=target, seed=seed,
-            params={name: params[name] for name in running}, baseline=baseline, progress=progress,
-            on_result=finished)
+    explain(
+        bundle,
+        image.array,
+        methods=running,
+        target=target,
+        seed=seed,
+        params={name: params[name] for name in running},
+        baseline=baseline,
+        progress=progress,
+        on_result=finished,
+    )
     status.empty()
 
 
 def _draw_tile(result, item, drawn: dict) -> None:
-    rendered = render.rendered_tile(result.image, item, view=drawn["view"], channel=drawn["channel"],
-                                    alpha=drawn["alpha"], percentile=drawn["percentile"],
-                                    over_image=drawn["over_image"])
+    rendered = render.rendered_tile(
+        result.image,
+        item,
+        view=drawn["view"],
+        channel=drawn["channel"],
+        alpha=drawn["alpha"],
+        percentile=drawn["percentile"],
+        over_image=drawn["over_image"],
+    )
     _tile(result, item, rendered, alpha=drawn["alpha"], over_image=drawn["over_image"])
 
 
@@ -205,8 +273,13 @@ def _tile(result, item, rendered, *, alpha: float, over_image: bool) -> None:
     if rendered.caption and item.status is Status.OK:  # the view shows nothing although the map has values
         st.caption(f"this view: {rendered.caption}")
     st.caption(render.status_line(item), help=f"**{item.title}**: {get_method(item.method).description}")
-    if st.button("Enlarge", key=f"explain.act.enlarge.{item.method}", type="tertiary",
-                 icon=":material/open_in_full:", help=f"{item.title} large, with its downloads"):
+    if st.button(
+        "Enlarge",
+        key=f"explain.act.enlarge.{item.method}",
+        type="tertiary",
+        icon=":material/open_in_full:",
+        help=f"{item.title} large, with its downloads",
+    ):
         _enlarged(result, item, rendered, alpha, over_image)
 
 
@@ -216,22 +289,41 @@ def _enlarged(result, item, rendered, alpha: float, over_image: bool = True) -> 
     st.subheader(item.title)
     st.caption(get_method(item.method).description)
     left, right = st.columns([3, 2])
-    left.image(render.enlarged(rendered.rgb, min_width=512), width="stretch", output_format="PNG",
-               caption=render.status_line(item))
+    left.image(
+        render.enlarged(rendered.rgb, min_width=512),
+        width="stretch",
+        output_format="PNG",
+        caption=render.status_line(item),
+    )
     bar = render.colorbar_png(rendered, alpha=alpha, width=480, over_image=over_image)
     if bar is not None:
         left.image(bar, width="stretch", alt=render.colorbar_alt(rendered))
         left.caption(render.colorbar_alt(rendered))
-    right.image(render.enlarged(heatmaps.to_uint8(result.image), min_width=512), caption="model input",
-                width="stretch", output_format="PNG")
+    right.image(
+        render.enlarged(heatmaps.to_uint8(result.image), min_width=512),
+        caption="model input",
+        width="stretch",
+        output_format="PNG",
+    )
     stem = f"explain-{result.image_hash[:8]}-class{result.target}-{item.method}"
     a, b = st.columns(2)
-    a.download_button("Tile (PNG)", render.tile_png(rendered, alpha=alpha, over_image=over_image), file_name=f"{stem}-{rendered.mode}.png",
-                      mime="image/png", on_click="ignore", key=f"explain.act.tile_png.{item.method}")
+    a.download_button(
+        "Tile (PNG)",
+        render.tile_png(rendered, alpha=alpha, over_image=over_image),
+        file_name=f"{stem}-{rendered.mode}.png",
+        mime="image/png",
+        on_click="ignore",
+        key=f"explain.act.tile_png.{item.method}",
+    )
     if item.attribution is not None:
-        b.download_button("Attribution (.npy)", render.npy_bytes(item.attribution), file_name=f"{stem}.npy",
-                          mime="application/octet-stream", on_click="ignore",
-                          key=f"explain.act.tile_npy.{item.method}")
+        b.download_button(
+            "Attribution (.npy)",
+            render.npy_bytes(item.attribution),
+            file_name=f"{stem}.npy",
+            mime="application/octet-stream",
+            on_click="ignore",
+            key=f"explain.act.tile_npy.{item.method}",
+        )
 
 
 def _downloads(result, *, view: str, channel: str, alpha: float, percentile: float, over_image: bool) -> None:
@@ -239,16 +331,28 @@ def _downloads(result, *, view: str, channel: str, alpha: float, percentile: flo
     drawn = {"view": view, "channel": channel, "alpha": alpha, "percentile": percentile, "over_image": over_image}
     a, b, c = st.columns(3)
     a.download_button(
-        "Grid (PNG)", lambda: render.grid_png(result, **drawn),
-        file_name=f"{stem}-{view}.png", mime="image/png", on_click="ignore", key="explain.act.png",
+        "Grid (PNG)",
+        lambda: render.grid_png(result, **drawn),
+        file_name=f"{stem}-{view}.png",
+        mime="image/png",
+        on_click="ignore",
+        key="explain.act.png",
     )
     b.download_button(
-        "Attributions (.npz)", lambda: render.npz_bytes(result.attributions()),
-        file_name=f"{stem}.npz", mime="application/octet-stream", on_click="ignore", key="explain.act.npz",
+        "Attributions (.npz)",
+        lambda: render.npz_bytes(result.attributions()),
+        file_name=f"{stem}.npz",
+        mime="application/octet-stream",
+        on_click="ignore",
+        key="explain.act.npz",
     )
     c.download_button(
-        "Record (JSON)", lambda: render.json_bytes(render.record_with_view(result, **drawn)),
-        file_name=f"{stem}.json", mime="application/json", on_click="ignore", key="explain.act.json",
+        "Record (JSON)",
+        lambda: render.json_bytes(render.record_with_view(result, **drawn)),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        on_click="ignore",
+        key="explain.act.json",
     )
 
 
@@ -270,19 +374,28 @@ def main() -> None:
     names = list_methods()
     available = [n for n in names if n not in bundle.unavailable]
     # A new model starts with all the methods it can run.
-    selected = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
-                              **state.kept(METHODS, default=available, options=available, scope=bundle.fingerprint))
+    selected = st.multiselect(
+        "Methods",
+        available,
+        format_func=lambda n: get_method(n).title,
+        **state.kept(METHODS, default=available, options=available, scope=bundle.fingerprint),
+    )
     render.unavailable_methods(bundle.unavailable)
 
     settings, run_col = st.columns([3, 1])
     with settings:
         seed_col, baseline_col = st.columns(2)
-        seed = int(seed_col.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1,
-                                         **state.kept("explain.w.seed", default=0)))
-        baseline = baseline_col.selectbox("Baseline", BASELINE_KINDS,
-                                          help="Reference image for methods that compare against one.",
-                                          **state.kept("explain.w.baseline", default=BASELINE_KINDS[0],
-                                                       options=list(BASELINE_KINDS)))
+        seed = int(
+            seed_col.number_input(
+                "Seed", min_value=0, max_value=2**31 - 1, step=1, **state.kept("explain.w.seed", default=0)
+            )
+        )
+        baseline = baseline_col.selectbox(
+            "Baseline",
+            BASELINE_KINDS,
+            help="Reference image for methods that compare against one.",
+            **state.kept("explain.w.baseline", default=BASELINE_KINDS[0], options=list(BASELINE_KINDS)),
+        )
     with run_col:
         auto = st.toggle("Run automatically", **state.kept("explain.w.auto", default=True))
         run = st.button("Run", type="primary", key="explain.act.run", width="stretch")
@@ -290,8 +403,14 @@ def main() -> None:
 
     keys = {
         name: state.result_key(
-            "explain", fingerprint=bundle.fingerprint, image=image.hash, method=name,
-            params=params[name], seed=seed, baseline=baseline, target=target,
+            "explain",
+            fingerprint=bundle.fingerprint,
+            image=image.hash,
+            method=name,
+            params=params[name],
+            seed=seed,
+            baseline=baseline,
+            target=target,
         )
         for name in selected
     }
@@ -302,12 +421,21 @@ def main() -> None:
     if run:  # the user asks for everything now: nothing chosen waits any longer
         st.session_state[STOPPED] = _stopped_keys() - {keys[n] for n in todo}
     stopped = {n for n in todo if keys[n] in _stopped_keys()}
-    to_run = cost.plan_run(cost.estimate(bundle, todo, params=params), pressed=run, auto=auto, stopped=stopped) \
-        if todo else []
+    to_run = (
+        cost.plan_run(cost.estimate(bundle, todo, params=params), pressed=run, auto=auto, stopped=stopped)
+        if todo
+        else []
+    )
     if to_run:  # outside the grid's fragment: a click must end the whole run, not wait for it
-        run_col.button("Stop", key="explain.act.stop", icon=":material/stop_circle:", on_click=_stop,
-                       args=(tuple(keys[n] for n in to_run),), width="stretch",
-                       help="Stop after the method now running; the finished maps stay.")
+        run_col.button(
+            "Stop",
+            key="explain.act.stop",
+            icon=":material/stop_circle:",
+            on_click=_stop,
+            args=(tuple(keys[n] for n in to_run),),
+            width="stretch",
+            help="Stop after the method now running; the finished maps stay.",
+        )
     _results(bundle, image, target, selected, keys, to_run, params=params, seed=seed, baseline=baseline)
 
 

@@ -1,6 +1,6 @@
 """GAX: optimize a heatmap that raises the model's confidence, then scrub its evolution.
 
-The run (:func:`xaicore.gax.run_gax`) starts on the Run button, shows a live line (step, CO
+The run (:func:`xaicore.confidence.gax.run_gax`) starts on the Run button, shows a live line (step, CO
 score) and keeps its finished result in the session's result store, keyed by model, image,
 class and settings. The step slider sits in a fragment: moving it only slices the stored
 history (R, G, B heatmaps, their change from the previous stored step, the CO curve with the
@@ -12,12 +12,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import render, sidebar, state, wording
+from dashboard import sidebar, state, wording
+from dashboard.render import tiles as render
 from dashboard.safe_text import plain
 from dashboard.wording import plural
-from xaicore import gax_view
+from xaicore.confidence.gax import MAX_STEPS, STEP_UNITS, GaxImageResult, GaxResult, run_gax
 from xaicore.explainers import cost
-from xaicore.gax import MAX_STEPS, STEP_UNITS, GaxImageResult, GaxResult, run_gax
+from xaicore.render import gax_view
 
 STEP = "gax.w.step"
 DEFAULTS = {"gax.w.target_co": 48.0, "gax.w.max_steps": 300, "gax.w.lr": 0.1, "gax.w.l_s": 100.0}
@@ -26,17 +27,45 @@ DEFAULTS = {"gax.w.target_co": 48.0, "gax.w.max_steps": 300, "gax.w.lr": 0.1, "g
 def _settings() -> dict:
     a, b, c, d = st.columns(4)
     return {
-        "target_co": float(a.number_input(
-            "Target CO score", step=1.0, **state.kept("gax.w.target_co", default=DEFAULTS["gax.w.target_co"]),
-            help="The run stops when the CO score reaches this value (48 in the paper).")),
-        "max_steps": int(b.number_input("Step cap", min_value=1, max_value=MAX_STEPS, step=10,
-                                        **state.kept("gax.w.max_steps", default=DEFAULTS["gax.w.max_steps"]),
-                                        help="The run always stops here, reached or not.")),
-        "lr": float(c.number_input("Learning rate", min_value=1e-5, max_value=10.0, step=0.01, format="%.4f",
-                                   **state.kept("gax.w.lr", default=DEFAULTS["gax.w.lr"]), help="Adam's learning rate (0.1 in the paper).")),
-        "l_s": float(d.number_input("Similarity weight l_s", min_value=0.0, max_value=1e6, step=10.0,
-                                    **state.kept("gax.w.l_s", default=DEFAULTS["gax.w.l_s"]),
-                                    help="Weight of the term that keeps the heatmap different from the image (100).")),
+        "target_co": float(
+            a.number_input(
+                "Target CO score",
+                step=1.0,
+                **state.kept("gax.w.target_co", default=DEFAULTS["gax.w.target_co"]),
+                help="The run stops when the CO score reaches this value (48 in the paper).",
+            )
+        ),
+        "max_steps": int(
+            b.number_input(
+                "Step cap",
+                min_value=1,
+                max_value=MAX_STEPS,
+                step=10,
+                **state.kept("gax.w.max_steps", default=DEFAULTS["gax.w.max_steps"]),
+                help="The run always stops here, reached or not.",
+            )
+        ),
+        "lr": float(
+            c.number_input(
+                "Learning rate",
+                min_value=1e-5,
+                max_value=10.0,
+                step=0.01,
+                format="%.4f",
+                **state.kept("gax.w.lr", default=DEFAULTS["gax.w.lr"]),
+                help="Adam's learning rate (0.1 in the paper).",
+            )
+        ),
+        "l_s": float(
+            d.number_input(
+                "Similarity weight l_s",
+                min_value=0.0,
+                max_value=1e6,
+                step=10.0,
+                **state.kept("gax.w.l_s", default=DEFAULTS["gax.w.l_s"]),
+                help="Weight of the term that keeps the heatmap different from the image (100).",
+            )
+        ),
     }
 
 
@@ -56,12 +85,24 @@ def co_figure(one: GaxImageResult, step: int, target_co: float) -> go.Figure:
     """The CO curve with the target and the current step marked."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=list(range(len(one.co_curve))), y=one.co_curve.tolist(), mode="lines", name="CO score"))
-    fig.add_trace(go.Scatter(x=[step], y=[float(one.co_curve[step])], mode="markers", name=f"step {step}",
-                             marker={"size": 11, "color": "crimson"}))
+    fig.add_trace(
+        go.Scatter(
+            x=[step],
+            y=[float(one.co_curve[step])],
+            mode="markers",
+            name=f"step {step}",
+            marker={"size": 11, "color": "crimson"},
+        )
+    )
     fig.add_hline(y=target_co, line_dash="dash", line_color="grey", annotation_text=f"target {target_co:g}")
     fig.add_vline(x=step, line_color="crimson", line_width=1)
-    fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="step",
-                      yaxis_title="CO score", showlegend=False)
+    fig.update_layout(
+        height=280,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title="step",
+        yaxis_title="CO score",
+        showlegend=False,
+    )
     return fig
 
 
@@ -84,9 +125,12 @@ def _viewer(result: GaxResult) -> None:
     with state.guarded("the GAX viewer"):
         one = result[0]
         steps = [int(s) for s in one.history.steps]
-        step = st.select_slider("Step", options=steps,  # a new run starts at its last step
-                                **state.kept(STEP, default=steps[-1], options=steps, scope=tuple(steps)),
-                                help="Scrub the heatmap's evolution; nothing is recomputed.")
+        step = st.select_slider(
+            "Step",
+            options=steps,  # a new run starts at its last step
+            **state.kept(STEP, default=steps[-1], options=steps, scope=tuple(steps)),
+            help="Scrub the heatmap's evolution; nothing is recomputed.",
+        )
         index = steps.index(step)
         previous = steps[index - 1] if index else None
         st.caption(f"Step {step} of {one.steps} · CO score {float(one.co_curve[step]):.2f}")
@@ -100,23 +144,45 @@ def _downloads(result: GaxResult) -> None:
     one = result[0]
     stem = f"gax-class{one.target}-co{result.target_co:g}"
     a, b, c = st.columns(3)
-    a.download_button("History (.npz)", lambda: render.npz_bytes(one.arrays()), file_name=f"{stem}.npz",
-                      mime="application/octet-stream", on_click="ignore", key="gax.act.npz")
-    b.download_button("Evolution (GIF)", lambda: gax_view.evolution_gif(one), file_name=f"{stem}.gif",
-                      mime="image/gif", on_click="ignore", key="gax.act.gif")
-    c.download_button("Record (JSON)", lambda: render.json_bytes(result.record()), file_name=f"{stem}.json",
-                      mime="application/json", on_click="ignore", key="gax.act.json")
+    a.download_button(
+        "History (.npz)",
+        lambda: render.npz_bytes(one.arrays()),
+        file_name=f"{stem}.npz",
+        mime="application/octet-stream",
+        on_click="ignore",
+        key="gax.act.npz",
+    )
+    b.download_button(
+        "Evolution (GIF)",
+        lambda: gax_view.evolution_gif(one),
+        file_name=f"{stem}.gif",
+        mime="image/gif",
+        on_click="ignore",
+        key="gax.act.gif",
+    )
+    c.download_button(
+        "Record (JSON)",
+        lambda: render.json_bytes(result.record()),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        on_click="ignore",
+        key="gax.act.json",
+    )
 
 
 def _summary(result: GaxResult) -> None:
     one = result[0]
     if one.reached:
-        st.success(f"Reached CO {result.target_co:g} at step {one.steps} (final CO {one.final_co:.2f}) "
-                   f"in {result.runtime_s:.1f} s.")
+        st.success(
+            f"Reached CO {result.target_co:g} at step {one.steps} (final CO {one.final_co:.2f}) "
+            f"in {result.runtime_s:.1f} s."
+        )
     else:
-        st.warning(f"Did not reach CO {result.target_co:g} within {plural(one.steps, 'step')} "
-                   f"(final CO {one.final_co:.2f}); "
-                   "raise the step cap or the learning rate, or lower the target.")
+        st.warning(
+            f"Did not reach CO {result.target_co:g} within {plural(one.steps, 'step')} "
+            f"(final CO {one.final_co:.2f}); "
+            "raise the step cap or the learning rate, or lower the target."
+        )
     for notice in result.notices:
         st.caption(plain(notice))
 
@@ -140,9 +206,11 @@ def main() -> None:
         state.put_result(key, result)
     if result is None:
         seconds = cost.seconds_for(bundle, settings["max_steps"] * STEP_UNITS)
-        st.info(f"Press Run GAX to optimize a heatmap for this image and class: at most "
-                f"{wording.plural(settings['max_steps'], 'step')}, {wording.estimate(seconds)} (less when the target "
-                "is reached sooner).")
+        st.info(
+            f"Press Run GAX to optimize a heatmap for this image and class: at most "
+            f"{wording.plural(settings['max_steps'], 'step')}, {wording.estimate(seconds)} (less when the target "
+            "is reached sooner)."
+        )
         return
     _summary(result)
     _viewer(result)

@@ -1,6 +1,6 @@
 """Report card: which explanation methods deserve trust for this model, over a set of images.
 
-The evaluation (:mod:`xaicore.evaluate`) runs batch by batch; every finished batch's rows go
+The evaluation (:mod:`xaicore.evaluation.rows`) runs batch by batch; every finished batch's rows go
 into the session at once (``report.rows``), so Stop, a widget change or any rerun keeps them:
 the partial card is shown and Run continues from there. A finished evaluation goes into the
 session's result store. Results of the Sanity checks, Class discriminativeness and AX / CO
@@ -13,27 +13,32 @@ from collections import OrderedDict
 
 import streamlit as st
 
-from dashboard import render, sidebar, state, uploads, wording
+from dashboard import sidebar, state, uploads, wording
+from dashboard.render import tiles as render
 from dashboard.safe_text import plain
-from xaicore.confidence import CoScoreResult
+from xaicore.checks.discriminative import ClassesResult
+from xaicore.checks.sanity import SanityResult
+from xaicore.confidence.co_sets import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
 from xaicore.data.imagesets import ImageSet, generated_test_set, load_image_set, relabel
-from xaicore.discriminative import ClassesResult
-from xaicore.evaluate import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
+from xaicore.evaluation.report import RULES, TEST_NAMES, build_report
+from xaicore.evaluation.rows import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
 from xaicore.explainers.registry import get_method, list_methods
-from xaicore.faithfulness import forward_passes
-from xaicore.report import RULES, TEST_NAMES, build_report
-from xaicore.sanity import SanityResult
+from xaicore.metrics.faithfulness import forward_passes
 
 W = "report.w."
 ROWS = "report.rows"  # OrderedDict: settings key -> [EvalRow, ...] of unfinished runs (the last few)
 KEPT_RUNS = 4
 GENERATED, SCENES, SAMPLES, UPLOAD = "Generated shapes", "Generated scenes (with masks)", "Samples", "Upload a zip"
 METRIC_TITLES = {
-    "insertion": "Insertion AUC", "deletion": "Deletion AUC", "pointing": "Pointing game",
-    "mass": "Relevance mass", "rank": "Relevance rank", "runtime": "Runtime",
+    "insertion": "Insertion AUC",
+    "deletion": "Deletion AUC",
+    "pointing": "Pointing game",
+    "mass": "Relevance mass",
+    "rank": "Relevance rank",
+    "runtime": "Runtime",
 }
 
 
@@ -56,7 +61,7 @@ def _for_model(image_set: ImageSet, bundle) -> ImageSet:
     """The set with its labels matched to ``bundle``'s classes by name (masks stay); labels of
     classes the model does not have are left out, with a notice."""
     matched = relabel(image_set, bundle.labels)
-    for notice in matched.notices[len(image_set.notices):]:
+    for notice in matched.notices[len(image_set.notices) :]:
         st.caption(notice)
     return matched
 
@@ -64,20 +69,37 @@ def _for_model(image_set: ImageSet, bundle) -> ImageSet:
 def _image_set(bundle) -> tuple[ImageSet | None, str]:
     """The chosen image set and how it is named (None while a zip is awaited)."""
     sources = [GENERATED, SCENES, SAMPLES, UPLOAD]
-    source = st.radio("Images", sources, horizontal=True, **state.kept(W + "source", default=GENERATED, options=sources))
+    source = st.radio(
+        "Images", sources, horizontal=True, **state.kept(W + "source", default=GENERATED, options=sources)
+    )
     if source in (GENERATED, SCENES):
         a, b = st.columns(2)
-        n = int(a.number_input("Number of images" if source == GENERATED else "Number of scenes (two objects each)",
-                               min_value=1, max_value=2000, step=8, **state.kept(W + "n", default=16)))
-        seed = int(b.number_input("Seed of the images", min_value=0, max_value=2**31 - 1, step=1,
-                                  **state.kept(W + "data_seed", default=0)))
+        n = int(
+            a.number_input(
+                "Number of images" if source == GENERATED else "Number of scenes (two objects each)",
+                min_value=1,
+                max_value=2000,
+                step=8,
+                **state.kept(W + "n", default=16),
+            )
+        )
+        seed = int(
+            b.number_input(
+                "Seed of the images", min_value=0, max_value=2**31 - 1, step=1, **state.kept(W + "data_seed", default=0)
+            )
+        )
         name = f"{'generated' if source == GENERATED else 'scenes'}:{n}:{seed}"
         return _for_model(_generated(source, n, seed), bundle), name
     if source == SAMPLES:
         return _for_model(_samples(), bundle), "samples"
-    upload = st.file_uploader("Zip of images", type=["zip"], key="report.act.zip", max_upload_size=uploads.IMAGE_UPLOAD_MB,
-                              help="Sub-folders named like the model's classes label their images; "
-                                   "<name>.mask.png beside an image is its object mask.")
+    upload = st.file_uploader(
+        "Zip of images",
+        type=["zip"],
+        key="report.act.zip",
+        max_upload_size=uploads.IMAGE_UPLOAD_MB,
+        help="Sub-folders named like the model's classes label their images; "
+        "<name>.mask.png beside an image is its object mask.",
+    )
     if upload is None:
         return None, ""
     image_set = _zip_set(upload.getvalue(), tuple(bundle.labels), bundle.preprocess)
@@ -88,30 +110,72 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
 
 def _settings(bundle, image_set: ImageSet, data: str):
     available = [n for n in list_methods() if n not in bundle.unavailable]
-    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
-                             **state.kept(W + "methods", default=[n for n in available if get_method(n).single_pass],
-                                          options=available, scope=bundle.fingerprint))
+    methods = st.multiselect(
+        "Methods",
+        available,
+        format_func=lambda n: get_method(n).title,
+        **state.kept(
+            W + "methods",
+            default=[n for n in available if get_method(n).single_pass],
+            options=available,
+            scope=bundle.fingerprint,
+        ),
+    )
     render.unavailable_methods(bundle.unavailable)
-    metrics = st.multiselect("Metrics", list(METRICS), format_func=METRIC_TITLES.get,
-                             **state.kept(W + "metrics", default=list(METRICS), options=list(METRICS)))
+    metrics = st.multiselect(
+        "Metrics",
+        list(METRICS),
+        format_func=METRIC_TITLES.get,
+        **state.kept(W + "metrics", default=list(METRICS), options=list(METRICS)),
+    )
     with st.expander("Settings"):
         a, b, c = st.columns(3)
-        target = a.selectbox("Class explained", ["label", "predicted"],
-                             **state.kept(W + "target", default="label", options=["label", "predicted"]),
-                             format_func={"label": "True class when known", "predicted": "Predicted class"}.get)
-        step = b.number_input("Curve step (fraction of the pixels)", min_value=0.005, max_value=0.5, step=0.01,
-                              format="%.3f", **state.kept(W + "step", default=0.05))
-        background = c.selectbox("Removed pixels become", ["black", "blur", "mean"],
-                                 **state.kept(W + "background", default="black", options=["black", "blur", "mean"]))
+        target = a.selectbox(
+            "Class explained",
+            ["label", "predicted"],
+            **state.kept(W + "target", default="label", options=["label", "predicted"]),
+            format_func={"label": "True class when known", "predicted": "Predicted class"}.get,
+        )
+        step = b.number_input(
+            "Curve step (fraction of the pixels)",
+            min_value=0.005,
+            max_value=0.5,
+            step=0.01,
+            format="%.3f",
+            **state.kept(W + "step", default=0.05),
+        )
+        background = c.selectbox(
+            "Removed pixels become",
+            ["black", "blur", "mean"],
+            **state.kept(W + "background", default="black", options=["black", "blur", "mean"]),
+        )
         d, e = st.columns(2)
-        seed = int(d.number_input("Seed (random control, stochastic methods)", min_value=0, max_value=2**31 - 1,
-                                  step=1, **state.kept(W + "seed", default=0)))
-        batch = int(e.number_input("Images per batch", min_value=1, max_value=256, step=1,
-                                   **state.kept(W + "batch", default=8)))
+        seed = int(
+            d.number_input(
+                "Seed (random control, stochastic methods)",
+                min_value=0,
+                max_value=2**31 - 1,
+                step=1,
+                **state.kept(W + "seed", default=0),
+            )
+        )
+        batch = int(
+            e.number_input("Images per batch", min_value=1, max_value=256, step=1, **state.kept(W + "batch", default=8))
+        )
     if not methods or not metrics:
         return None
-    return make_settings(bundle, image_set, methods=methods, metrics=metrics, data=data, target=target,
-                         seed=seed, step_fraction=float(step), background=background, batch_size=batch)
+    return make_settings(
+        bundle,
+        image_set,
+        methods=methods,
+        metrics=metrics,
+        data=data,
+        target=target,
+        seed=seed,
+        step_fraction=float(step),
+        background=background,
+        batch_size=batch,
+    )
 
 
 def _partial(key) -> list:
@@ -165,24 +229,32 @@ def _sources(sanity, classes, co, scopes: dict[str, str]) -> None:
     lines = []
     if sanity is not None:
         label = sanity.labels[int(sanity.targets[0])] if sanity.labels else int(sanity.targets[0])
-        lines.append(f"sanity check from the Sanity checks page, {scopes.get('sanity', 'from one image')} "
-                     f"(class {label})")
+        lines.append(
+            f"sanity check from the Sanity checks page, {scopes.get('sanity', 'from one image')} (class {label})"
+        )
     if classes is not None:
-        lines.append(f"class comparison from the Class discriminativeness page, {scopes.get('classes', 'from one image')} "
-                     f"({', '.join(classes.class_labels)})")
+        lines.append(
+            f"class comparison from the Class discriminativeness page, {scopes.get('classes', 'from one image')} "
+            f"({', '.join(classes.class_labels)})"
+        )
     if co is not None:
         lines.append(f"CO scores from the AX / CO page, over {wording.plural(co.n_images, 'image')}")
     if lines:
         st.caption("Also on this card: " + "; ".join(lines) + ".")
     else:
-        st.caption("Run the Sanity checks, Class discriminativeness or AX / CO pages for this model to add their "
-                   "verdicts to the card.")
+        st.caption(
+            "Run the Sanity checks, Class discriminativeness or AX / CO pages for this model to add their "
+            "verdicts to the card."
+        )
 
 
 def _shown_columns(table: list[dict]) -> list[str]:
     """Title and verdicts first, then the figures; columns with nothing measured are left out."""
-    columns = [c for c in dict.fromkeys(k for line in table for k in line)
-               if c != "method" and any(line.get(c) not in (None, "", "not measured") for line in table)]
+    columns = [
+        c
+        for c in dict.fromkeys(k for line in table for k in line)
+        if c != "method" and any(line.get(c) not in (None, "", "not measured") for line in table)
+    ]
     verdicts = [c for c in columns if c.endswith(" verdict")]
     return ["title", *verdicts, *(c for c in columns if c != "title" and c not in verdicts)]
 
@@ -216,12 +288,31 @@ def _show(card, evaluation_rows, summary) -> None:
             st.caption(summary.interval_rule)
     stem = "report-card"
     a, b, c = st.columns(3)
-    a.download_button("Report (CSV)", card.csv_text().encode(), file_name=f"{stem}.csv", mime="text/csv",
-                      on_click="ignore", key="report.act.csv")
-    b.download_button("Report (JSON)", render.json_bytes(card.record()), file_name=f"{stem}.json",
-                      mime="application/json", on_click="ignore", key="report.act.json")
-    c.download_button("Rows (CSV)", rows_csv(evaluation_rows).encode(), file_name=f"{stem}-rows.csv",
-                      mime="text/csv", on_click="ignore", key="report.act.rows", disabled=not evaluation_rows)
+    a.download_button(
+        "Report (CSV)",
+        card.csv_text().encode(),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="report.act.csv",
+    )
+    b.download_button(
+        "Report (JSON)",
+        render.json_bytes(card.record()),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        on_click="ignore",
+        key="report.act.json",
+    )
+    c.download_button(
+        "Rows (CSV)",
+        rows_csv(evaluation_rows).encode(),
+        file_name=f"{stem}-rows.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="report.act.rows",
+        disabled=not evaluation_rows,
+    )
 
 
 def _estimate_s(bundle, settings) -> float:
@@ -266,8 +357,10 @@ def main() -> None:
             elif kept:
                 rows = tuple(kept)
                 summary = summarize(rows, settings, device=str(bundle.device))
-                st.warning(f"Stopped early: {summary.n_images_done} of {wording.plural(settings.n_images, 'image')} are done. "
-                           "Press Run to continue from there.")
+                st.warning(
+                    f"Stopped early: {summary.n_images_done} of {wording.plural(settings.n_images, 'image')} are done. "
+                    "Press Run to continue from there."
+                )
         if evaluation is not None:
             rows, summary = evaluation.rows, evaluation.summary
         for method, reason in settings.skipped.items():
@@ -282,10 +375,14 @@ def main() -> None:
     co = _latest(CoScoreResult, bundle.fingerprint)
     if summary is None and sanity is None and classes is None and co is None:
         if settings is not None:
-            st.info(f"Press Run to evaluate {wording.plural(len(settings.methods), 'method')} on "
-                    f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}.")
+            st.info(
+                f"Press Run to evaluate {wording.plural(len(settings.methods), 'method')} on "
+                f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}."
+            )
         return
-    names = {kind: _image_name(result) for kind, result in (("sanity", sanity), ("classes", classes)) if result is not None}
+    names = {
+        kind: _image_name(result) for kind, result in (("sanity", sanity), ("classes", classes)) if result is not None
+    }
     card = build_report(summary, sanity=sanity, classes=classes, co=co, image_names=names)
     _sources(sanity, classes, co, dict(card.scopes))
     _show(card, rows, summary)

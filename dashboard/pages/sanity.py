@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import render, sanity_render, sidebar, state, wording
+from dashboard import sidebar, state, wording
+from dashboard.render import sanity as sanity_render
+from dashboard.render import tiles as render
+from xaicore.checks.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
 from xaicore.explainers import cost
 from xaicore.explainers.registry import get_method, list_methods
-from xaicore.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
-from xaicore.similarity import NORMALIZATIONS
+from xaicore.metrics.similarity import NORMALIZATIONS
 
 SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
 MODES = {"both": "Both", "cascading": "Cascading", "independent": "Independent"}
-POLICIES = {"original": "the class explained on the trained model", "randomized_prediction": "the randomized model's own prediction"}
+POLICIES = {
+    "original": "the class explained on the trained model",
+    "randomized_prediction": "the randomized model's own prediction",
+}
 ABS_NORMALIZATIONS = [n for n in NORMALIZATIONS if n != "signed"]
 W = "sanity.w."
 METHODS = W + "methods"
@@ -29,29 +34,64 @@ METHODS = W + "methods"
 def _settings(bundle) -> dict:
     available = [n for n in list_methods() if n not in bundle.unavailable]
     # A new model starts with its single-pass methods.
-    methods = st.multiselect("Methods", available, format_func=lambda n: get_method(n).title,
-                             **state.kept(METHODS, default=[m for m in SINGLE_PASS if m in available], options=available,
-                                          scope=bundle.fingerprint))
+    methods = st.multiselect(
+        "Methods",
+        available,
+        format_func=lambda n: get_method(n).title,
+        **state.kept(
+            METHODS, default=[m for m in SINGLE_PASS if m in available], options=available, scope=bundle.fingerprint
+        ),
+    )
     render.unavailable_methods(bundle.unavailable)
     a, b, c = st.columns(3)
-    mode = a.radio("Randomization", list(MODES), format_func=MODES.get, horizontal=True,
-                   **state.kept(W + "mode", default="both", options=list(MODES)),
-                   help="Cascading: from the output layer down, cumulatively. Independent: one layer at a time.")
-    seeds = int(b.number_input("Seeds", min_value=1, max_value=20, step=1, **state.kept(W + "seeds", default=5),
-                               help="Each seed draws other random weights; the spread over seeds is shown."))
-    threshold = c.slider("Fail threshold (SSIM)", 0.5, 1.0, step=0.01, **state.kept(W + "threshold", default=DEFAULT_THRESHOLD),
-                         help="A method fails when its map after randomizing the output layer keeps a mean SSIM "
-                              "at or above this value.")
+    mode = a.radio(
+        "Randomization",
+        list(MODES),
+        format_func=MODES.get,
+        horizontal=True,
+        **state.kept(W + "mode", default="both", options=list(MODES)),
+        help="Cascading: from the output layer down, cumulatively. Independent: one layer at a time.",
+    )
+    seeds = int(
+        b.number_input(
+            "Seeds",
+            min_value=1,
+            max_value=20,
+            step=1,
+            **state.kept(W + "seeds", default=5),
+            help="Each seed draws other random weights; the spread over seeds is shown.",
+        )
+    )
+    threshold = c.slider(
+        "Fail threshold (SSIM)",
+        0.5,
+        1.0,
+        step=0.01,
+        **state.kept(W + "threshold", default=DEFAULT_THRESHOLD),
+        help="A method fails when its map after randomizing the output layer keeps a mean SSIM at or above this value.",
+    )
     d, e = st.columns(2)
     reference = sanity_render.reference_model(bundle.name)
-    policy = d.radio("Explain, on the randomized model", list(POLICIES),
-                     format_func=lambda p: POLICIES[p].replace("the trained model", reference),
-                     **state.kept(W + "policy", default=next(iter(POLICIES)), options=list(POLICIES)))
-    normalization = e.selectbox("Normalization of absolute maps", ABS_NORMALIZATIONS,
-                                **state.kept(W + "normalization", default=ABS_NORMALIZATIONS[0], options=ABS_NORMALIZATIONS),
-                                help="; ".join(f"{n}: {NORMALIZATIONS[n].description}" for n in ABS_NORMALIZATIONS))
-    return {"methods": methods, "mode": mode, "seeds": seeds, "threshold": threshold,
-            "policy": policy, "normalization": normalization}
+    policy = d.radio(
+        "Explain, on the randomized model",
+        list(POLICIES),
+        format_func=lambda p: POLICIES[p].replace("the trained model", reference),
+        **state.kept(W + "policy", default=next(iter(POLICIES)), options=list(POLICIES)),
+    )
+    normalization = e.selectbox(
+        "Normalization of absolute maps",
+        ABS_NORMALIZATIONS,
+        **state.kept(W + "normalization", default=ABS_NORMALIZATIONS[0], options=ABS_NORMALIZATIONS),
+        help="; ".join(f"{n}: {NORMALIZATIONS[n].description}" for n in ABS_NORMALIZATIONS),
+    )
+    return {
+        "methods": methods,
+        "mode": mode,
+        "seeds": seeds,
+        "threshold": threshold,
+        "policy": policy,
+        "normalization": normalization,
+    }
 
 
 def _run(bundle, image, target: int, settings: dict):
@@ -62,9 +102,15 @@ def _run(bundle, image, target: int, settings: dict):
         bar.progress(done / total, text=f"{message} ({done} of {total})")
 
     result = run_sanity(
-        bundle, image.array, methods=settings["methods"], mode=settings["mode"],
-        seeds=tuple(range(settings["seeds"])), target=target, target_policy=settings["policy"],
-        normalization=settings["normalization"], progress=progress,
+        bundle,
+        image.array,
+        methods=settings["methods"],
+        mode=settings["mode"],
+        seeds=tuple(range(settings["seeds"])),
+        target=target,
+        target_policy=settings["policy"],
+        normalization=settings["normalization"],
+        progress=progress,
     )
     bar.empty()
     return result
@@ -75,29 +121,47 @@ def _results(result) -> None:
     with state.guarded("the sanity-check results"):
         st.subheader("Verdicts")
         st.dataframe(
-            sanity_render.verdict_rows(result), hide_index=True,
-            column_config={"SSIM after output layer": st.column_config.NumberColumn(format="%.3f"),
-                           "threshold": st.column_config.NumberColumn(format="%.2f")},
+            sanity_render.verdict_rows(result),
+            hide_index=True,
+            column_config={
+                "SSIM after output layer": st.column_config.NumberColumn(format="%.3f"),
+                "threshold": st.column_config.NumberColumn(format="%.2f"),
+            },
         )
-        st.caption(f"Rule: fails when the mean SSIM (absolute maps, {result.params['normalizations']['abs']} "
-                   f"normalization) after randomizing only the output layer is at or above the threshold.")
+        st.caption(
+            f"Rule: fails when the mean SSIM (absolute maps, {result.params['normalizations']['abs']} "
+            f"normalization) after randomizing only the output layer is at or above the threshold."
+        )
 
         reference = sanity_render.reference_model(result.provenance.model_name)
         st.subheader(f"Similarity to the map of {reference}")
         a, b = st.columns(2)
         mode = result.modes[0]
         if len(result.modes) > 1:
-            mode = a.radio("Schedule", list(result.modes), horizontal=True,
-                           **state.kept(W + "view_mode", default=result.modes[0], options=list(result.modes)))
-        metric = b.selectbox("Measure", METRICS, format_func=sanity_render.METRIC_TITLES.get,
-                             **state.kept(W + "metric", default=list(METRICS)[0], options=list(METRICS)))
+            mode = a.radio(
+                "Schedule",
+                list(result.modes),
+                horizontal=True,
+                **state.kept(W + "view_mode", default=result.modes[0], options=list(result.modes)),
+            )
+        metric = b.selectbox(
+            "Measure",
+            METRICS,
+            format_func=sanity_render.METRIC_TITLES.get,
+            **state.kept(W + "metric", default=list(METRICS)[0], options=list(METRICS)),
+        )
         fig = sanity_render.similarity_figure(result, mode=mode, metric=metric)
         st.plotly_chart(fig, key="sanity.chart")
 
         st.subheader("Heatmaps as the layers are randomized")
         v, o = st.columns(2)
-        view = v.radio("View", list(sanity_render.VIEWS), format_func=sanity_render.VIEWS.get, horizontal=True,
-                       **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)))
+        view = v.radio(
+            "View",
+            list(sanity_render.VIEWS),
+            format_func=sanity_render.VIEWS.get,
+            horizontal=True,
+            **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)),
+        )
         over = o.toggle("Draw over the image", **state.kept(W + "over", default=False))
         st.caption(f"{mode} schedule, seed {result.map_seeds[0]}; the first tile is the map of {reference}.")
         for method, title in zip(result.methods, result.titles, strict=True):
@@ -113,12 +177,30 @@ def _results(result) -> None:
 
         stem = f"sanity-{result.provenance.model_fingerprint[:8]}-class{int(result.targets[0])}"
         c1, c2, c3 = st.columns(3)
-        c1.download_button("All values (CSV)", result.to_csv, file_name=f"{stem}.csv", mime="text/csv",
-                           on_click="ignore", key="sanity.act.csv")
-        c2.download_button("Chart (HTML)", lambda: sanity_render.figure_html(fig), file_name=f"{stem}-{mode}-{metric}.html",
-                           mime="text/html", on_click="ignore", key="sanity.act.html")
-        c3.download_button("Record (JSON)", lambda: render.json_bytes(result.record()), file_name=f"{stem}.json",
-                           mime="application/json", on_click="ignore", key="sanity.act.json")
+        c1.download_button(
+            "All values (CSV)",
+            result.to_csv,
+            file_name=f"{stem}.csv",
+            mime="text/csv",
+            on_click="ignore",
+            key="sanity.act.csv",
+        )
+        c2.download_button(
+            "Chart (HTML)",
+            lambda: sanity_render.figure_html(fig),
+            file_name=f"{stem}-{mode}-{metric}.html",
+            mime="text/html",
+            on_click="ignore",
+            key="sanity.act.html",
+        )
+        c3.download_button(
+            "Record (JSON)",
+            lambda: render.json_bytes(result.record()),
+            file_name=f"{stem}.json",
+            mime="application/json",
+            on_click="ignore",
+            key="sanity.act.json",
+        )
 
 
 def main() -> None:
@@ -137,9 +219,15 @@ def main() -> None:
         st.info("Choose at least one method.")
         return
     key = state.result_key(
-        "sanity", fingerprint=bundle.fingerprint, image=image.hash, target=target,
-        methods=tuple(settings["methods"]), mode=settings["mode"], seeds=settings["seeds"],
-        policy=settings["policy"], normalization=settings["normalization"],
+        "sanity",
+        fingerprint=bundle.fingerprint,
+        image=image.hash,
+        target=target,
+        methods=tuple(settings["methods"]),
+        mode=settings["mode"],
+        seeds=settings["seeds"],
+        policy=settings["policy"],
+        normalization=settings["normalization"],
     )
     run = st.button("Run the check", type="primary", key="sanity.act.run")
     result = state.get_result(key)
@@ -149,13 +237,17 @@ def main() -> None:
     if result is None:
         steps = len(bundle.layers) * settings["seeds"] * (2 if settings["mode"] == "both" else 1)
         seconds = cost.estimate(bundle, settings["methods"], repeat=steps + 1).total_s
-        st.info(f"Press *Run the check*: {wording.plural(steps, 'randomized model')}, "
-                f"{wording.plural(len(settings['methods']), 'method')} each, "
-                f"on {bundle.name} for class {bundle.labels[target]}: {wording.estimate(seconds)}.")
+        st.info(
+            f"Press *Run the check*: {wording.plural(steps, 'randomized model')}, "
+            f"{wording.plural(len(settings['methods']), 'method')} each, "
+            f"on {bundle.name} for class {bundle.labels[target]}: {wording.estimate(seconds)}."
+        )
         return
     seeds = "seed 0" if settings["seeds"] == 1 else f"seeds 0–{settings['seeds'] - 1}"
-    st.caption(f"Explaining class {bundle.labels[target]} · {wording.plural(len(result.layers), 'layer')} · "
-               f"{seeds} · computed in {result.runtime_s:.1f} s")
+    st.caption(
+        f"Explaining class {bundle.labels[target]} · {wording.plural(len(result.layers), 'layer')} · "
+        f"{seeds} · computed in {result.runtime_s:.1f} s"
+    )
     _results(result.with_threshold(settings["threshold"]))
 
 

@@ -31,8 +31,14 @@ from dashboard import launch
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 SCREENSHOTS = OUTPUT / "screenshots"
@@ -77,8 +83,9 @@ def started_server(log_name: str = "browser-server.log") -> Iterator[Server]:
     log = OUTPUT / log_name
     plan = launch.build_command(["--server.address", "127.0.0.1", "--server.port", str(port)])
     with log.open("w", encoding="utf-8") as sink:
-        process = subprocess.Popen(plan.argv, cwd=plan.cwd, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            plan.argv, cwd=plan.cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -149,9 +156,7 @@ class App:
 
     def open_page(self, title: str) -> None:
         """Click the navigation link ``title`` and wait for the page's title."""
-        nav = self.page.locator('[data-testid="stSidebarNav"] a').filter(
-            has=self.page.get_by_text(title, exact=True)
-        )
+        nav = self.page.locator('[data-testid="stSidebarNav"] a').filter(has=self.page.get_by_text(title, exact=True))
         nav.click()
         self.wait_idle()
         self.page.wait_for_selector("h1", timeout=RUN_TIMEOUT_MS)
@@ -217,8 +222,9 @@ def app(request, server: Server, browser) -> Iterator[App]:
     page = context.new_page()
     page.set_default_timeout(RUN_TIMEOUT_MS)
     tab = App(page=page, server=server)
-    page.on("console", lambda msg: tab.problems.append(f"console {msg.type}: {msg.text}")
-            if msg.type == "error" else None)
+    page.on(
+        "console", lambda msg: tab.problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+    )
     page.on("pageerror", lambda exc: tab.problems.append(f"page error: {exc}"))
     missing: list[str] = []  # URLs answered 404
     page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)

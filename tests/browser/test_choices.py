@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -42,8 +41,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def checkpoint_fingerprint(files) -> str:
-    bundle = load_checkpoint_model(files["checkpoint"], arch="resnet18", class_names=CLASSES,
-                                   input_size=CKPT_SIZE, file_name=CKPT_NAME)
+    bundle = load_checkpoint_model(
+        files["checkpoint"], arch="resnet18", class_names=CLASSES, input_size=CKPT_SIZE, file_name=CKPT_NAME
+    )
     assert bundle.fingerprint == fingerprint(bundle.model)
     return bundle.fingerprint[:12]
 
@@ -225,7 +225,10 @@ def test_explain_sanity_explain_keeps_methods_settings_and_results(app):
 
     app.open_page("Sanity checks")
     assert chosen_methods(app) == sanity_methods
-    assert app.main().get_by_role("slider", name="Fail threshold (SSIM)").get_attribute("aria-valuetext") == chosen_threshold
+    assert (
+        app.main().get_by_role("slider", name="Fail threshold (SSIM)").get_attribute("aria-valuetext")
+        == chosen_threshold
+    )
     assert app.main().get_by_label("Seeds", exact=True).input_value() == "1"
     app.main().get_by_role("heading", name="Verdicts").wait_for()  # shown again without pressing Run
     assert app.main().locator('[data-testid="stDataFrame"]').first.inner_text() == verdicts

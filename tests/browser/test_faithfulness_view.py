@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard.faithfulness_render import MARK_COLORS
+from dashboard.render.faithfulness import MARK_COLORS
 
 pytestmark = pytest.mark.browser
 
@@ -91,8 +91,11 @@ def test_faithfulness_axis_is_fitted_and_the_preview_marks_changed_pixels(app):
     app.wait_idle(settle_ms=800)
     deletion, caption = _preview(app, "deletion")
     assert caption.startswith("deletion: 410 pixels (10%) replaced by the blurred image (Gaussian, sigma 8 px)")
-    (note,) = [c for c in app.main().locator('[data-testid="stCaptionContainer"]').all_inner_texts()
-               if c.startswith("Marked in ")]
+    (note,) = [
+        c
+        for c in app.main().locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+        if c.startswith("Marked in ")
+    ]
     name = note.removeprefix("Marked in ").split(":")[0]
     assert note.startswith(f"Marked in {name}: the 410 most relevant pixels of Saliency")
     rgb = MARK_COLORS[name]

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from tests.browser.conftest import OUTPUT
-from xaicore import heatmaps
 from xaicore.data.samples import load_sample
 from xaicore.models.loading import load_model
+from xaicore.render import heatmaps
 
 pytestmark = pytest.mark.browser
 
@@ -80,7 +80,7 @@ def _tiles_by_title(app, titles) -> dict[str, str]:
 def _wait_for_tiles(app, titles) -> dict[str, str]:
     app.page.wait_for_function(
         "titles => { const caps = Array.from(document.querySelectorAll("
-        "'[data-testid=\"stMain\"] [data-testid=\"stImage\"]')).map(e => e.innerText.trim());"
+        '\'[data-testid="stMain"] [data-testid="stImage"]\')).map(e => e.innerText.trim());'
         " return titles.every(t => caps.includes(t)); }",
         arg=list(titles),
     )

@@ -111,7 +111,6 @@ def test_crop_notice_stays_on_other_pages(app, chelsea):
     _shoot(app, "model-input-resnet18-report")
 
 
-
 def test_explain_page_shows_the_model_input_beside_the_image(app, chelsea):
     app.upload_image(chelsea)
     app.open_page("Explain")

@@ -26,7 +26,9 @@ def test_sanity_ax_co_and_report_pages_say_what_their_figures_rest_on(app):
     app.page.locator(CHARTS).first.wait_for()
     names = app.page.evaluate(f"() => document.querySelector('{CHARTS}')._fullData.map(t => t.name)")
     assert any(name.endswith(": ±1 std over 2 seeds") for name in names), names
-    title = re.sub(r"<[^>]+>", "", app.page.evaluate(f"() => document.querySelector('{CHARTS}')._fullLayout.title.text"))
+    title = re.sub(
+        r"<[^>]+>", "", app.page.evaluate(f"() => document.querySelector('{CHARTS}')._fullLayout.title.text")
+    )
     assert "vs the trained model" in title and "2 seeds" in title
     app.page.locator(CHARTS).first.scroll_into_view_if_needed()
     app.screenshot("pages-sanity")

@@ -9,7 +9,6 @@ replayed with and without the browser's XSRF cookie and header. Accepted with bo
 from __future__ import annotations
 
 import http.client
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,9 +36,13 @@ def captured_upload(app, tmp_path):
 def _multipart(data: bytes) -> bytes:
     """The form body the browser sends (Playwright does not expose file-upload bodies)."""
     return (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"tiny.png\"\r\n"
-        "Content-Type: image/png\r\n\r\n"
-    ).encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="tiny.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def _replay(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None) -> int:
@@ -83,7 +86,6 @@ def test_a_token_from_another_browser_does_not_open_this_session(app, captured_u
     finally:
         other.close()
     foreign = cookies["_streamlit_xsrf"]
-    forged = {**_without(headers, "cookie", "x-xsrftoken"),
-              "cookie": headers["cookie"], "x-xsrftoken": foreign}
+    forged = {**_without(headers, "cookie", "x-xsrftoken"), "cookie": headers["cookie"], "x-xsrftoken": foreign}
     assert foreign not in headers["cookie"]
     assert _replay(app.server.port, "PUT", path, forged, body) == 403

@@ -87,8 +87,11 @@ def test_the_dashboard_itself_listens_on_loopback_only(shared) -> None:
 
 
 def test_the_app_works_in_a_browser_through_the_proxy(shared, browser, tmp_path) -> None:
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000},
-                                  http_credentials={"username": "lab", "password": PASSWORD})
+    context = browser.new_context(
+        ignore_https_errors=True,
+        viewport={"width": 1400, "height": 1000},
+        http_credentials={"username": "lab", "password": PASSWORD},
+    )
     page = context.new_page()
     page.set_default_timeout(RUN_TIMEOUT_MS)
     problems: list[str] = []

@@ -12,8 +12,21 @@ from tests.browser.test_choices import chosen_methods, remove_method
 
 pytestmark = pytest.mark.browser
 
-TILE_TITLES = ("Saliency", "Input x Gradient", "Deconvolution", "Guided Backprop", "Grad-CAM", "Guided Grad-CAM",
-               "Integrated Gradients", "SmoothGrad", "DeepLift", "DeepLiftShap", "GradientShap", "Occlusion", "LRP")
+TILE_TITLES = (
+    "Saliency",
+    "Input x Gradient",
+    "Deconvolution",
+    "Guided Backprop",
+    "Grad-CAM",
+    "Guided Grad-CAM",
+    "Integrated Gradients",
+    "SmoothGrad",
+    "DeepLift",
+    "DeepLiftShap",
+    "GradientShap",
+    "Occlusion",
+    "LRP",
+)
 # The sources of the tile images (a tile: an image whose caption is a method's title), read in the page.
 TILE_SOURCES = """(titles) => Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"]'))
     .filter(box => titles.includes(box.innerText.trim()))
@@ -51,7 +64,8 @@ def test_a_new_image_never_shows_the_previous_images_maps_as_its_own(app):
                 window.__fresh = Math.max(window.__fresh, fresh);
             };
             new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true});
-        }""" % TILE_SOURCES,
+        }"""
+        % TILE_SOURCES,
         [before, list(TILE_TITLES)],
     )
     _choose_sample(app, "shape: circle")
@@ -98,7 +112,9 @@ def test_slow_methods_wait_with_their_estimate_and_stop_keeps_what_finished(app)
     text = stopped.inner_text()
     shown = app.page.evaluate(
         """(titles) => Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"]'))
-            .map(box => box.innerText.trim()).filter(t => titles.includes(t))""", list(TILE_TITLES))
+            .map(box => box.innerText.trim()).filter(t => titles.includes(t))""",
+        list(TILE_TITLES),
+    )
     finished = [t for t in slow if t in shown]
     not_run = [t for t in slow if f"{t} (about" in text]
     # the one that finished before Stop stays (and the one in flight, when there was one); at least one

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.browser.conftest import started_server
-from tests.xaicore.test_image_budget import palette_png
+from tests.xaicore.data.test_image_budget import palette_png
 
 pytestmark = pytest.mark.browser
 

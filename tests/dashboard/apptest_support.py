@@ -72,12 +72,12 @@ class _NanGradient(torch.autograd.Function):
     """Zero forward; backward NaN wherever a gradient arrives (and zero elsewhere)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.shape = x.shape
         return x.sum(dim=(1, 2, 3)) * 0.0
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         nan = torch.where(grad != 0, torch.full_like(grad, float("nan")), torch.zeros_like(grad))
         return nan.view(-1, 1, 1, 1).expand(ctx.shape).contiguous()
 

@@ -103,7 +103,11 @@ def test_a_bad_upload_shows_one_sentence_and_keeps_the_previous_image():
 def test_receive_upload_processes_a_file_once():
     at = AppTest.from_function(_receive_twice, default_timeout=30).run()
     assert [m.value for m in at.markdown] == [
-        "first: ok", "second: ok", "bad: refused", "bad again: refused", "image kept: True"
+        "first: ok",
+        "second: ok",
+        "bad: refused",
+        "bad again: refused",
+        "image kept: True",
     ]
 
 
@@ -258,8 +262,9 @@ def test_an_uploaded_checkpoint_is_this_sessions_model_only():
     net = build_net("squeezenet1_1", num_classes=3)
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
-    at = _checkpoint_form(support.start(), buffer.getvalue(), name="mine.pt", arch="squeezenet1_1",
-                          classes="cat\ndog\nbird")
+    at = _checkpoint_form(
+        support.start(), buffer.getvalue(), name="mine.pt", arch="squeezenet1_1", classes="cat\ndog\nbird"
+    )
     assert not at.exception and support.errors(at) == []
     bundle = at.session_state[state.MODEL_KEY]
     assert bundle is at.session_state[state.UPLOADED_MODEL_KEY]
@@ -275,8 +280,7 @@ def test_a_pickled_module_is_refused_with_one_sentence():
 
     buffer = io.BytesIO()
     torch.save(build_net("squeezenet1_1", num_classes=3), buffer)  # a whole module, not a state dict
-    at = _checkpoint_form(support.start(), buffer.getvalue(), name="module.pt", arch="squeezenet1_1",
-                          classes="a, b, c")
+    at = _checkpoint_form(support.start(), buffer.getvalue(), name="module.pt", arch="squeezenet1_1", classes="a, b, c")
     assert not at.exception
     (message,) = support.errors(at)
     assert "state dict" in message and "Traceback" not in message

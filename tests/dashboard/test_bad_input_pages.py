@@ -18,17 +18,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashboard import render, sidebar, state
+from dashboard import sidebar, state
+from dashboard.render import tiles as render
 from tests.dashboard import apptest_support as support
-from tests.xaicore._sanity_fixtures import tiny_bundle
-from xaicore import heatmaps
+from tests.helpers.sanity_fixtures import tiny_bundle
+from xaicore.checks.sanity import run_sanity
+from xaicore.confidence.gax import MAX_STEPS, run_gax
 from xaicore.errors import ParameterError
 from xaicore.explainers.api import attribute, explain
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.results import MethodResult, Status, classify_attribution
-from xaicore.faithfulness import insertion_deletion
-from xaicore.gax import MAX_STEPS, run_gax
-from xaicore.sanity import run_sanity
+from xaicore.metrics.faithfulness import insertion_deletion
+from xaicore.render import heatmaps
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
 
@@ -78,8 +79,15 @@ def test_a_class_remembered_from_another_model_is_dropped_by_the_sidebar():
 # --- steps and seeds ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "param"), [("integrated_gradients", "steps"), ("smoothgrad", "samples"),
-                                               ("gradient_shap", "samples"), ("deeplift_shap", "references")])
+@pytest.mark.parametrize(
+    ("method", "param"),
+    [
+        ("integrated_gradients", "steps"),
+        ("smoothgrad", "samples"),
+        ("gradient_shap", "samples"),
+        ("deeplift_shap", "references"),
+    ],
+)
 def test_zero_and_huge_step_counts_are_refused_with_the_allowed_range(bundle, method, param):
     spec = next(p for p in get_method(method).params if p.name == param)
     for value, words in ((0, "at least 1"), (10**7, f"at most {spec.maximum}")):
@@ -166,8 +174,12 @@ def test_methods_the_model_can_run_are_all_offered():
 
 @pytest.mark.parametrize(
     ("fill", "status"),
-    [(0.0, Status.NO_SIGNAL), (np.nan, Status.NUMERICAL_ERROR), (np.inf, Status.NUMERICAL_ERROR),
-     (-np.inf, Status.NUMERICAL_ERROR)],
+    [
+        (0.0, Status.NO_SIGNAL),
+        (np.nan, Status.NUMERICAL_ERROR),
+        (np.inf, Status.NUMERICAL_ERROR),
+        (-np.inf, Status.NUMERICAL_ERROR),
+    ],
     ids=["zero", "nan", "inf", "-inf"],
 )
 def test_degenerate_maps_are_named_and_drawn_as_grey_tiles(fill, status):
@@ -176,8 +188,9 @@ def test_degenerate_maps_are_named_and_drawn_as_grey_tiles(fill, status):
     if fill == 0.0:
         values[:] = 0.0
     assert classify_attribution(values) is status
-    result = MethodResult(method="saliency", title="Saliency", status=status, attribution=values,
-                          target=0, params={}, runtime_s=0.0)
+    result = MethodResult(
+        method="saliency", title="Saliency", status=status, attribution=values, target=0, params={}, runtime_s=0.0
+    )
     picture, note = render.tile(IMAGE[:6, :6], result, view="all", alpha=0.5)
     assert note == status.value and np.all(picture == heatmaps.NEUTRAL_GREY)
     assert status.value in render.status_line(result)

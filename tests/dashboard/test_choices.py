@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import sidebar, state, uploads
 from dashboard.safe_text import plain
 from tests.dashboard import apptest_support as support
-from tests.xaicore._sanity_fixtures import tiny_bundle
+from tests.helpers.sanity_fixtures import tiny_bundle
 from xaicore.errors import CheckpointError
 from xaicore.models.checkpoint import read_state_dict
 
@@ -74,8 +74,12 @@ def test_a_scoped_default_resets_only_when_the_scope_really_changes():
 
 
 def _sanity_settings(at: AppTest) -> tuple:
-    return (at.multiselect(key="sanity.w.methods").value, at.slider(key="sanity.w.threshold").value,
-            at.number_input(key="sanity.w.seeds").value, at.radio(key="sanity.w.mode").value)
+    return (
+        at.multiselect(key="sanity.w.methods").value,
+        at.slider(key="sanity.w.threshold").value,
+        at.number_input(key="sanity.w.seeds").value,
+        at.radio(key="sanity.w.mode").value,
+    )
 
 
 def test_model_image_and_page_settings_stay_across_page_switches():
@@ -162,10 +166,10 @@ class _Unreadable(io.BytesIO):
         super().__init__(b"\x89PNG")
         self.size = size
 
-    def read(self, *args):  # noqa: D102
+    def read(self, *args):
         raise AssertionError("the upload was read")
 
-    def getvalue(self):  # noqa: D102
+    def getvalue(self):
         raise AssertionError("the upload was read")
 
 
@@ -182,7 +186,9 @@ def test_an_image_over_its_cap_through_the_uploader_shows_one_sentence():
     data = support.png_bytes(np.zeros((8, 8, 3))) + bytes(uploads.IMAGE_UPLOAD_MB * uploads.MB)
     at = support.upload_image(at, "big.png", data)
     assert not at.exception
-    assert support.errors(at) == ["big.png is 50 MB, over the 50 MB limit for images; use a smaller or compressed copy."]
+    assert support.errors(at) == [
+        "big.png is 50 MB, over the 50 MB limit for images; use a smaller or compressed copy."
+    ]
     assert at.session_state[state.IMAGE_KEY].source == "sample"
     (uploader,) = [u for u in at.sidebar.file_uploader if u.key == sidebar.W_UPLOAD]
     assert uploader.proto.max_upload_size_mb == 50 and "up to 50 MB" in uploader.help
@@ -195,7 +201,7 @@ class _Chunked(io.BytesIO):
         super().__init__(data)
         self.reads: list[int] = []
 
-    def read(self, size: int | None = -1):  # noqa: D102
+    def read(self, size: int | None = -1):
         self.reads.append(size)
         return super().read(size)
 
@@ -240,7 +246,9 @@ def test_an_uploaded_checkpoint_is_named_after_its_file():
     torch.save(build_net("squeezenet1_1", num_classes=2).state_dict(), buffer)
     at = support.start()
     at.selectbox(key=sidebar.W_MODEL).set_value(sidebar.UPLOAD_MODEL).run()
-    at.file_uploader(key=f"{sidebar.W_CKPT_FORM}.file").set_value(("mine.pt", buffer.getvalue(), "application/octet-stream"))
+    at.file_uploader(key=f"{sidebar.W_CKPT_FORM}.file").set_value(
+        ("mine.pt", buffer.getvalue(), "application/octet-stream")
+    )
     at.selectbox(key=f"{sidebar.W_CKPT}.arch").set_value("squeezenet1_1")
     at.text_area(key=f"{sidebar.W_CKPT}.classes").set_value("cat\ndog")
     at.number_input(key=f"{sidebar.W_CKPT}.size").set_value(32)
@@ -251,7 +259,10 @@ def test_an_uploaded_checkpoint_is_named_after_its_file():
     assert bundle.name == "squeezenet1_1 from mine.pt"
     caps = {u.key: (u.proto.max_upload_size_mb, u.help) for u in at.file_uploader}
     assert caps[f"{sidebar.W_CKPT_FORM}.file"][0] == 600 and "up to 600 MB" in caps[f"{sidebar.W_CKPT_FORM}.file"][1]
-    assert any(c.value.startswith(plain("squeezenet1_1 from mine.pt") + " · 2 classes · input 32×32") for c in at.sidebar.caption)
+    assert any(
+        c.value.startswith(plain("squeezenet1_1 from mine.pt") + " · 2 classes · input 32×32")
+        for c in at.sidebar.caption
+    )
     # The form keeps what was submitted when the user comes back to it.
     at = support.open_page(at, "pages/gax.py")
     assert at.text_area(key=f"{sidebar.W_CKPT}.classes").value == "cat\ndog"

@@ -117,7 +117,7 @@ def test_main_runs_streamlit_from_the_repository_root(monkeypatch):
 
     monkeypatch.setattr(launch.subprocess, "run", fake_run)
     assert launch.main(["--server.port", "8602"]) == 3
-    (argv, cwd), = calls
+    ((argv, cwd),) = calls
     assert argv[0] == sys.executable and cwd == REPO and argv[-2:] == ("--server.port", "8602")
 
 
@@ -143,8 +143,9 @@ def server():
 
     port = _free_port()
     plan = launch.build_command(["--server.address", "127.0.0.1", "--server.port", str(port)])
-    process = subprocess.Popen(plan.argv, cwd=plan.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        plan.argv, cwd=plan.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -174,7 +175,7 @@ def _request(port: int, method: str, path: str, headers: dict[str, str], body: b
 
 
 _UPLOAD = (
-    b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+    b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
     b"Content-Type: image/png\r\n\r\n\x89PNG\r\n--b--\r\n"
 )
 
@@ -186,8 +187,11 @@ _UPLOAD = (
 )
 def test_the_server_refuses_uploads_without_a_valid_xsrf_token(server, headers):
     status, body, _ = _request(
-        server, "PUT", "/_stcore/upload_file/some-session/some-file",
-        {"Content-Type": "multipart/form-data; boundary=b", **headers}, _UPLOAD,
+        server,
+        "PUT",
+        "/_stcore/upload_file/some-session/some-file",
+        {"Content-Type": "multipart/form-data; boundary=b", **headers},
+        _UPLOAD,
     )
     assert status == 403, body
 
@@ -210,7 +214,9 @@ def test_serve_turns_off_the_pages_folder_mode_before_streamlit_starts(monkeypat
 def test_the_server_does_not_allow_other_origins(server):
     evil = "http://evil.example"
     _, _, headers = _request(
-        server, "OPTIONS", "/_stcore/upload_file/some-session/some-file",
+        server,
+        "OPTIONS",
+        "/_stcore/upload_file/some-session/some-file",
         {"Origin": evil, "Access-Control-Request-Method": "PUT"},
     )
     allowed = {k.lower(): v for k, v in headers.items()}.get("access-control-allow-origin")

@@ -8,10 +8,10 @@ import pytest
 
 from dashboard import state, wording
 from tests.dashboard import apptest_support as support
+from xaicore.confidence.gax import STEP_UNITS
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
-from xaicore.faithfulness import forward_passes
-from xaicore.gax import STEP_UNITS
+from xaicore.metrics.faithfulness import forward_passes
 
 PASS_S = 0.05  # seconds per pass, as on a mid-sized model on a CPU
 

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard import render, state
+from dashboard import state
+from dashboard.render import tiles as render
 from tests.dashboard import apptest_support as support
-from xaicore import heatmaps
 from xaicore.data.images import image_hash
 from xaicore.explainers.registry import get_method, list_methods
 from xaicore.explainers.results import MethodResult, Status
 from xaicore.models.bundle import fingerprint
+from xaicore.render import heatmaps
 
 PAGE = "pages/explain.py"
 METHODS = "explain.w.methods"  # the page's method multiselect
@@ -171,12 +172,16 @@ def test_degenerate_maps_are_shown_as_no_signal_and_numerical_error():
 
 @pytest.mark.parametrize(
     ("values", "status"),
-    [(np.zeros((3, 6, 6), np.float32), Status.NO_SIGNAL), (np.full((3, 6, 6), np.nan, np.float32), Status.NUMERICAL_ERROR)],
+    [
+        (np.zeros((3, 6, 6), np.float32), Status.NO_SIGNAL),
+        (np.full((3, 6, 6), np.nan, np.float32), Status.NUMERICAL_ERROR),
+    ],
 )
 def test_degenerate_tiles_are_neutral_grey_with_their_status(values, status):
     image = np.random.default_rng(0).random((6, 6, 3)).astype(np.float32)
-    result = MethodResult(method="saliency", title="Saliency", status=status, attribution=values,
-                          target=0, params={}, runtime_s=0.01)
+    result = MethodResult(
+        method="saliency", title="Saliency", status=status, attribution=values, target=0, params={}, runtime_s=0.01
+    )
     picture, note = render.tile(image, result, view="all", alpha=0.6)
     assert note == status.value
     assert picture.shape == (6, 6, 3) and np.all(picture == heatmaps.NEUTRAL_GREY)
@@ -186,8 +191,9 @@ def test_ok_tile_equals_xaicore_heatmap_over_the_image():
     rng = np.random.default_rng(1)
     image = rng.random((6, 6, 3)).astype(np.float32)
     values = rng.normal(size=(3, 6, 6)).astype(np.float32)
-    result = MethodResult(method="saliency", title="Saliency", status=Status.OK, attribution=values,
-                          target=0, params={}, runtime_s=0.01)
+    result = MethodResult(
+        method="saliency", title="Saliency", status=Status.OK, attribution=values, target=0, params={}, runtime_s=0.01
+    )
     picture, note = render.tile(image, result, view="positive", alpha=0.4)
     expected = heatmaps.heatmap_tile(values, mode="positive", image=image, alpha=0.4)
     np.testing.assert_array_equal(picture, expected.rgb)

@@ -14,8 +14,8 @@ import pytest
 
 from dashboard import state
 from tests.dashboard import apptest_support as support
-from tests.xaicore._sanity_fixtures import tiny_bundle
-from xaicore.faithfulness import RANDOM, FaithfulnessResult
+from tests.helpers.sanity_fixtures import tiny_bundle
+from xaicore.metrics.faithfulness import RANDOM, FaithfulnessResult
 
 PAGE = "pages/faithfulness.py"
 METHODS = "faith.w.methods"
@@ -45,7 +45,10 @@ def _values(encoded) -> np.ndarray:
 
 def _chart_data(at) -> dict[str, list[dict]]:
     charts = at.get("plotly_chart")
-    return {json.loads(c.proto.spec)["layout"]["title"]["text"].split(":")[0]: json.loads(c.proto.spec)["data"] for c in charts}
+    return {
+        json.loads(c.proto.spec)["layout"]["title"]["text"].split(":")[0]: json.loads(c.proto.spec)["data"]
+        for c in charts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +79,9 @@ def test_page_draws_both_curves_the_auc_table_and_the_preview(page):
     image_captions = [img.proto.imgs[0].caption for img in at.main.image]
     assert image_captions[0] == "image"
     p0 = result.get("saliency").insertion[0][0]
-    assert image_captions[1] == (f"insertion: 0 pixels (0%) of the image put onto the blurred image (Gaussian, "
-                                 f"sigma 2 px), p = {p0:.3f}")
+    assert image_captions[1] == (
+        f"insertion: 0 pixels (0%) of the image put onto the blurred image (Gaussian, sigma 2 px), p = {p0:.3f}"
+    )
 
 
 def test_moving_the_step_redraws_from_the_stored_ranks(page):
@@ -91,8 +95,10 @@ def test_moving_the_step_redraws_from_the_stored_ranks(page):
     k = int(before.steps[10])
     captions = [img.proto.imgs[0].caption for img in at.main.image]
     deletion = before.get("gradcam").deletion[0][10]
-    assert captions[2] == (f"deletion: {k} pixels ({100 * k / 256:.0f}%) replaced by the blurred image "
-                           f"(Gaussian, sigma 2 px), p = {deletion:.3f}")
+    assert captions[2] == (
+        f"deletion: {k} pixels ({100 * k / 256:.0f}%) replaced by the blurred image "
+        f"(Gaussian, sigma 2 px), p = {deletion:.3f}"
+    )
     lines = [s for c in at.get("plotly_chart") for s in json.loads(c.proto.spec)["layout"]["shapes"]]
     assert all(s["x0"] == pytest.approx(100 * k / 256) for s in lines) and len(lines) == 2
 

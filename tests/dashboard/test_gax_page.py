@@ -16,18 +16,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import streamlit as st
+import torch
 from PIL import Image
 
-import xaicore.confidence
-import xaicore.gax
+import xaicore.confidence.co_sets
+import xaicore.confidence.gax
 from dashboard import state
 from tests.dashboard import apptest_support as support
-from tests.xaicore._gax_models import conv_bundle, one_thread  # noqa: F401 (autouse)
-from xaicore import gax_view
+from tests.helpers.gax_models import conv_bundle, one_thread  # noqa: F401 (autouse)
+from xaicore.confidence.gax import GaxResult
 from xaicore.data import shapes
-from xaicore.gax import GaxResult
+from xaicore.render import gax_view
 
 GAX_PAGE = "pages/gax.py"
 CO_PAGE = "pages/co_scores.py"
@@ -52,13 +52,13 @@ def _image_urls(at) -> list[str]:
 def gax_page():
     """The GAX page after one run of 12 steps towards an unreachable target, counting runs."""
     calls = []
-    original = xaicore.gax.run_gax
+    original = xaicore.confidence.gax.run_gax
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    xaicore.gax.run_gax = counting
+    xaicore.confidence.gax.run_gax = counting
     try:
         at = support.use_model(support.start(), _bundle())
         at = support.open_page(at, GAX_PAGE)
@@ -68,7 +68,7 @@ def gax_page():
         at.run()
         yield at, calls
     finally:
-        xaicore.gax.run_gax = original
+        xaicore.confidence.gax.run_gax = original
 
 
 def test_run_stores_one_result_and_shows_the_last_step(gax_page):
@@ -146,7 +146,7 @@ def test_co_page_scores_generated_images_with_box_plots_and_gaps():
 
 
 def test_co_page_keeps_rows_of_a_stopped_run(monkeypatch):
-    original = xaicore.confidence.iter_co_rows
+    original = xaicore.confidence.co_sets.iter_co_rows
 
     def stop_after_first(*args, **kwargs):
         for i, batch in enumerate(original(*args, **kwargs)):
@@ -158,10 +158,10 @@ def test_co_page_keeps_rows_of_a_stopped_run(monkeypatch):
     at = support.open_page(at, CO_PAGE)
     at.number_input(key="co.w.n").set_value(20)
     at.multiselect(key="co.w.methods").set_value(["saliency"])
-    monkeypatch.setattr(xaicore.confidence, "iter_co_rows", stop_after_first)
+    monkeypatch.setattr(xaicore.confidence.co_sets, "iter_co_rows", stop_after_first)
     at.button(key="co.act.run").click()
     at.run()
-    monkeypatch.setattr(xaicore.confidence, "iter_co_rows", original)
+    monkeypatch.setattr(xaicore.confidence.co_sets, "iter_co_rows", original)
     at.run()
     assert not at.exception and support.errors(at) == []
     assert _stored(at, "co") == []

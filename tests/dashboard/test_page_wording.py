@@ -10,12 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from dashboard import sanity_render, state, wording
+from dashboard import state, wording
+from dashboard.render import sanity as sanity_render
 from tests.dashboard import apptest_support as support
 from tests.dashboard.test_report_page import shapes_bundle
-from tests.xaicore._sanity_fixtures import tiny_bundle
-from xaicore.report import TESTS
-from xaicore.sanity import run_sanity
+from tests.helpers.sanity_fixtures import tiny_bundle
+from xaicore.checks.sanity import run_sanity
+from xaicore.evaluation.report import TESTS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
 
@@ -33,8 +34,14 @@ def test_counts_take_the_right_number():
 
 
 def test_every_report_column_has_a_plain_title():
-    keys = [f"{t} verdict" for t in TESTS] + ["SSIM after output layer randomized", "co_gap verdict", "CO gap 95% CI",
-                                              "insertion AUC 95% CI", "insertion_auc", "vs_random"]
+    keys = [f"{t} verdict" for t in TESTS] + [
+        "SSIM after output layer randomized",
+        "co_gap verdict",
+        "CO gap 95% CI",
+        "insertion AUC 95% CI",
+        "insertion_auc",
+        "vs_random",
+    ]
     titles = [wording.column_title(k) for k in keys]
     assert wording.column_title("co_gap verdict") == "CO-score gap"
     assert wording.column_title("insertion AUC 95% CI") == "insertion AUC 95% interval"
@@ -61,7 +68,7 @@ def test_the_chart_shows_each_seed_in_the_line_colour_and_a_named_filled_band(sa
     for j, method in enumerate(result.methods):
         colour = lines[j].line.color
         assert points[j].marker.color == colour and lines[j].marker.color == colour
-        r, g, b = (int(colour.lstrip("#")[k:k + 2], 16) for k in (0, 2, 4))
+        r, g, b = (int(colour.lstrip("#")[k : k + 2], 16) for k in (0, 2, 4))
         assert bands[j].fillcolor.startswith(f"rgba({r},{g},{b},")  # the band in the line's colour, see-through
         assert bands[j].name == f"{result.titles[j]}: ±1 std over 3 seeds" and bands[j].showlegend is not False
         assert bands[j].text == bands[j].name and bands[j].hoveron == "fills"
@@ -155,8 +162,9 @@ def test_a_set_without_wrong_predictions_is_said_so_and_the_harder_set_is_offere
     at = at.button(key="co.act.run").click().run()
     assert not at.exception and support.errors(at) == []
     warnings = [w.value for w in at.warning]
-    assert any("predicts every one of the 16 labelled images right" in w and "cannot be measured" in w
-               for w in warnings), warnings
+    assert any(
+        "predicts every one of the 16 labelled images right" in w and "cannot be measured" in w for w in warnings
+    ), warnings
     assert not [c for c in at.dataframe[0].value.columns if c in ("variant", "correct", "wrong")]
     assert "CO score" in at.dataframe[1].value.columns and "co" not in at.dataframe[1].value.columns
     at = at.button(key="co.act.hard").click().run()
@@ -175,7 +183,7 @@ def _chart_layouts(at) -> list[dict]:
 
 
 def test_the_mark_colour_is_one_the_image_hardly_uses():
-    from dashboard.faithfulness_render import MARK_COLORS, mark_color
+    from dashboard.render.faithfulness import MARK_COLORS, mark_color
 
     magenta_background = np.zeros((8, 8, 3), dtype=np.float32)
     magenta_background[..., [0, 2]] = 0.9
@@ -185,7 +193,7 @@ def test_the_mark_colour_is_one_the_image_hardly_uses():
 
 
 def test_the_mark_tints_the_changed_pixels_and_outlines_them():
-    from dashboard.faithfulness_render import MARK_COLOR, marked
+    from dashboard.render.faithfulness import MARK_COLOR, marked
 
     picture = np.full((8, 8, 3), 0.5, dtype=np.float32)
     changed = np.zeros((8, 8), dtype=bool)
@@ -217,4 +225,6 @@ def test_faithfulness_page_fits_the_axis_and_marks_the_preview():
     changed = result.changed_pixels("saliency", step=20)
     assert changed.sum() == 60 and np.array_equal(changed, result.get("saliency").rank[0] < 60)
     assert any(t.label == "Mark the changed pixels" and t.value for t in at.toggle)
-    assert any(c.startswith("Marked in ") and "the 60 most relevant pixels of Saliency" in c for c in support.captions(at))
+    assert any(
+        c.startswith("Marked in ") and "the 60 most relevant pixels of Saliency" in c for c in support.captions(at)
+    )

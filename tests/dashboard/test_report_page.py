@@ -13,15 +13,15 @@ import zipfile
 import numpy as np
 import pytest
 
-import xaicore.evaluate as evaluate_module
+import xaicore.evaluation.rows as evaluate_module
 from dashboard import state
 from tests.dashboard import apptest_support as support
-from tests.xaicore._explain_models import TinyConvNet, make_bundle
+from tests.helpers.explain_models import TinyConvNet, make_bundle
+from xaicore.checks.sanity import run_sanity
 from xaicore.data import shapes
 from xaicore.data.evalsets import scene_set
-from xaicore.evaluate import Evaluation, evaluate, make_settings
-from xaicore.faithfulness import RANDOM
-from xaicore.sanity import run_sanity
+from xaicore.evaluation.rows import Evaluation, evaluate, make_settings
+from xaicore.metrics.faithfulness import RANDOM
 
 PAGE = "pages/report.py"
 W = "report.w."
@@ -30,8 +30,12 @@ METHODS = ["saliency", "gradcam"]
 
 
 def shapes_bundle(seed: int = 4):
-    return make_bundle(TinyConvNet(seed=seed, classes=len(shapes.CLASSES)), input_size=(16, 16),
-                       cam_layer="net.features.3", labels=shapes.CLASSES)
+    return make_bundle(
+        TinyConvNet(seed=seed, classes=len(shapes.CLASSES)),
+        input_size=(16, 16),
+        cam_layer="net.features.3",
+        labels=shapes.CLASSES,
+    )
 
 
 BUNDLE = shapes_bundle()
@@ -87,8 +91,11 @@ def test_a_run_shows_the_summary_the_table_and_downloads(finished):
         assert line["insertion AUC"] == pytest.approx(expected["insertion"].mean, abs=1e-9)
         assert line["relevance mass"] == pytest.approx(expected["mass"].mean, abs=1e-9)
         assert line["data-set images"] == 4
-    assert set(table.columns) >= {"faithfulness (over 4 images)", "localization (over 4 images)",
-                                  "insertion AUC 95% interval"}
+    assert set(table.columns) >= {
+        "faithfulness (over 4 images)",
+        "localization (over 4 images)",
+        "insertion AUC 95% interval",
+    }
     assert not [c for c in table.columns if "verdict" in c or "_" in c or c.endswith(" CI")]  # no raw names
     text = "\n".join(m.value for m in at.markdown)
     assert "Data-set evaluation of test model on 4 images." in text
@@ -174,7 +181,6 @@ def test_results_of_the_other_pages_join_the_card():
     assert any("sanity check from the Sanity checks page" in c for c in support.captions(at))
 
 
-
 def _zip_with_labels_and_masks() -> bytes:
     """Two labelled images (circle, star) and one unlabelled; the circle has an object mask."""
     rng = np.random.default_rng(3)
@@ -206,7 +212,10 @@ def test_an_uploaded_zip_with_labels_and_a_mask():
     (evaluation,) = _evaluations(at)
     rows = {(r.name, r.method): r for r in evaluation.rows}
     assert rows[("circle/a.png", "saliency")].label == 0 and rows[("star/b.png", "saliency")].label == 3
-    assert rows[("c.png", "saliency")].label is None and rows[("c.png", "saliency")].target == rows[("c.png", "saliency")].predicted
+    assert (
+        rows[("c.png", "saliency")].label is None
+        and rows[("c.png", "saliency")].target == rows[("c.png", "saliency")].predicted
+    )
     assert rows[("circle/a.png", "saliency")].relevance_mass is not None
     assert rows[("star/b.png", "saliency")].relevance_mass is None
     table = at.dataframe[0].value

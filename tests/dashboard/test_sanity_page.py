@@ -13,11 +13,12 @@ import json
 import numpy as np
 import pytest
 
-from dashboard import sanity_render, state
+from dashboard import state
+from dashboard.render import sanity as sanity_render
 from tests.dashboard import apptest_support as support
-from tests.xaicore._sanity_fixtures import tiny_bundle
+from tests.helpers.sanity_fixtures import tiny_bundle
+from xaicore.checks.sanity import SanityResult, run_sanity
 from xaicore.models.bundle import fingerprint
-from xaicore.sanity import SanityResult, run_sanity
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
 
@@ -84,7 +85,7 @@ def test_a_run_shows_verdicts_chart_strips_and_downloads(checked):
 
 
 def test_the_stored_result_is_reused_and_the_threshold_only_rejudges(checked, monkeypatch):
-    from xaicore import sanity
+    from xaicore.checks import sanity
 
     calls = []
     real = sanity.run_sanity
@@ -107,7 +108,7 @@ def test_the_stored_result_is_reused_and_the_threshold_only_rejudges(checked, mo
 def test_an_interrupted_check_stores_nothing(monkeypatch):
     import streamlit as st
 
-    from xaicore import sanity
+    from xaicore.checks import sanity
 
     real = sanity.run_sanity
 
@@ -165,7 +166,7 @@ def test_the_chart_has_a_line_and_a_band_per_method():
         std = result.std("spearman_signed", mode="cascading", method=method)
         np.testing.assert_allclose(lines[j].y, mean)
         np.testing.assert_allclose(bands[j].y[: len(mean)], mean + std)
-        np.testing.assert_allclose(bands[j].y[len(mean):], (mean - std)[::-1])
+        np.testing.assert_allclose(bands[j].y[len(mean) :], (mean - std)[::-1])
         assert list(lines[j].x) == ["head", "conv2", "conv1"]  # output layer first, without "net."
     # strips come from the stored maps; an all-zero map is a grey "no signal" tile
     tile, note = sanity_render.map_tile(np.zeros((16, 16), np.float32), view="all")
@@ -195,7 +196,7 @@ def test_classes_page_on_a_scene_shows_maps_ssim_and_relevance():
 
 
 def test_classes_page_without_masks_uses_the_top_two_and_is_cached(monkeypatch):
-    from xaicore import discriminative
+    from xaicore.checks import discriminative
 
     at = support.use_model(support.start(), tiny_bundle(seed=3, num_classes=8))
     shape = next(n for n in state.sample_names() if n.startswith("shape:"))

@@ -16,10 +16,10 @@ import pytest
 
 from dashboard import state
 from tests.dashboard import apptest_support as support
-from tests.xaicore.test_concurrency import hooks_left
+from tests.xaicore.models.test_concurrency import hooks_left
+from xaicore.checks.sanity import run_sanity
 from xaicore.explainers.api import explain
 from xaicore.models.bundle import fingerprint
-from xaicore.sanity import run_sanity
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
 
@@ -67,8 +67,10 @@ def test_a_sanity_check_in_one_session_leaves_another_sessions_explanations_unaf
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 
-    threads = [threading.Thread(target=press, args=("explain", explaining)),
-               threading.Thread(target=press, args=("sanity", checking))]
+    threads = [
+        threading.Thread(target=press, args=("explain", explaining)),
+        threading.Thread(target=press, args=("sanity", checking)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -90,8 +92,14 @@ def test_a_sanity_check_in_one_session_leaves_another_sessions_explanations_unaf
 
     # And the check equals a check run alone.
     (checked,) = _stored(checking, "sanity")
-    reference = run_sanity(bundle, checking.session_state[state.IMAGE_KEY].array, methods=SANITY_METHODS,
-                           mode="cascading", seeds=(0, 1), target=checking.session_state[state.TARGET_KEY])
+    reference = run_sanity(
+        bundle,
+        checking.session_state[state.IMAGE_KEY].array,
+        methods=SANITY_METHODS,
+        mode="cascading",
+        seeds=(0, 1),
+        target=checking.session_state[state.TARGET_KEY],
+    )
     for key, values in reference.values.items():
         np.testing.assert_array_equal(checked.values[key], values, err_msg=key)
     assert hooks_left(bundle.model) == [] and fingerprint(bundle.model) == bundle.fingerprint
@@ -113,6 +121,7 @@ def test_a_run_interrupted_from_its_progress_bar_keeps_finished_work_and_the_mod
         def wrapper(*args, **kwargs):
             counts[name] += 1
             return fn(*args, **kwargs)
+
         return wrapper
 
     # gradients, Guided Backprop and the CAM maps come from one fused pass per run
@@ -128,13 +137,15 @@ def test_a_run_interrupted_from_its_progress_bar_keeps_finished_work_and_the_mod
             if interrupt["on"] and title == "SmoothGrad":
                 st.stop()  # what a widget change does at the next Streamlit call
             progress(done, total, title)
+
         return real(*args, progress=bar, **kwargs)
 
     monkeypatch.setattr(api, "explain", explain_with_a_rerun)
     at = _explain_session().run()
     assert not at.exception
-    assert sorted(r.methods[0].method for r in _stored(at, "explain")) == sorted(m for m in EXPLAIN_METHODS
-                                                                                if m != "smoothgrad")
+    assert sorted(r.methods[0].method for r in _stored(at, "explain")) == sorted(
+        m for m in EXPLAIN_METHODS if m != "smoothgrad"
+    )
     assert counts == {"fused pass": 1, "deeplift": 1, "smoothgrad": 0}
     bundle = at.session_state[state.MODEL_KEY]
     assert hooks_left(bundle.model) == [] and fingerprint(bundle.model) == bundle.fingerprint
@@ -209,8 +220,10 @@ def test_fifty_uploads_and_explanations_keep_memory_bounded():
     assert not at.exception and support.errors(at) == []
     stored = _stored(at, "explain")
     assert len(stored) >= 2 and stored[-1].image_hash == at.session_state[state.IMAGE_KEY].hash
-    print(f"store: {held[19] / 2**20:.2f} MiB at upload 20, {held[-1] / 2**20:.2f} MiB at 50; traced memory: "
-          f"{traced[19] / 2**20:.1f} MiB at upload 20, {traced[-1] / 2**20:.1f} MiB at 50")
+    print(
+        f"store: {held[19] / 2**20:.2f} MiB at upload 20, {held[-1] / 2**20:.2f} MiB at 50; traced memory: "
+        f"{traced[19] / 2**20:.1f} MiB at upload 20, {traced[-1] / 2**20:.1f} MiB at 50"
+    )
     assert max(held) < STORE_BOUND and max(held[20:]) <= max(held[:20]) * 1.1
     growth = traced[-1] - traced[19]
     assert growth < GROWTH_BOUND, f"memory grew by {growth / 2**20:.1f} MiB over 30 uploads"

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from xaicore.models.bundle import ModelBundle
-from xaicore.timing import best_time, pass_time, synchronize
+from xaicore.runtime.timing import best_time, pass_time, synchronize
 
 __all__ = ["BenchContext", "Workload", "best_time", "pass_time", "synchronize", "saturating_floor", "workloads"]
 
@@ -51,8 +51,11 @@ def saturating_floor(bundle: ModelBundle, *, repeats: int = 3) -> dict[str, floa
 
     def per_image(batch: int) -> dict[str, float]:
         t = pass_time(bundle, batch=batch, repeats=repeats)
-        return {"forward_backward_s_per_image": t["forward_backward_s"] / batch,
-                "forward_s_per_image": t["forward_s"] / batch, "batch": batch}
+        return {
+            "forward_backward_s_per_image": t["forward_backward_s"] / batch,
+            "forward_s_per_image": t["forward_s"] / batch,
+            "batch": batch,
+        }
 
     best = per_image(batches[0])
     for batch in batches[1:]:

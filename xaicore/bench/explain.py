@@ -22,24 +22,23 @@ from typing import Any
 import numpy as np
 import torch
 from captum.attr import (
+    LRP,
+    Deconvolution,
     DeepLift,
     DeepLiftShap,
-    Deconvolution,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
     LayerAttribution,
     LayerGradCam,
-    LRP,
     Occlusion,
     Saliency,
 )
 
 from xaicore.bench.common import BenchContext, Workload, best_time, pass_time, synchronize
-from xaicore.explainers import cost
 from xaicore.data.shapes import generate
-from xaicore.explainers import lrp, shap, smoothgrad
+from xaicore.explainers import cost, lrp, shap, smoothgrad
 from xaicore.explainers.api import attribute, explain, method_generator
 from xaicore.explainers.baselines import jittered_references, make_baseline
 from xaicore.explainers.occlusion import auto_window
@@ -223,11 +222,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     per_image = (ctx.floor or {}).get("forward_backward_s_per_image")
     saturating = {name: s / (batch * per_image) for name, s in batched_s.items()} if per_image else {}
     # a new image each time (nothing cached), the model's first use each time
-    tiles = min((time_to_tiles(bundle, generate(1, seed=IMAGE_SEED + r, size=image.shape[0])[0][0], names)
-                 for r in range(1, 1 + max(1, ctx.repeats))), key=lambda t: t["single_pass_tiles_s"])
+    tiles = min(
+        (
+            time_to_tiles(bundle, generate(1, seed=IMAGE_SEED + r, size=image.shape[0])[0][0], names)
+            for r in range(1, 1 + max(1, ctx.repeats))
+        ),
+        key=lambda t: t["single_pass_tiles_s"],
+    )
     no_occlusion = [n for n in names if n != "occlusion"]
-    no_occlusion_s = best_time(lambda: explain(bundle, image, methods=no_occlusion), device=ctx.device,
-                               repeats=ctx.repeats)
+    no_occlusion_s = best_time(
+        lambda: explain(bundle, image, methods=no_occlusion), device=ctx.device, repeats=ctx.repeats
+    )
     return {
         "image": f"{x.shape[-2]}x{x.shape[-1]}",
         "pass_s": unit,
@@ -240,7 +245,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "time_to_tiles": tiles,
         f"single_pass_floor_units_batch_{batch}": batched,
         f"single_pass_saturating_floor_units_batch_{batch}": saturating,
-        "targets": _gpu_targets(all_s, no_occlusion_s, saturating) if ctx.gpu else {
+        "targets": _gpu_targets(all_s, no_occlusion_s, saturating)
+        if ctx.gpu
+        else {
             f"all_methods_within_{TARGET_ALL_S:g}s": all_s <= TARGET_ALL_S,
             f"single_pass_tiles_within_{TARGET_SINGLE_PASS_TILES_S:g}s": tiles["single_pass_tiles_s"]
             <= TARGET_SINGLE_PASS_TILES_S,

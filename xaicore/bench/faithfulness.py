@@ -1,7 +1,7 @@
 """``xai bench faithfulness``: insertion and deletion curves against the one-step-at-a-time loop.
 
 Workload: both curves (1 % steps, all pixels, black background) for one generated image,
-computed by :func:`xaicore.faithfulness.insertion_deletion` (all masked images of all methods in
+computed by :func:`xaicore.metrics.faithfulness.insertion_deletion` (all masked images of all methods in
 memory-bounded batches, through the model's inference copy on the CPU). Two figures:
 
 * issue 5's: every single-pass method available on the model, without the random control
@@ -35,7 +35,7 @@ model with its 1024 -> 1024 head (8 MB of weights):
 * Per masked image on one thread: the trunk 0.335 ms at 32 images a pass (oneDNN's verbose
   log for the convolutions: conv1 49 us, conv2 103 us, conv3 105 us, conv4 51 us; max-pooling
   about 40 us), the head 0.046 ms at 256 rows a pass (0.055 ms at 32, which is why the copy
-  runs its head apart, see :func:`xaicore.faithfulness.inference_copy`). Convolutions 2-4 run
+  runs its head apart, see :func:`xaicore.models.inference.inference_copy`). Convolutions 2-4 run
   at about 90 GFLOP/s, close to a Zen 3 core's AVX2 peak (32 FLOP per cycle at ~2.9-3.5 GHz);
   the model needs 31 MFLOP per 64x64 image. The batched path is therefore near the cores'
   compute limit, and the ratio cannot rise much further without fewer FLOPs per masked image.
@@ -63,8 +63,9 @@ import numpy as np
 import torch
 
 from xaicore.bench.common import BenchContext, Workload, best_time, synchronize
-from xaicore.faithfulness import RANDOM, clear_inference_copies, curve_steps, insertion_deletion, make_background
+from xaicore.metrics.faithfulness import RANDOM, curve_steps, insertion_deletion, make_background
 from xaicore.models.bundle import ModelBundle
+from xaicore.models.inference import clear_inference_copies
 
 IMAGE_SEED = 5
 STEP_FRACTION = 0.01
@@ -107,13 +108,17 @@ def step_loop_curves(
     return np.array(curves["insertion"]), np.array(curves["deletion"])
 
 
-def method_attributions(bundle: ModelBundle, inputs: torch.Tensor, target: int, *, single_pass_only: bool = False) -> dict[str, np.ndarray]:
+def method_attributions(
+    bundle: ModelBundle, inputs: torch.Tensor, target: int, *, single_pass_only: bool = False
+) -> dict[str, np.ndarray]:
     """Attributions (1, 3, H, W) of every method available on ``bundle`` (or only the
     single-pass ones), in registry order."""
     from xaicore.explainers.api import attribute
     from xaicore.explainers.registry import get_method, list_methods
 
-    names = [m for m in list_methods() if m not in bundle.unavailable and (get_method(m).single_pass or not single_pass_only)]
+    names = [
+        m for m in list_methods() if m not in bundle.unavailable and (get_method(m).single_pass or not single_pass_only)
+    ]
     targets = torch.tensor([target], device=inputs.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # captum's notes about hooks on activations
@@ -173,7 +178,12 @@ def _run(ctx: BenchContext) -> dict[str, Any]:
 
     def worst(res, names) -> float:
         return max(
-            float(max(np.abs(res.get(n).insertion[0] - reference[n][0]).max(), np.abs(res.get(n).deletion[0] - reference[n][1]).max()))
+            float(
+                max(
+                    np.abs(res.get(n).insertion[0] - reference[n][0]).max(),
+                    np.abs(res.get(n).deletion[0] - reference[n][1]).max(),
+                )
+            )
             for n in names
         )
 

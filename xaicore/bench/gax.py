@@ -2,7 +2,7 @@
 
 Figures (all in the same run, on the bench's model and device):
 
-- ``single``: :func:`~xaicore.gax.run_gax` on one image for :data:`STEPS` steps (the target CO is
+- ``single``: :func:`~xaicore.confidence.gax.run_gax` on one image for :data:`STEPS` steps (the target CO is
   unreachable, so every step runs): seconds and steps per second; and the plain reference loop
   (``torch.optim.Adam``, a stopping check with a host sync at every step) on the same image.
 - ``batch``: one batched run of ``ctx.batch`` images for :data:`BATCH_STEPS` steps against
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from xaicore.bench.common import BenchContext, Workload, best_time, synchronize
-from xaicore.confidence import kappa, similarity_term
-from xaicore.gax import run_gax
+from xaicore.confidence.co_ax import kappa, similarity_term
+from xaicore.confidence.gax import run_gax
 from xaicore.models.bundle import ModelBundle
 
 STEPS = 300
@@ -45,8 +45,17 @@ TARGET_STEPS = 300
 PLAIN_LOOP_IMAGES = 16  # the slow plain loop (and the single runs to the target) time at most this many images
 
 
-def plain_gax(bundle: ModelBundle, image: torch.Tensor, *, target: int, target_co: float, max_steps: int,
-              lr: float = 0.1, l_s: float = 100.0, eps: float = 1e-4) -> int:
+def plain_gax(
+    bundle: ModelBundle,
+    image: torch.Tensor,
+    *,
+    target: int,
+    target_co: float,
+    max_steps: int,
+    lr: float = 0.1,
+    l_s: float = 100.0,
+    eps: float = 1e-4,
+) -> int:
     """The obvious one-image GAX loop with ``torch.optim.Adam``; returns the step it stopped at."""
     x = image.unsqueeze(0)
     with bundle.lock:
@@ -109,20 +118,32 @@ def run(ctx: BenchContext) -> dict:
         return best_time(fn, device=device, repeats=ctx.repeats, warmup=0)
 
     single_s = best(lambda: run_gax(bundle, x[:1], target_co=math.inf, max_steps=STEPS))
-    plain_single_s = _timed(lambda: plain_gax(bundle, x[0], target=targets[0], target_co=math.inf,
-                                              max_steps=STEPS), device)
+    plain_single_s = _timed(
+        lambda: plain_gax(bundle, x[0], target=targets[0], target_co=math.inf, max_steps=STEPS), device
+    )
     batch_s = best(lambda: run_gax(bundle, x, target_co=math.inf, max_steps=BATCH_STEPS))
-    loop_s = best(lambda: [run_gax(bundle, x[i:i + 1], target_co=math.inf, max_steps=BATCH_STEPS) for i in range(n)])
+    loop_s = best(lambda: [run_gax(bundle, x[i : i + 1], target_co=math.inf, max_steps=BATCH_STEPS) for i in range(n)])
     few = min(n, PLAIN_LOOP_IMAGES)
-    plain_loop_s = _timed(lambda: [plain_gax(bundle, x[i], target=targets[i], target_co=math.inf,
-                                             max_steps=BATCH_STEPS) for i in range(few)], device) * n / few
+    plain_loop_s = (
+        _timed(
+            lambda: [
+                plain_gax(bundle, x[i], target=targets[i], target_co=math.inf, max_steps=BATCH_STEPS)
+                for i in range(few)
+            ],
+            device,
+        )
+        * n
+        / few
+    )
     full_s = _timed(lambda: run_gax(bundle, x, target_co=math.inf, max_steps=STEPS), device)
 
     reached: dict = {}
     to_target = {"target_co": TARGET_CO, "max_steps": TARGET_STEPS}
     batch_target_s = _timed(lambda: reached.setdefault("batch", run_gax(bundle, x, **to_target)), device)
-    singles_target_s = _timed(lambda: reached.setdefault("singles", [run_gax(bundle, x[i:i + 1], **to_target)[0]
-                                                                     for i in range(few)]), device)
+    singles_target_s = _timed(
+        lambda: reached.setdefault("singles", [run_gax(bundle, x[i : i + 1], **to_target)[0] for i in range(few)]),
+        device,
+    )
     steps = np.array([r.steps for r in reached["batch"].images])
     hit = np.array([r.reached for r in reached["batch"].images])
     # float32 BLAS kernels may differ in the last bits between a batch and one image, which can

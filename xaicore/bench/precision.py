@@ -19,7 +19,7 @@ from xaicore.bench.common import BenchContext, Workload, best_time, pass_time
 from xaicore.bench.explain import bench_image
 from xaicore.explainers.api import attribute
 from xaicore.explainers.registry import list_methods
-from xaicore.similarity import prepare_maps, ssim_batch
+from xaicore.metrics.similarity import prepare_maps, ssim_batch
 
 MIN_SSIM = 0.99
 
@@ -27,7 +27,7 @@ MIN_SSIM = 0.99
 def run(ctx: BenchContext) -> dict[str, Any]:
     if not ctx.gpu:
         return {"skipped": "the bf16 mode needs a CUDA GPU"}
-    from xaicore.faithfulness import insertion_deletion
+    from xaicore.metrics.faithfulness import insertion_deletion
 
     full = ctx.bundle.with_precision("float32")
     half = ctx.bundle.with_precision("bf16")
@@ -45,8 +45,13 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         ssim = float(ssim_batch(pair[:1], pair[1:], data_range=1.0)[0])
         t32 = best_time(lambda: attribute(full, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats)
         t16 = best_time(lambda: attribute(half, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats)
-        methods[name] = {"float32_s": t32, "bf16_s": t16, "speedup": t32 / t16, "ssim": ssim,
-                         "qualifies": ssim >= MIN_SSIM}
+        methods[name] = {
+            "float32_s": t32,
+            "bf16_s": t16,
+            "speedup": t32 / t16,
+            "ssim": ssim,
+            "qualifies": ssim >= MIN_SSIM,
+        }
         if ssim >= MIN_SSIM:
             maps32[name], maps16[name] = a, b
     floor32 = pass_time(full, batch=ctx.batch, repeats=ctx.repeats)
@@ -66,12 +71,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         f32 = best_time(lambda: insertion_deletion(full, x, maps32, target=tgt), device=ctx.device, repeats=ctx.repeats)
         f16 = best_time(lambda: insertion_deletion(half, x, maps16, target=tgt), device=ctx.device, repeats=ctx.repeats)
         worst = max(
-            max(abs(float(a.insertion_auc[0]) - float(b.insertion_auc[0])),
-                abs(float(a.deletion_auc[0]) - float(b.deletion_auc[0])))
+            max(
+                abs(float(a.insertion_auc[0]) - float(b.insertion_auc[0])),
+                abs(float(a.deletion_auc[0]) - float(b.deletion_auc[0])),
+            )
             for a, b in zip(r32.curves, r16.curves)
         )
         figures["faithfulness_qualifying_maps"] = {
-            "float32_s": f32, "bf16_s": f16, "speedup": f32 / f16, "max_auc_difference": worst,
+            "float32_s": f32,
+            "bf16_s": f16,
+            "speedup": f32 / f16,
+            "max_auc_difference": worst,
         }
     return figures
 

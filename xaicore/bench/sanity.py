@@ -21,7 +21,7 @@ import torch
 
 from xaicore.bench.common import BenchContext, Workload, best_time, pass_time, synchronize
 from xaicore.models.bundle import ModelBundle
-from xaicore.randomization import layer_seed, reinitialize
+from xaicore.models.randomization import layer_seed, reinitialize
 
 METHODS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
 SEEDS = (0, 1, 2, 3, 4)
@@ -32,7 +32,7 @@ TOLERANCE = 1e-6
 
 def normalize_reference(attr: np.ndarray, normalization: str) -> np.ndarray:
     """One raw (3, H, W) map -> 2-D map, written out plainly (the definitions of
-    :data:`xaicore.similarity.NORMALIZATIONS`): zero maps stay zero, NaN/inf maps become NaN."""
+    :data:`xaicore.metrics.similarity.NORMALIZATIONS`): zero maps stay zero, NaN/inf maps become NaN."""
     attr = np.asarray(attr, dtype=np.float32)
     if normalization == "abs_channel_max":
         m = np.abs(attr).max(axis=0)
@@ -49,7 +49,7 @@ def normalize_reference(attr: np.ndarray, normalization: str) -> np.ndarray:
 
 
 def spearman_reference(a: np.ndarray, b: np.ndarray) -> float:
-    """SciPy's Spearman, with the degenerate cases defined as in :mod:`xaicore.similarity`."""
+    """SciPy's Spearman, with the degenerate cases defined as in :mod:`xaicore.metrics.similarity`."""
     from scipy.stats import spearmanr
 
     x, y = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
@@ -132,8 +132,8 @@ def _best(fn, ctx: BenchContext):
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
+    from xaicore.checks.sanity import METRICS, run_sanity
     from xaicore.data.shapes import generate
-    from xaicore.sanity import METRICS, run_sanity
 
     bundle = ctx.bundle
     methods = [m for m in METHODS if m not in bundle.unavailable]
@@ -151,11 +151,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     if len(ref_seeds) == len(SEEDS):
         ours_s, ours = fast_s, result
     else:  # the same work as the reference: the first seeds only
-        ours_s, ours = _best(lambda: run_sanity(bundle, image, methods=methods, mode="both", seeds=ref_seeds,
-                                                keep_maps="none"), ctx)
+        ours_s, ours = _best(
+            lambda: run_sanity(bundle, image, methods=methods, mode="both", seeds=ref_seeds, keep_maps="none"), ctx
+        )
     start = time.perf_counter()
     reference = reference_sanity(
-        bundle, inputs, methods=methods, modes=MODES, seeds=ref_seeds, targets=torch.as_tensor(result.targets, device=inputs.device)
+        bundle,
+        inputs,
+        methods=methods,
+        modes=MODES,
+        seeds=ref_seeds,
+        targets=torch.as_tensor(result.targets, device=inputs.device),
     )
     synchronize(ctx.device)
     reference_s = time.perf_counter() - start
@@ -177,9 +183,11 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "speedup": reference_s / ours_s,
         "max_abs_difference": diff,
         "identical_within_1e-6": bool(diff <= TOLERANCE and same_nan),
-        **({"target_gpu_5s_met": bool(fast_s <= 5.0), "target_gpu_20x_met": bool(reference_s / ours_s >= 20.0)}
-           if ctx.gpu else
-           {"target_30s_met": bool(fast_s <= 30.0), "target_3x_met": bool(reference_s / ours_s >= 3.0)}),
+        **(
+            {"target_gpu_5s_met": bool(fast_s <= 5.0), "target_gpu_20x_met": bool(reference_s / ours_s >= 20.0)}
+            if ctx.gpu
+            else {"target_30s_met": bool(fast_s <= 30.0), "target_3x_met": bool(reference_s / ours_s >= 3.0)}
+        ),
         "verdicts": {v.method: f"{v.status} (SSIM {v.value:.3f})" for v in result.verdicts},
     }
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.cli.common import SINGLE_PASS, add_model_options, check_out_dir, load_model_arg, methods_for, read_image_arg
+from xaicore.cli.common import (
+    SINGLE_PASS,
+    add_model_options,
+    check_out_dir,
+    load_model_arg,
+    methods_for,
+    read_image_arg,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--methods", default=",".join(SINGLE_PASS), help="comma-separated method names, or 'all'")
     p.add_argument("--seed", type=int, default=0, help="seed of stochastic methods")
-    p.add_argument("--normalization", default="abs", help="normalization of the maps before SSIM: abs or abs_channel_max")
+    p.add_argument(
+        "--normalization", default="abs", help="normalization of the maps before SSIM: abs or abs_channel_max"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from xaicore.discriminative import compare_classes
+    from xaicore.checks.discriminative import compare_classes
+
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)

@@ -13,8 +13,8 @@ images, parameters, provenance).
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 from pathlib import Path
 
 from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
@@ -30,12 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="folder, zip file, generated:N or generated-hard:N")
     add_model_options(p)
-    p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
+    p.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})",
+    )
     p.add_argument("--variants", default="x+h,x*h", help="AX variants, x+h and/or x*h (default both)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images of a folder or zip")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the generated set and of stochastic methods (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated set and of stochastic methods (default 0)"
+    )
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
@@ -64,7 +68,8 @@ def read_image_set(data: str, bundle, *, seed: int, limit: int | None):
 
 def run(args: argparse.Namespace) -> int:
     from xaicore.cli.common import methods_for
-    from xaicore.confidence import co_scores
+    from xaicore.confidence.co_sets import co_scores
+
     check_out_dir(args.out)
     bundle = load_model_arg(args)
     image_set = read_image_set(args.data, bundle, seed=args.seed, limit=args.limit)
@@ -76,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int, method: str) -> None:
         print(f"\r{done} of {total} image-methods ({method})", end="", file=sys.stderr, flush=True)
 
-    result = co_scores(bundle, image_set, methods=methods, variants=variants, seed=args.seed,
-                       batch_size=args.batch, progress=progress)
+    result = co_scores(
+        bundle, image_set, methods=methods, variants=variants, seed=args.seed, batch_size=args.batch, progress=progress
+    )
     print(file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = args.out / "co_scores.csv", args.out / "co_scores.json"

@@ -5,7 +5,7 @@ appended as each batch of images finishes), and at the end ``summary.json`` / ``
 (per method: mean and 95% interval of every metric, and the difference from the random
 control), ``rows.csv``, and the report card ``report.json`` / ``report.md``. Rerun on the same
 DIR with the same settings to continue an interrupted run; other settings are refused (see
-:mod:`xaicore.evalstore`). ``--sanity``, ``--classes`` and ``--co`` add the results of
+:mod:`xaicore.evaluation.store`). ``--sanity``, ``--classes`` and ``--co`` add the results of
 ``xai sanity``, ``xai classes`` and ``xai co-scores`` to the report card.
 """
 
@@ -30,20 +30,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score explanation methods over a set of images (faithfulness, localization, runtime)",
         description="Data-set evaluation with resumable output and a report card.",
     )
-    p.add_argument("data", help="a folder or zip of images (labels from sub-folders, <stem>.mask.png masks), "
-                                "generated:N[:SEED], generated-hard:N[:SEED] (harder shapes), scenes:N[:SEED] "
-                                "(with object masks) or samples")
+    p.add_argument(
+        "data",
+        help="a folder or zip of images (labels from sub-folders, <stem>.mask.png masks), "
+        "generated:N[:SEED], generated-hard:N[:SEED] (harder shapes), scenes:N[:SEED] "
+        "(with object masks) or samples",
+    )
     add_model_options(p)
-    p.add_argument("--methods", default=None,
-                   help="comma-separated method names, or 'all' (default: the single-pass methods)")
+    p.add_argument(
+        "--methods", default=None, help="comma-separated method names, or 'all' (default: the single-pass methods)"
+    )
     p.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated subset of {DEFAULT_METRICS}")
-    p.add_argument("--target", default="label", choices=("label", "predicted"),
-                   help="explain the true class when known (label, default) or always the predicted class")
+    p.add_argument(
+        "--target",
+        default="label",
+        choices=("label", "predicted"),
+        help="explain the true class when known (label, default) or always the predicted class",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of stochastic methods and the random control (default 0)")
     p.add_argument("--baseline", default="black", help="baseline of the methods that need one (default black)")
-    p.add_argument("--step", type=float, default=0.01, help="insertion/deletion step as a fraction of the pixels (default 0.01)")
-    p.add_argument("--fraction", type=float, default=1.0, help="end of the curves as a fraction of the pixels (default 1)")
-    p.add_argument("--background", default="black", choices=("black", "blur", "mean"), help="what replaces removed pixels")
+    p.add_argument(
+        "--step", type=float, default=0.01, help="insertion/deletion step as a fraction of the pixels (default 0.01)"
+    )
+    p.add_argument(
+        "--fraction", type=float, default=1.0, help="end of the curves as a fraction of the pixels (default 1)"
+    )
+    p.add_argument(
+        "--background", default="black", choices=("black", "blur", "mean"), help="what replaces removed pixels"
+    )
     p.add_argument("--batch", type=int, default=8, help="images per batch; rows are written batch by batch (default 8)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--sanity", type=Path, default=None, help="sanity.json of `xai sanity`, added to the report card")
@@ -105,9 +119,9 @@ def read_co_rows(path: Path) -> list[dict[str, str]]:
 def run(args: argparse.Namespace) -> int:
     from xaicore.cli.common import parse_methods
     from xaicore.data.evalsets import parse_data
-    from xaicore.evalstore import evaluate_in_folder
-    from xaicore.evaluate import make_settings
-    from xaicore.report import build_report
+    from xaicore.evaluation.report import build_report
+    from xaicore.evaluation.rows import make_settings
+    from xaicore.evaluation.store import evaluate_in_folder
 
     check_out_dir(args.out)
     bundle = load_model_arg(args)
@@ -116,9 +130,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {notice}", file=sys.stderr)
     methods = default_methods() if args.methods is None else parse_methods(args.methods)
     settings = make_settings(
-        bundle, image_set, methods=methods, metrics=args.metrics, data=str(args.data), target=args.target,
-        seed=args.seed, baseline=args.baseline, step_fraction=args.step, fraction=args.fraction,
-        background=args.background, batch_size=args.batch,
+        bundle,
+        image_set,
+        methods=methods,
+        metrics=args.metrics,
+        data=str(args.data),
+        target=args.target,
+        seed=args.seed,
+        baseline=args.baseline,
+        step_fraction=args.step,
+        fraction=args.fraction,
+        background=args.background,
+        batch_size=args.batch,
     )
     for method, reason in settings.skipped.items():
         print(f"note: {method} is left out: {reason}", file=sys.stderr)
@@ -139,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     for line in card.summary:
         print(line)
-    print(f"\n{evaluation.runtime_s:.1f} s; wrote {args.out}/summary.json, summary.csv, rows.jsonl, rows.csv, report.json, report.md")
+    print(
+        f"\n{evaluation.runtime_s:.1f} s; wrote {args.out}/summary.json, summary.csv, rows.jsonl, rows.csv, report.json, report.md"
+    )
     return 0
 
 

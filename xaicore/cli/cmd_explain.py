@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from xaicore.explainers.api import explain, resolve_methods
-    from xaicore.heatmaps import grid_image
+    from xaicore.render.heatmaps import grid_image
 
     check_out_dir(args.out)
     params = parse_params(args.param)

@@ -24,17 +24,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", help="image file, or the name of a sample (see the dashboard)")
     add_model_options(p)
-    p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})")
+    p.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated method names, or 'all' (default: {DEFAULT_METHODS})",
+    )
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--step", type=float, default=0.01, help="curve step as a fraction of the pixels (default 0.01)")
-    p.add_argument("--fraction", type=float, default=1.0, help="end of the curves as a fraction of the pixels (default 1; 0.5 as in ID-ExpO)")
     p.add_argument(
-        "--background", default="blur", choices=("black", "blur", "mean"),
+        "--fraction",
+        type=float,
+        default=1.0,
+        help="end of the curves as a fraction of the pixels (default 1; 0.5 as in ID-ExpO)",
+    )
+    p.add_argument(
+        "--background",
+        default="blur",
+        choices=("black", "blur", "mean"),
         help="what replaces removed pixels (default blur: black holes read as shapes to the default model)",
     )
-    p.add_argument("--baseline", default="black", help="baseline of the explanation methods that need one (default black)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the stochastic methods and of the random control (default 0)")
-    p.add_argument("--batch", type=int, default=None, help="masked images per forward pass (default 64 on CPU, 256 on GPU)")
+    p.add_argument(
+        "--baseline", default="black", help="baseline of the explanation methods that need one (default black)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the stochastic methods and of the random control (default 0)"
+    )
+    p.add_argument(
+        "--batch", type=int, default=None, help="masked images per forward pass (default 64 on CPU, 256 on GPU)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
 
@@ -44,13 +61,15 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.errors import ParameterError
     from xaicore.explainers.api import explain
     from xaicore.explainers.results import Status
-    from xaicore.faithfulness import RANDOM, insertion_deletion
+    from xaicore.metrics.faithfulness import RANDOM, insertion_deletion
 
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)
     methods = methods_for(args.methods, bundle.unavailable)
-    explained = explain(bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline)
+    explained = explain(
+        bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline
+    )
     usable = {m.method: m.attribution[None] for m in explained.methods if m.status is Status.OK}
     skipped = {m.method: m.reason or m.status.value for m in explained.methods if m.status is not Status.OK}
     if not usable:

@@ -2,7 +2,7 @@
 
 Writes ``DIR/gax.json`` (CO score per step, the step reached, whether the target was reached,
 final logits, parameters, provenance) and ``DIR/gax_history.npz`` (the heatmap of every stored
-step, int8 with the scale in ``scale``; see :mod:`xaicore.gax`).
+step, int8 with the scale in ``scale``; see :mod:`xaicore.confidence.gax`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from xaicore.gax import MAX_STEPS
+    from xaicore.confidence.gax import MAX_STEPS
 
     p = sub.add_parser(
         "gax",
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from xaicore.cli.common import read_image_arg
-    from xaicore.gax import run_gax
+    from xaicore.confidence.gax import run_gax
 
     check_out_dir(args.out)
     image = read_image_arg(args.image)
@@ -45,18 +45,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"\rstep {step} of at most {total}: CO {float(co[0]):.2f}", end="", file=sys.stderr, flush=True)
 
     result = run_gax(
-        bundle, image.array, target=args.target_class, target_co=args.target_co, max_steps=args.max_steps,
-        lr=args.lr, l_s=args.l_s, progress=progress,
+        bundle,
+        image.array,
+        target=args.target_class,
+        target_co=args.target_co,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        l_s=args.l_s,
+        progress=progress,
     )
     print(file=sys.stderr)
     one = result[0]
     json_path, npz_path = result.save(args.out)
     for notice in result.notices:
         print(f"note: {notice}")
-    outcome = f"reached CO {args.target_co:g} at step {one.steps}" if one.reached else (
-        f"did not reach CO {args.target_co:g} within {one.steps} steps"
+    outcome = (
+        f"reached CO {args.target_co:g} at step {one.steps}"
+        if one.reached
+        else (f"did not reach CO {args.target_co:g} within {one.steps} steps")
     )
-    print(f"{image.name}: class {one.target} ({one.target_label}) {outcome}; final CO {one.final_co:.2f} "
-          f"in {result.runtime_s:.2f} s")
+    print(
+        f"{image.name}: class {one.target} ({one.target_label}) {outcome}; final CO {one.final_co:.2f} "
+        f"in {result.runtime_s:.2f} s"
+    )
     print(f"wrote {json_path} and {npz_path}")
     return 0

@@ -10,9 +10,19 @@ from dataclasses import asdict
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the models (name, description, offline availability)")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.add_argument("--show", metavar="NAME", default=None,
-                   help="load one model and show its classes, layers and the methods unavailable for it")
-    p.add_argument("--random", "--random-weights", dest="random", action="store_true", help="with --show: random weights (torchvision models)")
+    p.add_argument(
+        "--show",
+        metavar="NAME",
+        default=None,
+        help="load one model and show its classes, layers and the methods unavailable for it",
+    )
+    p.add_argument(
+        "--random",
+        "--random-weights",
+        dest="random",
+        action="store_true",
+        help="with --show: random weights (torchvision models)",
+    )
     p.set_defaults(func=run)
 
 
@@ -45,8 +55,10 @@ def _show(name: str, *, random: bool) -> int:
     bundle = load_model(name, weights=None if random else "default")
     print(f"{bundle.name}  [{bundle.source}]")
     print(f"fingerprint: {bundle.fingerprint}")
-    print(f"input: {bundle.input_size[0]}x{bundle.input_size[1]}  classes: {bundle.num_classes} "
-          f"({', '.join(bundle.labels[:5])}{', ...' if bundle.num_classes > 5 else ''})")
+    print(
+        f"input: {bundle.input_size[0]}x{bundle.input_size[1]}  classes: {bundle.num_classes} "
+        f"({', '.join(bundle.labels[:5])}{', ...' if bundle.num_classes > 5 else ''})"
+    )
     print(f"CAM layer: {bundle.cam_layer}  randomizable layers: {len(bundle.layers)}")
     print("unavailable methods:")
     for line in describe_unavailable(bundle).splitlines():

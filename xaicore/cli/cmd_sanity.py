@@ -11,7 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from xaicore.cli.common import SINGLE_PASS, add_model_options, check_out_dir, load_model_arg, methods_for, read_image_arg
+from xaicore.cli.common import (
+    SINGLE_PASS,
+    add_model_options,
+    check_out_dir,
+    load_model_arg,
+    methods_for,
+    read_image_arg,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated method names, or 'all' (default: the six single-pass methods)",
     )
     p.add_argument("--mode", default="cascading", choices=("cascading", "independent", "both"))
-    p.add_argument("--seeds", type=int, default=5, help="number of randomization seeds (0 .. K-1; default 5, at most 100)")
+    p.add_argument(
+        "--seeds", type=int, default=5, help="number of randomization seeds (0 .. K-1; default 5, at most 100)"
+    )
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--target-policy", default="original", choices=("original", "randomized_prediction"))
     p.add_argument("--normalization", default="abs", help="normalization of the absolute maps: abs or abs_channel_max")
@@ -39,15 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xaicore.checks.sanity import MAX_SEEDS, run_sanity
     from xaicore.errors import ParameterError
-    from xaicore.sanity import run_sanity
-
-    from xaicore.sanity import MAX_SEEDS
 
     if args.seeds < 1:
         raise ParameterError("--seeds must be at least 1.")
     if args.seeds > MAX_SEEDS:
-        raise ParameterError(f"--seeds {args.seeds:,} is over the cap of {MAX_SEEDS} seeds; 5 to 10 already show the spread.")
+        raise ParameterError(
+            f"--seeds {args.seeds:,} is over the cap of {MAX_SEEDS} seeds; 5 to 10 already show the spread."
+        )
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)
@@ -72,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     paths = result.save(args.out, save_maps=args.save_maps)
     label = result.labels[int(result.targets[0])]
-    print(f"{bundle.name}, {image.name}: explaining class {label!r}; {len(result.layers)} layers, seeds 0..{args.seeds - 1}")
+    print(
+        f"{bundle.name}, {image.name}: explaining class {label!r}; {len(result.layers)} layers, seeds 0..{args.seeds - 1}"
+    )
     print(f"{'method':<26} {'SSIM after output layer':>24}  verdict")
     for title, verdict in zip(result.titles, result.verdicts, strict=True):
         print(f"{title:<26} {verdict.value:>24.3f}  {verdict.status}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from xaicore.models.default import ASSETS_DIR
-    from xaicore.training import TrainConfig
+    from xaicore.models.training import TrainConfig
 
     p = sub.add_parser(
         "train-default",
@@ -20,11 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=ASSETS_DIR, help=f"output folder (default: {ASSETS_DIR})")
     for f in dataclasses.fields(TrainConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f"default: {f.default}")
-    p.add_argument("--device", default="cpu",
-                   help="cpu or cuda (default: cpu). Deterministic kernels on both: the same device type "
-                   "and versions give the same weights (the committed ones: cuda, see the card)")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"default: {f.default}"
+        )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda (default: cpu). Deterministic kernels on both: the same device type "
+        "and versions give the same weights (the committed ones: cuda, see the card)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
 
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from xaicore.errors import ParameterError
-    from xaicore.training import TrainConfig, save_trained, train_default_model
+    from xaicore.models.training import TrainConfig, save_trained, train_default_model
 
     if args.threads is not None:
         if args.threads < 1:
@@ -44,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     result = train_default_model(config, device=args.device, progress=lambda line: print(line, flush=True))
     paths = save_trained(result, args.out)
     ev = result.evaluation
-    print(f"test accuracy {ev.accuracy:.2%} on {ev.test_images} fresh images; "
-          f"scene top-2 hit rate {ev.scene_top2_hit_rate:.1%} on {ev.test_scenes} scenes")
+    print(
+        f"test accuracy {ev.accuracy:.2%} on {ev.test_images} fresh images; "
+        f"scene top-2 hit rate {ev.scene_top2_hit_rate:.1%} on {ev.test_scenes} scenes"
+    )
     for path in paths:
         print(f"wrote {path}")
     return 0

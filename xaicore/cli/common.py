@@ -34,7 +34,9 @@ def read_image_arg(source: str) -> ImageArg:
     if source in list_samples():
         sample = load_sample(source)
         masks = sample.masks if sample.masks is not None and sample.mask_labels else None
-        return ImageArg(array=sample.image, name=source, masks=masks, mask_labels=sample.mask_labels if masks is not None else None)
+        return ImageArg(
+            array=sample.image, name=source, masks=masks, mask_labels=sample.mask_labels if masks is not None else None
+        )
     raise ImageLoadError(f"{source!r} is neither an image file nor a sample name; check the path.")
 
 
@@ -82,15 +84,21 @@ def add_model_options(parser, *, model_help: str | None = None) -> None:
         "checkpoint options", "for --model PATH of a state dict (the same settings as the dashboard's sidebar)"
     )
     group.add_argument("--arch", default=None, help="torchvision architecture of the state dict, e.g. resnet18")
-    group.add_argument("--num-classes", type=int, default=None,
-                       help="number of classes (default: read from the state dict's classifier)")
-    group.add_argument("--labels", default=None,
-                       help="class names: a text file with one per line, or a comma-separated list")
-    group.add_argument("--input-size", default=None,
-                       help="input side in pixels, or HxW such as 224x224 (default 224)")
+    group.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="number of classes (default: read from the state dict's classifier)",
+    )
+    group.add_argument(
+        "--labels", default=None, help="class names: a text file with one per line, or a comma-separated list"
+    )
+    group.add_argument("--input-size", default=None, help="input side in pixels, or HxW such as 224x224 (default 224)")
     group.add_argument("--mean", default=None, help="per-channel mean, e.g. 0.485,0.456,0.406 (default ImageNet's)")
     group.add_argument("--std", default=None, help="per-channel std, e.g. 0.229,0.224,0.225 (default ImageNet's)")
-    group.add_argument("--grayscale", action="store_true", help="the model wants grayscale input (copied to 3 channels)")
+    group.add_argument(
+        "--grayscale", action="store_true", help="the model wants grayscale input (copied to 3 channels)"
+    )
 
 
 def parse_numbers(text: str, *, option: str, count: int = 3) -> tuple[float, ...]:
@@ -154,14 +162,16 @@ def model_options(args) -> dict:
     is_default = name.lower() == "default"
     is_torchvision = not is_default and name.lower() in zoo.torchvision_names()
     path = Path(name).expanduser()
-    is_checkpoint = not is_default and not is_torchvision and (
-        path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES
+    is_checkpoint = (
+        not is_default and not is_torchvision and (path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES)
     )
     options: dict = {}
     if getattr(args, "random_weights", False):
         if not is_torchvision:
-            what = "the embedded default model has only its trained weights" if is_default else (
-                "a checkpoint brings its own weights"
+            what = (
+                "the embedded default model has only its trained weights"
+                if is_default
+                else ("a checkpoint brings its own weights")
             )
             raise ParameterError(f"--random-weights applies to torchvision models such as resnet18; {what}.")
         options["weights"] = None

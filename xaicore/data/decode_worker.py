@@ -67,11 +67,19 @@ def load_image_isolated(
     check_header(data, name=name, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
     with tempfile.TemporaryDirectory(prefix="xai-decode-") as folder:
         out = Path(folder) / "image.npy"
-        spec = {"name": name, "out": str(out), "max_pixels": max_pixels, "max_bytes": max_bytes,
-                "max_decode_bytes": max_decode_bytes}
-        process = subprocess.Popen(  # noqa: S603 - our own module, with the same interpreter
+        spec = {
+            "name": name,
+            "out": str(out),
+            "max_pixels": max_pixels,
+            "max_bytes": max_bytes,
+            "max_decode_bytes": max_decode_bytes,
+        }
+        process = subprocess.Popen(
             [sys.executable, "-m", "xaicore.data.decode_worker", json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_child_env(),
         )
         try:
             reply, _ = process.communicate(input=data, timeout=timeout_s)
@@ -128,8 +136,13 @@ def _main() -> int:
     data = sys.stdin.buffer.read()
     _limit_memory(spec["max_decode_bytes"])
     try:
-        loaded = load_image(data, name=spec["name"], max_pixels=spec["max_pixels"], max_bytes=spec["max_bytes"],
-                            max_decode_bytes=spec["max_decode_bytes"])
+        loaded = load_image(
+            data,
+            name=spec["name"],
+            max_pixels=spec["max_pixels"],
+            max_bytes=spec["max_bytes"],
+            max_decode_bytes=spec["max_decode_bytes"],
+        )
         np.save(spec["out"], loaded.array, allow_pickle=False)
     except ImageLoadError as exc:
         reply = {"error": str(exc)}

@@ -60,8 +60,8 @@ def _read_png(data: bytes, width: int, height: int, colour: int) -> np.ndarray:
     idat, key = [], None
     at = 8
     while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at:at + 8])
-        body = data[at + 8:at + 8 + length]
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        body = data[at + 8 : at + 8 + length]
         if kind == b"IDAT":
             idat.append(body)
         elif kind == b"tRNS" and colour == 2 and len(body) == 6:

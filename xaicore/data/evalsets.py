@@ -60,8 +60,14 @@ def sample_set(names: Sequence[str] | None = None) -> ImageSet:
         image = np.array(sample.image, dtype=np.float32)
         if sample.masks is not None and sample.mask_labels:
             for label, mask in zip(sample.mask_labels, sample.masks, strict=True):
-                items.append(ImageItem(name=f"{name}/{shapes.CLASSES[label]}", array=image, label=int(label),
-                                       mask=np.array(mask, dtype=bool)))
+                items.append(
+                    ImageItem(
+                        name=f"{name}/{shapes.CLASSES[label]}",
+                        array=image,
+                        label=int(label),
+                        mask=np.array(mask, dtype=bool),
+                    )
+                )
         else:
             items.append(ImageItem(name=name, array=image, label=sample.label))
     return ImageSet(items=tuple(items), class_names=tuple(shapes.CLASSES))
@@ -73,7 +79,7 @@ def parse_data(
     class_names: Sequence[str] | None = None,
     size: tuple[int, int] | None = None,
     limit: int | None = None,
-    preprocess: "Preprocess | None" = None,
+    preprocess: Preprocess | None = None,
 ) -> ImageSet:
     """The image set named by ``spec`` (see the module docstring).
 
@@ -90,17 +96,21 @@ def parse_data(
         if kind == "scenes":
             image_set = scene_set(count, seed=seed)
         else:
-            image_set = generated_test_set(count, seed=seed, difficulty=HARD_DIFFICULTY if kind == "generated-hard" else 0.0)
+            image_set = generated_test_set(
+                count, seed=seed, difficulty=HARD_DIFFICULTY if kind == "generated-hard" else 0.0
+            )
     elif text.lower() == "samples":
         image_set = sample_set()
     elif text.split(":", 1)[0] in ("generated", "generated-hard", "scenes"):
-        raise ParameterError(f"{text!r} is not understood; write generated:N or generated:N:SEED "
-                             "(generated-hard and scenes likewise).")
+        raise ParameterError(
+            f"{text!r} is not understood; write generated:N or generated:N:SEED (generated-hard and scenes likewise)."
+        )
     else:
         return load_image_set(text, class_names=class_names, limit=limit, size=size, preprocess=preprocess)
     if limit is not None:
         if limit < 1:
             raise ParameterError("limit must be at least 1 image (or None for all).")
-        image_set = ImageSet(items=image_set.items[:limit], class_names=image_set.class_names,
-                             notices=image_set.notices)
+        image_set = ImageSet(
+            items=image_set.items[:limit], class_names=image_set.class_names, notices=image_set.notices
+        )
     return image_set

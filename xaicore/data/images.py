@@ -28,7 +28,15 @@ from xaicore.errors import ImageLoadError
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 """Pillow format identifiers accepted by :func:`load_image`, judged by file content."""
 
-FORMAT_TITLES = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "TIFF": "TIFF", "WEBP": "WebP", "GIF": "GIF"}
+FORMAT_TITLES = {
+    "PNG": "PNG",
+    "JPEG": "JPEG",
+    "MPO": "JPEG",
+    "BMP": "BMP",
+    "TIFF": "TIFF",
+    "WEBP": "WebP",
+    "GIF": "GIF",
+}
 SUPPORTED_TEXT = "PNG, JPEG, BMP, TIFF, WebP or GIF"
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -260,10 +268,10 @@ def to_rgb_float(im: Image.Image, *, notices: list[str] | None = None) -> np.nda
         transparent = False
         rows = max(1, _BLOCK_PIXELS // max(1, rgba8.shape[1]))
         for start in range(0, rgba8.shape[0], rows):  # row blocks: float64 temporaries stay small
-            rgba = rgba8[start:start + rows].astype(np.float64) / 255.0
+            rgba = rgba8[start : start + rows].astype(np.float64) / 255.0
             alpha = rgba[:, :, 3:4]
             transparent = transparent or bool(np.any(alpha < 1.0))
-            out[start:start + rows] = np.clip(rgba[:, :, :3] * alpha + (1.0 - alpha), 0.0, 1.0)
+            out[start : start + rows] = np.clip(rgba[:, :, :3] * alpha + (1.0 - alpha), 0.0, 1.0)
         if transparent:
             notes.append("Transparent areas were composited on white.")
         return out
@@ -353,8 +361,12 @@ def _orientation(im: Image.Image) -> int:
 
 # EXIF orientation -> the array operation of Pillow's exif_transpose.
 _ORIENT = {
-    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
     8: lambda a: np.rot90(a, 1),
 }
 
@@ -416,7 +428,7 @@ def _open_checked(
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(_unidentified_message(data, subject)) from exc
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on damaged headers
+    except Exception as exc:
         raise ImageLoadError(f"{subject} is damaged: its header could not be read ({_short(exc)}).") from exc
     try:
         width, height = im.size
@@ -489,7 +501,7 @@ def _guarded(fn: Callable[[], T], subject: str) -> T:
         ) from exc
     except MemoryError as exc:
         raise ImageLoadError(f"{subject} is too large to decode in the memory available.") from exc
-    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ...
+    except Exception as exc:
         text = _short(exc)
         if "truncated" in text.lower():
             raise ImageLoadError(f"{subject} is truncated: the image data ends early.") from exc

@@ -79,7 +79,7 @@ def load_image_set(
     class_names: Sequence[str] | None = None,
     limit: int | None = None,
     size: tuple[int, int] | None = None,
-    preprocess: "Preprocess | None" = None,
+    preprocess: Preprocess | None = None,
     max_images: int = DEFAULT_MAX_IMAGES,
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS,
@@ -187,8 +187,11 @@ def relabel(image_set: ImageSet, class_names: Sequence[str]) -> ImageSet:
     for item in image_set.items:
         label = None if item.label is None else mapping.get(int(item.label))
         if item.label is not None and label is None:
-            name = image_set.class_names[int(item.label)] if 0 <= int(item.label) < len(image_set.class_names) \
+            name = (
+                image_set.class_names[int(item.label)]
+                if 0 <= int(item.label) < len(image_set.class_names)
                 else str(item.label)
+            )
             dropped[name] = dropped.get(name, 0) + 1
         items.append(ImageItem(item.name, item.array, label, item.mask))
     notices = list(image_set.notices)
@@ -230,8 +233,13 @@ class _Archive(Protocol):
 
 def _kind(mode: int) -> str:
     """What a file of this ``st_mode`` is, in words, when it is not a regular file."""
-    for test, words in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+    for test, words in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return words
     return "not a regular file"
@@ -251,7 +259,9 @@ class _Folder:
             for d in dirs:
                 if not d.startswith(".") and os.path.islink(os.path.join(directory, d)):
                     self.skipped.append(((rel / d).as_posix(), "a link to a folder"))
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(directory, d)))
+            dirs[:] = sorted(
+                d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(directory, d))
+            )
             for f in sorted(files):
                 name = (rel / f).as_posix()
                 why = self._refusal(Path(directory) / f)
@@ -357,9 +367,20 @@ def _zip_from(handle: Path | io.BytesIO, subject: str) -> _Zip:
 
 
 class _Loader:
-    def __init__(self, archive: _Archive, *, class_names: Sequence[str] | None, take: int, cap_note: bool,
-                 size: tuple[int, int] | None, max_total_bytes: int, max_total_pixels: int,
-                 max_pixels: int, max_bytes: int, preprocess: "Preprocess | None" = None) -> None:
+    def __init__(
+        self,
+        archive: _Archive,
+        *,
+        class_names: Sequence[str] | None,
+        take: int,
+        cap_note: bool,
+        size: tuple[int, int] | None,
+        max_total_bytes: int,
+        max_total_pixels: int,
+        max_pixels: int,
+        max_bytes: int,
+        preprocess: Preprocess | None = None,
+    ) -> None:
         self.archive = archive
         self.given_classes = tuple(class_names) if class_names is not None else None
         self.take = take
@@ -413,7 +434,7 @@ class _Loader:
             )
         return ImageSet(items=tuple(items), class_names=tuple(classes), notices=tuple(self.notices))
 
-    def _load_item(self, path: str, mask_path: str | None, labeller: "_Labeller") -> ImageItem | None:
+    def _load_item(self, path: str, mask_path: str | None, labeller: _Labeller) -> ImageItem | None:
         try:
             data = self._read(path)
             loaded = load_image(data, name=path, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
@@ -428,8 +449,13 @@ class _Loader:
         mask = None
         if mask_path is not None:
             try:
-                mask = load_mask(self._read(mask_path), size=loaded.array.shape[:2] if self.preprocess else
-                                 array.shape[:2], name=mask_path, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+                mask = load_mask(
+                    self._read(mask_path),
+                    size=loaded.array.shape[:2] if self.preprocess else array.shape[:2],
+                    name=mask_path,
+                    max_pixels=self.max_pixels,
+                    max_bytes=self.max_bytes,
+                )
             except ImageLoadError as exc:
                 self.problems.append(f"{exc} (mask ignored)")
             else:
@@ -447,8 +473,7 @@ class _Loader:
     def _note_cut(self, remaining: int) -> None:
         reason = "the cap on images per set" if self.cap_note else "the requested limit"
         self.notices.append(
-            f"Only the first {_count(self.take, 'image')} loaded ({reason}); "
-            f"{_count(remaining, 'more file')} not read."
+            f"Only the first {_count(self.take, 'image')} loaded ({reason}); {_count(remaining, 'more file')} not read."
         )
 
     def _note_problems(self) -> None:

@@ -35,10 +35,16 @@ PHOTOS: dict[str, tuple[str, str]] = {
     "coffee": ("coffee.png", "A cup of espresso on a red saucer on a wooden table (colour, 600x400)."),
     "chelsea": ("chelsea.png", "Chelsea, a tabby cat (colour, 451x300)."),
     "rocket": ("rocket.jpg", "A SpaceX Falcon 9 rocket on its launch pad at dusk (colour JPEG, 640x427)."),
-    "motorcycle": ("motorcycle_left.png", "A red motorcycle in a workshop, left view of a stereo pair (colour, 741x500)."),
+    "motorcycle": (
+        "motorcycle_left.png",
+        "A red motorcycle in a workshop, left view of a stereo pair (colour, 741x500).",
+    ),
     "camera": ("camera.png", "The classic 'cameraman' photograph (grayscale, 512x512)."),
     "coins": ("coins.png", "Twenty-four Greek coins from Pompeii laid out in rows (grayscale, 384x303)."),
-    "hubble": ("hubble_deep_field.jpg", "The Hubble eXtreme Deep Field: galaxies in deep space (colour JPEG, 1000x872)."),
+    "hubble": (
+        "hubble_deep_field.jpg",
+        "The Hubble eXtreme Deep Field: galaxies in deep space (colour JPEG, 1000x872).",
+    ),
     "retina": ("retina.jpg", "A photograph of a human retina, fundus view (colour JPEG, 1411x1411)."),
     "histology": ("ihc.png", "Tissue slice with immunohistochemical staining (colour, 512x512)."),
 }

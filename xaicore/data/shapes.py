@@ -159,7 +159,7 @@ class _Objects:
     tex_period: np.ndarray  # (n,) pixels
     tex_angle: np.ndarray  # (n,) radians
 
-    def take(self, index: slice | np.ndarray) -> "_Objects":
+    def take(self, index: slice | np.ndarray) -> _Objects:
         return _Objects(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
 
 
@@ -396,8 +396,11 @@ def generate(n: int, *, seed: int, size: int = 64, difficulty: float = 0.0) -> t
         (n, size, size, 3) float32 in [0, 1] and (n,) int64 indices into :data:`CLASSES`.
     """
     _check(n, seed, size)
-    if isinstance(difficulty, bool) or not isinstance(difficulty, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(difficulty) <= 1.0:
+    if (
+        isinstance(difficulty, bool)
+        or not isinstance(difficulty, (int, float, np.floating, np.integer))
+        or not 0.0 <= float(difficulty) <= 1.0
+    ):
         raise ParameterError(f"The difficulty must be a number from 0 (plain) to 1 (hardest); got {difficulty!r}.")
     difficulty = float(difficulty)
     rng = np.random.default_rng(seed)

@@ -35,7 +35,7 @@ from xaicore.explainers.results import (
 )
 from xaicore.explainers.shared import OnOutcome, Outcome, Progress, run_methods
 from xaicore.models.bundle import ModelBundle
-from xaicore.provenance import Provenance
+from xaicore.runtime.provenance import Provenance
 
 TargetLike = int | Sequence[int] | np.ndarray | torch.Tensor
 OnResult = Callable[[ExplainResult], None]
@@ -246,7 +246,9 @@ def _run(
     outcomes: dict[str, Outcome] = {}
     calls: dict[str, MethodCall] = {}
     size = (x.shape[-2], x.shape[-1])
-    order = sorted(specs, key=lambda spec: method_units(spec.name, resolved[spec.name], size)) if cheapest_first else specs
+    order = (
+        sorted(specs, key=lambda spec: method_units(spec.name, resolved[spec.name], size)) if cheapest_first else specs
+    )
     for spec in order:
         if spec.name in bundle.unavailable:
             outcomes[spec.name] = Outcome(None, MethodUnavailable(bundle.unavailable[spec.name]), 0.0)
@@ -375,7 +377,10 @@ def explain(
         methods=(),
         baseline=baseline,
         provenance=Provenance(
-            model_name=bundle.name, model_fingerprint=bundle.fingerprint, seed=int(seed), device=str(bundle.device),
+            model_name=bundle.name,
+            model_fingerprint=bundle.fingerprint,
+            seed=int(seed),
+            device=str(bundle.device),
             preprocessing=bundle.preprocess.frame(*array.shape[:2]).record(),
         ),
         total_runtime_s=0.0,
@@ -389,10 +394,20 @@ def explain(
             on_result(replace(shell, methods=(items[name],), total_runtime_s=time.perf_counter() - started))
 
     _run(
-        bundle, x, specs, target=target_index, seed=seed, params=resolved, baseline=baseline, model=None,
-        progress=progress, on_outcome=finished, cheapest_first=True,
+        bundle,
+        x,
+        specs,
+        target=target_index,
+        seed=seed,
+        params=resolved,
+        baseline=baseline,
+        model=None,
+        progress=progress,
+        on_outcome=finished,
+        cheapest_first=True,
     )
     if progress is not None:
         progress(len(specs), len(specs), "")
-    return replace(shell, methods=tuple(items[spec.name] for spec in specs),
-                   total_runtime_s=time.perf_counter() - started)
+    return replace(
+        shell, methods=tuple(items[spec.name] for spec in specs), total_runtime_s=time.perf_counter() - started
+    )

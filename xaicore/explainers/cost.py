@@ -25,7 +25,7 @@ from typing import Any
 from xaicore.errors import XaiError
 from xaicore.explainers.registry import get_method
 from xaicore.models.bundle import ModelBundle
-from xaicore.timing import pass_time
+from xaicore.runtime.timing import pass_time
 
 QUICK_BUDGET_S = 1.5  # a method that should take longer than this waits for a click
 SAMPLES = 5  # the pass time kept is the fastest of this many measurements, one per estimate
@@ -102,8 +102,9 @@ class Estimate:
         return sorted(self.units, key=self.units.__getitem__)
 
 
-def plan_run(estimate: Estimate, *, pressed: bool, auto: bool, stopped: set[str] | frozenset[str] = frozenset()
-             ) -> list[str]:
+def plan_run(
+    estimate: Estimate, *, pressed: bool, auto: bool, stopped: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """The methods to start now among those not computed yet (``estimate.units``): all of them
     when the user pressed Run; with automatic runs, the quick ones (:meth:`Estimate.quick`) the
     user did not stop; otherwise none."""

@@ -15,9 +15,9 @@ import torch
 from captum.attr import DeepLift
 from torch import nn
 
-from xaicore.device import run_chunked
 from xaicore.explainers.gradients import chunk_size, grad_leaf
 from xaicore.explainers.registry import Attribution
+from xaicore.runtime.device import run_chunked
 
 
 def deeplift(model: nn.Module, inputs: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor) -> Attribution:
@@ -76,9 +76,13 @@ def deeplift_and_shap(
         zero = torch.zeros((), dtype=part.values.dtype, device=inputs.device)
         return (
             torch.zeros_like(inputs).index_add_(0, i, torch.where(keep, part.values, zero)),
-            torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(0, i, torch.where(first, part.delta, zero)),
+            torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(
+                0, i, torch.where(first, part.delta, zero)
+            ),
             torch.zeros_like(inputs).index_add_(0, i, torch.where(keep, zero, part.values)),
-            torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(0, i, torch.where(first, zero, part.delta)),
+            torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(
+                0, i, torch.where(first, zero, part.delta)
+            ),
         )
 
     def combine(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:

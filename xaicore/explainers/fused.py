@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable, ParameterError
 from xaicore.explainers.gradients import GradientPass, chunk_size, single_activation, target_scores
 from xaicore.explainers.modified_relu import relu_hooks
+from xaicore.runtime.device import run_chunked
 
 RULES = ("plain", "guided", "deconv")
 GRAPHS_ENV = "XAI_CUDA_GRAPHS"
@@ -69,7 +69,9 @@ def _row_rules(model: nn.Module, clamp: torch.Tensor, gate: torch.Tensor):
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
         x = inputs[0]
         if x.ndim == 0 or x.shape[0] != rows:
-            raise MethodUnavailable("A ReLU sees a tensor whose first dimension is not the batch; rules cannot be mixed.")
+            raise MethodUnavailable(
+                "A ReLU sees a tensor whose first dimension is not the batch; rules cannot be mixed."
+            )
         return _RowRuleReLU.apply(x, clamp, gate)
 
     return relu_hooks(model, hook)
@@ -137,7 +139,7 @@ def fused_pass_once(
     if layer is not None:
         wrt.append(single_activation(captured))
     grads = torch.autograd.grad(scores.sum(), wrt)
-    by_rule = {rule: grads[0][i * n:(i + 1) * n] for i, rule in enumerate(rules)}
+    by_rule = {rule: grads[0][i * n : (i + 1) * n] for i, rule in enumerate(rules)}
     cam = None
     if layer is not None:
         cam = GradientPass(by_rule["plain"], wrt[1][:n].detach(), grads[1][:n])

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable
+from xaicore.runtime.device import run_chunked
 
 # Rough activation memory per image as a multiple of the input's bytes (forward + backward of
 # a VGG/ResNet-style network); only sets the first chunk size, run_chunked halves it on OOM.

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.device import run_chunked
 from xaicore.errors import ParameterError
 from xaicore.explainers.gradients import chunk_size, sample_gradients, target_scores
 from xaicore.explainers.registry import Attribution
+from xaicore.runtime.device import run_chunked
 
 
 def gauss_legendre(steps: int, *, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,6 @@ from xaicore.explainers.gradients import grad_leaf
 from xaicore.explainers.registry import Attribution
 from xaicore.models.bundle import PixelSpaceModel
 
-
 PASS_THROUGH = (nn.Flatten, nn.Unflatten, nn.Identity)
 
 

@@ -14,13 +14,12 @@ from collections.abc import Callable
 import torch
 from captum.attr import InputXGradient, Saliency
 
-from xaicore.device import run_chunked
 from xaicore.errors import MethodUnavailable
 from xaicore.explainers import cam, deeplift, integrated, lrp, modified_relu, occlusion, shap, smoothgrad
 from xaicore.explainers.baselines import jittered_references
 from xaicore.explainers.gradients import chunk_size, grad_leaf
 from xaicore.explainers.registry import Attribution, MethodCall, Param, register_method
-
+from xaicore.runtime.device import run_chunked
 
 JITTER_HELP = "standard deviation of the jitter added to the baseline"
 # Work per image in plain forward+backward passes, where it is not a parameter (measured on the
@@ -104,9 +103,7 @@ def _input_x_gradient(call: MethodCall) -> Attribution:
     single_pass=True,
 )
 def _deconvolution(call: MethodCall) -> Attribution:
-    return over_image_chunks(
-        call, lambda c: Attribution(modified_relu.deconvolution(c.model, c.inputs, c.target))
-    )
+    return over_image_chunks(call, lambda c: Attribution(modified_relu.deconvolution(c.model, c.inputs, c.target)))
 
 
 @register_method(
@@ -120,9 +117,7 @@ def _deconvolution(call: MethodCall) -> Attribution:
     single_pass=True,
 )
 def _guided_backprop(call: MethodCall) -> Attribution:
-    return over_image_chunks(
-        call, lambda c: Attribution(modified_relu.guided_backprop(c.model, c.inputs, c.target))
-    )
+    return over_image_chunks(call, lambda c: Attribution(modified_relu.guided_backprop(c.model, c.inputs, c.target)))
 
 
 @register_method(
@@ -303,10 +298,20 @@ def _occlusion(call: MethodCall) -> Attribution:
     models built from layers it has rules for; with plain epsilon rules it equals
     Input x Gradient.""",
     params=(
-        Param("epsilon", 0.1, "stabilizer of every layer's denominator (absorbs weak, noisy relevance)",
-              minimum=0.0, maximum=10.0),
-        Param("gamma", 0.25, "extra weight of positive contributions in convolutions; 0 = epsilon rule",
-              minimum=0.0, maximum=10.0),
+        Param(
+            "epsilon",
+            0.1,
+            "stabilizer of every layer's denominator (absorbs weak, noisy relevance)",
+            minimum=0.0,
+            maximum=10.0,
+        ),
+        Param(
+            "gamma",
+            0.25,
+            "extra weight of positive contributions in convolutions; 0 = epsilon rule",
+            minimum=0.0,
+            maximum=10.0,
+        ),
     ),
     hook_based=True,
     units=lambda _p, _size: LRP_UNITS,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xaicore.device import run_chunked
 from xaicore.errors import ParameterError
 from xaicore.explainers.gradients import chunk_size, target_scores
+from xaicore.runtime.device import run_chunked
 
 WINDOW_FRACTION = 8  # automatic window: 1/8 of the shorter image side
 

@@ -18,7 +18,6 @@ from torch import nn
 
 from xaicore.errors import DuplicateNameError, ParameterError, UnknownNameError
 
-
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 

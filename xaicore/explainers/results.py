@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.provenance import Provenance
+from xaicore.runtime.provenance import Provenance
 
 
 class Status(str, enum.Enum):

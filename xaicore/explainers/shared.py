@@ -85,8 +85,9 @@ OnOutcome = Callable[[str, "Outcome"], None]
 
 
 class _Runner:
-    def __init__(self, calls: Mapping[str, MethodCall], progress: Progress | None,
-                 on_outcome: OnOutcome | None = None) -> None:
+    def __init__(
+        self, calls: Mapping[str, MethodCall], progress: Progress | None, on_outcome: OnOutcome | None = None
+    ) -> None:
         self.calls = calls
         self.progress = progress
         self.on_outcome = on_outcome

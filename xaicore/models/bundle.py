@@ -161,9 +161,7 @@ class ModelBundle:
                 raise ParameterError(f"{target!r} is not a class of {self.name}.")
         index = int(target)
         if not 0 <= index < self.num_classes:
-            raise ParameterError(
-                f"Class {index} is out of range: {self.name} has classes 0 to {self.num_classes - 1}."
-            )
+            raise ParameterError(f"Class {index} is out of range: {self.name} has classes 0 to {self.num_classes - 1}.")
         return index
 
     def to_input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -198,7 +196,7 @@ class ModelBundle:
         """``"float32"``, or ``"bf16"`` for the mixed-precision mode (:meth:`with_precision`)."""
         return "bf16" if self.model.autocast_dtype == torch.bfloat16 else "float32"
 
-    def with_precision(self, precision: str) -> "ModelBundle":
+    def with_precision(self, precision: str) -> ModelBundle:
         """This model computing in ``precision``: ``"float32"`` or ``"bf16"`` (CUDA only).
 
         bf16 runs the network under autocast (matrix products and convolutions in bfloat16,
@@ -222,7 +220,7 @@ class ModelBundle:
         base = self.name.removesuffix(" [bf16]")
         return replace(self, model=model, name=base + (" [bf16]" if wanted == "bf16" else ""))
 
-    def private_copy(self) -> "ModelBundle":
+    def private_copy(self) -> ModelBundle:
         """A deep copy with its own model and lock, for work that changes weights."""
         with self.lock:
             model = copy.deepcopy(self.model)

@@ -133,8 +133,18 @@ def _torch_load(stream: IO[bytes], path: str | None = None) -> object:
     except pickle.UnpicklingError as exc:
         raise _refusal(exc) from exc
     except (
-        RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError, IndexError, struct.error,
-        TypeError, AttributeError, OverflowError, UnicodeDecodeError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        zipfile.BadZipFile,
+        OSError,
+        KeyError,
+        IndexError,
+        struct.error,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        UnicodeDecodeError,
         AssertionError,  # torch's legacy reader asserts on a storage key that is not in the file
     ) as exc:
         raise CheckpointError(
@@ -167,7 +177,7 @@ def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:
         )
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -246,13 +256,13 @@ def _zip_entry_count(stream: IO[bytes]) -> int | None:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + 12 > len(tail):
         return None
-    entries = int.from_bytes(tail[at + 10:at + 12], "little")
+    entries = int.from_bytes(tail[at + 10 : at + 12], "little")
     if entries != 0xFFFF:
         return entries
     locator = tail.rfind(b"PK\x06\x07", 0, at)
     if locator < 0 or locator + 16 > len(tail):
         return None
-    stream.seek(int.from_bytes(tail[locator + 8:locator + 16], "little"))
+    stream.seek(int.from_bytes(tail[locator + 8 : locator + 16], "little"))
     record = stream.read(40)
     stream.seek(0)
     if len(record) < 40 or record[:4] != b"PK\x06\x06":
@@ -334,8 +344,15 @@ def _is_safetensors(stream: IO[bytes]) -> bool:
 
 
 _SAFETENSORS_DTYPES = {
-    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
 }
 
 
@@ -397,7 +414,9 @@ def check_layout(state: Mapping[str, torch.Tensor]) -> None:
     for key, value in state.items():
         problem = _layout_problem(value)
         if problem:
-            raise CheckpointError(f"The weights {key!r} {problem}; this is not a state dict saved from a model. {SAVE_HINT}")
+            raise CheckpointError(
+                f"The weights {key!r} {problem}; this is not a state dict saved from a model. {SAVE_HINT}"
+            )
 
 
 def _layout_problem(value: torch.Tensor) -> str | None:
@@ -446,7 +465,7 @@ def _open(source: bytes | str | Path) -> IO[bytes]:
     if isinstance(source, (bytes, bytearray)):
         return io.BytesIO(source)
     try:
-        return open(source, "rb")  # noqa: SIM115 - closed by the caller's with-block
+        return open(source, "rb")
     except OSError as exc:
         raise CheckpointError(f"There is no readable file at {source}.") from exc
 

@@ -2,7 +2,7 @@
 
 Its weights (``assets/default_model.pt``, a plain state dict) and machine-readable card
 (``assets/default_model.json``: classes, normalization, data, accuracy, fingerprint) are made
-by ``xai train-default`` (:mod:`xaicore.training`). Nothing here downloads anything.
+by ``xai train-default`` (:mod:`xaicore.models.training`). Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from xaicore.device import default_device
 from xaicore.errors import ModelNotAvailable
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
 from xaicore.models.layers import forward_order, last_conv_layer
 from xaicore.models.preprocess import Preprocess
+from xaicore.runtime.device import default_device
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 WEIGHTS_PATH = ASSETS_DIR / "default_model.pt"
@@ -154,7 +154,7 @@ def load_default_bundle(*, device: torch.device | str | None = None) -> ModelBun
         state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise ModelNotAvailable(f"The default model's weights {WEIGHTS_PATH} are missing. {_RETRAIN}") from exc
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle safely means a damaged file
+    except Exception as exc:
         raise ModelNotAvailable(f"The default model's weights {WEIGHTS_PATH} cannot be read. {_RETRAIN}") from exc
     labels = tuple(str(c) for c in card["classes"])
     try:

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from xaicore.device import default_device
 from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.models import checkpoint, zoo
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
 from xaicore.models.layers import forward_order, last_conv_layer
 from xaicore.models.preprocess import Preprocess
 from xaicore.models.safety import make_hook_safe
+from xaicore.runtime.device import default_device
 
 DEFAULT_NAME = "default"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -105,7 +105,7 @@ def load_model(
         ``"default"``; a torchvision classification name (``"resnet18"``...); or a state dict
         file (``.pt``/``.pth``/``.safetensors`` path) or its bytes, which needs ``arch``.
     device:
-        Where the model runs; default :func:`xaicore.device.default_device`.
+        Where the model runs; default :func:`xaicore.runtime.device.default_device`.
     weights:
         torchvision only: ``"default"`` (ImageNet, from the local torch hub cache, downloaded
         only when online and ``XAI_OFFLINE`` is not set), a weights name like
@@ -128,28 +128,55 @@ def load_model(
     target = torch.device(device) if device is not None else default_device()
     if isinstance(name_or_path, (bytes, bytearray)):
         return load_checkpoint_model(
-            bytes(name_or_path), arch=arch, device=target, num_classes=num_classes, class_names=class_names,
-            input_size=input_size, mean=mean, std=std, grayscale=grayscale,
+            bytes(name_or_path),
+            arch=arch,
+            device=target,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
         )
     text = str(name_or_path).strip()
     if text.lower() == DEFAULT_NAME:
         _refuse_options_for_default(
-            arch=arch, num_classes=num_classes, class_names=class_names, input_size=input_size,
-            mean=mean, std=std, grayscale=grayscale, weights=weights,
+            arch=arch,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
+            weights=weights,
         )
         from xaicore.models.default import load_default_bundle
 
         return load_default_bundle(device=target)
     if text.lower() in zoo.torchvision_names():
         return load_torchvision(
-            text.lower(), weights=weights, device=target, num_classes=num_classes, class_names=class_names,
-            input_size=input_size, mean=mean, std=std, grayscale=grayscale,
+            text.lower(),
+            weights=weights,
+            device=target,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
         )
     path = Path(text).expanduser()
     if path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
         return load_checkpoint_model(
-            path, arch=arch, device=target, num_classes=num_classes, class_names=class_names,
-            input_size=input_size, mean=mean, std=std, grayscale=grayscale,
+            path,
+            arch=arch,
+            device=target,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
         )
     known = ", ".join([DEFAULT_NAME, *zoo.ZOO])
     raise UnknownNameError(
@@ -203,9 +230,16 @@ def load_torchvision(
     source = f"torchvision:{arch}/{'random' if weights is None else reference.name}"
     size = _size(input_size, pre.input_size)
     return assemble_bundle(
-        net, arch=arch, labels=labels, input_size=size,
-        mean=pre.mean if mean is None else mean, std=pre.std if std is None else std,
-        grayscale=grayscale, device=device, name=name, source=source,
+        net,
+        arch=arch,
+        labels=labels,
+        input_size=size,
+        mean=pre.mean if mean is None else mean,
+        std=pre.std if std is None else std,
+        grayscale=grayscale,
+        device=device,
+        name=name,
+        source=source,
         preprocess=Preprocess.from_weights(reference, input_size=size, random=weights is None),
     )
 
@@ -259,9 +293,16 @@ def load_checkpoint_model(
     shown = file_name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "uploaded state dict")
     size = _size(input_size, (224, 224))
     return assemble_bundle(
-        net, arch=arch, labels=labels, input_size=size,
-        mean=IMAGENET_MEAN if mean is None else mean, std=IMAGENET_STD if std is None else std,
-        grayscale=grayscale, device=device, name=f"{arch} from {shown}", source=f"checkpoint:{shown}",
+        net,
+        arch=arch,
+        labels=labels,
+        input_size=size,
+        mean=IMAGENET_MEAN if mean is None else mean,
+        std=IMAGENET_STD if std is None else std,
+        grayscale=grayscale,
+        device=device,
+        name=f"{arch} from {shown}",
+        source=f"checkpoint:{shown}",
         preprocess=Preprocess.for_checkpoint(size),
     )
 
@@ -273,7 +314,9 @@ def _out_features(net: nn.Module) -> int:
     return int(linears[-1].out_features)
 
 
-def _labels(class_names: Sequence[str] | None, num_classes: int | None, *, fallback: Sequence[str] | None) -> tuple[str, ...]:
+def _labels(
+    class_names: Sequence[str] | None, num_classes: int | None, *, fallback: Sequence[str] | None
+) -> tuple[str, ...]:
     if class_names is not None:
         names = tuple(str(c) for c in class_names)
         if num_classes is not None and len(names) != int(num_classes):
@@ -360,4 +403,3 @@ def describe_unavailable(bundle: ModelBundle) -> str:
     if not bundle.unavailable:
         return "every explanation method can run on this model."
     return "\n".join(f"{method}: {reason}" for method, reason in sorted(bundle.unavailable.items()))
-

@@ -80,7 +80,9 @@ class Preprocess:
     def __post_init__(self) -> None:
         size = tuple(int(s) for s in self.input_size)
         if len(size) != 2 or min(size) < 1:
-            raise ParameterError(f"The input size must be (height, width) with both at least 1, not {self.input_size!r}.")
+            raise ParameterError(
+                f"The input size must be (height, width) with both at least 1, not {self.input_size!r}."
+            )
         object.__setattr__(self, "input_size", size)
         if self.mode not in MODES:
             raise ParameterError(f"Unknown preprocessing mode {self.mode!r}; choose one of {', '.join(MODES)}.")
@@ -98,12 +100,14 @@ class Preprocess:
     # --- constructors ---------------------------------------------------------------------
 
     @classmethod
-    def direct(cls, input_size: tuple[int, int], *, origin: str = "") -> "Preprocess":
+    def direct(cls, input_size: tuple[int, int], *, origin: str = "") -> Preprocess:
         """Resize straight to ``input_size`` (bilinear, antialiased)."""
         return cls(input_size=input_size, mode="resize", origin=origin)
 
     @classmethod
-    def from_weights(cls, weights: Any, *, input_size: tuple[int, int] | None = None, random: bool = False) -> "Preprocess":
+    def from_weights(
+        cls, weights: Any, *, input_size: tuple[int, int] | None = None, random: bool = False
+    ) -> Preprocess:
         """The rule of torchvision ``weights``, read from ``weights.transforms()`` (nothing is downloaded).
 
         ``resize_size``, ``crop_size`` and ``interpolation`` of the transform are used. When
@@ -133,7 +137,7 @@ class Preprocess:
         return cls(input_size=size, mode="resize_crop", resize=resize, interpolation=interpolation, origin=origin)
 
     @classmethod
-    def for_checkpoint(cls, input_size: tuple[int, int]) -> "Preprocess":
+    def for_checkpoint(cls, input_size: tuple[int, int]) -> Preprocess:
         """The rule for an uploaded state dict: shorter side to the input's longer side, then the centre crop.
 
         For a square input of side s: resize the shorter side to s and cut the centre s x s,
@@ -141,7 +145,9 @@ class Preprocess:
         """
         size = (int(input_size[0]), int(input_size[1]))
         return cls(
-            input_size=size, mode="resize_crop", resize=max(size),
+            input_size=size,
+            mode="resize_crop",
+            resize=max(size),
             origin="uploaded state dict: shorter side resized to the input size, centre crop (the common rule)",
         )
 
@@ -170,19 +176,35 @@ class Preprocess:
             "rule": self.describe(),
         }
 
-    def frame(self, height: int, width: int) -> "Framing":
+    def frame(self, height: int, width: int) -> Framing:
         """What this rule does to an image of ``height`` x ``width`` pixels (no pixels needed)."""
         h, w = int(height), int(width)
         if h < 1 or w < 1:
             raise ParameterError(f"An image must be at least 1x1 pixel, not {w}x{h}.")
         H, W = self.input_size
         if (h, w) == (H, W):
-            return Framing(self, (h, w), (h, w), (0.0, 0.0, float(h), float(w)), cropped=False, padded=False,
-                           stretched=False, unchanged=True)
+            return Framing(
+                self,
+                (h, w),
+                (h, w),
+                (0.0, 0.0, float(h), float(w)),
+                cropped=False,
+                padded=False,
+                stretched=False,
+                unchanged=True,
+            )
         if self.mode == "resize":
             stretched = abs(math.log((h / w) / (H / W))) > STRETCH_TOLERANCE
-            return Framing(self, (h, w), (H, W), (0.0, 0.0, float(h), float(w)), cropped=False, padded=False,
-                           stretched=stretched, unchanged=False)
+            return Framing(
+                self,
+                (h, w),
+                (H, W),
+                (0.0, 0.0, float(h), float(w)),
+                cropped=False,
+                padded=False,
+                stretched=stretched,
+                unchanged=False,
+            )
         resized = _shorter_side(h, w, int(self.resize))  # type: ignore[arg-type]
         rh, rw = resized
         top, left = int(round((rh - H) / 2.0)), int(round((rw - W) / 2.0))  # as torchvision's center_crop
@@ -190,10 +212,18 @@ class Preprocess:
         kept_bottom, kept_right = min(top + H, rh), min(left + W, rw)
         sy, sx = h / rh, w / rw
         box = (kept_top * sy, kept_left * sx, kept_bottom * sy, kept_right * sx)
-        return Framing(self, (h, w), resized, box, cropped=rh > H or rw > W, padded=rh < H or rw < W,
-                       stretched=False, unchanged=False)
+        return Framing(
+            self,
+            (h, w),
+            resized,
+            box,
+            cropped=rh > H or rw > W,
+            padded=rh < H or rw < W,
+            stretched=False,
+            unchanged=False,
+        )
 
-    def frame_of(self, images: np.ndarray | torch.Tensor) -> "Framing":
+    def frame_of(self, images: np.ndarray | torch.Tensor) -> Framing:
         """:meth:`frame` for the images of one call: (H, W, 3), (3, H, W), (N, H, W, 3) or (N, 3, H, W)."""
         shape = tuple(images.shape)
         if len(shape) == 3:
@@ -219,7 +249,7 @@ class Preprocess:
             x = TF.center_crop(x, list(self.input_size))
         return x.clamp(0.0, 1.0)
 
-    def apply(self, image: np.ndarray) -> tuple[np.ndarray, "Framing"]:
+    def apply(self, image: np.ndarray) -> tuple[np.ndarray, Framing]:
         """One (H, W, 3) image in [0, 1] -> (the model input as (h, w, 3) float32, its :class:`Framing`)."""
         array = np.asarray(image, dtype=np.float32)
         if array.ndim != 3 or array.shape[-1] != 3:

@@ -136,7 +136,7 @@ def faster_forward(net: nn.Module) -> nn.Module | None:
 
 
 # fx tracing takes milliseconds: one rewrite per network (callers check it against the network)
-_SWAPPED: "weakref.WeakKeyDictionary[nn.Module, nn.Module | None]" = weakref.WeakKeyDictionary()
+_SWAPPED: weakref.WeakKeyDictionary[nn.Module, nn.Module | None] = weakref.WeakKeyDictionary()
 _SWAPPED_LOCK = threading.Lock()
 
 

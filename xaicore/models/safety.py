@@ -38,28 +38,81 @@ from xaicore.errors import ParameterError
 
 #: Activation and pooling module types that have a non-linear backward worth hooking.
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Hardshrink, nn.Softshrink,
-    nn.Tanhshrink, nn.Sigmoid, nn.LogSigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Threshold,
-    nn.GLU, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Hardshrink,
+    nn.Softshrink,
+    nn.Tanhshrink,
+    nn.Sigmoid,
+    nn.LogSigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Threshold,
+    nn.GLU,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Softmin,
+    nn.Softmax2d,
 )
 #: Pooling module types that are not linear in their input.
 POOL_TYPES: tuple[type[nn.Module], ...] = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d, nn.FractionalMaxPool2d, nn.FractionalMaxPool3d, nn.LPPool1d, nn.LPPool2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.FractionalMaxPool2d,
+    nn.FractionalMaxPool3d,
+    nn.LPPool1d,
+    nn.LPPool2d,
 )
 #: Guided Backprop and Deconvolution override the backward pass of ReLU modules only; their
 #: definition routes the signal through max-pooling like a plain gradient.
 GUIDED_HANDLED: frozenset[type[nn.Module]] = frozenset({nn.ReLU, *POOL_TYPES})
 #: DeepLift's rescale rule exists for these module types (captum's ``SUPPORTED_NON_LINEAR``).
 DEEPLIFT_HANDLED: frozenset[type[nn.Module]] = frozenset(
-    {nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus,
-     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Softmax}
+    {
+        nn.ReLU,
+        nn.ELU,
+        nn.LeakyReLU,
+        nn.Sigmoid,
+        nn.Tanh,
+        nn.Softplus,
+        nn.MaxPool1d,
+        nn.MaxPool2d,
+        nn.MaxPool3d,
+        nn.Softmax,
+    }
 )
 #: Leaf module types captum's LRP gives a default rule (epsilon) or treats as non-linear.
 LRP_RULES: frozenset[type[nn.Module]] = frozenset(
-    {nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Conv2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-     nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Tanh}
+    {
+        nn.MaxPool1d,
+        nn.MaxPool2d,
+        nn.MaxPool3d,
+        nn.Conv2d,
+        nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        nn.Linear,
+        nn.BatchNorm2d,
+        nn.ReLU,
+        nn.Dropout,
+        nn.Tanh,
+    }
 )
 #: Shape-only leaves with no LRP default rule: the LRP method must give them captum's
 #: ``IdentityRule`` (relevance passes through unchanged), which is exact for them.
@@ -90,18 +143,49 @@ _FUNCTIONAL_GROUPS: dict[str, tuple[Callable, ...]] = {
     "tanh": (F.tanh, torch.tanh, torch.tanh_, torch.Tensor.tanh, torch.Tensor.tanh_),
     "softplus": (F.softplus,),
     "softmax": (F.softmax, F.log_softmax, torch.softmax, torch.Tensor.softmax),
-    "max_pool": (F.max_pool1d, F.max_pool2d, F.max_pool3d, torch.max_pool1d, torch.max_pool2d,
-                 torch.max_pool3d, F.adaptive_max_pool2d),
+    "max_pool": (
+        F.max_pool1d,
+        F.max_pool2d,
+        F.max_pool3d,
+        torch.max_pool1d,
+        torch.max_pool2d,
+        torch.max_pool3d,
+        F.adaptive_max_pool2d,
+    ),
 }
 _FUNCTIONAL: dict[Callable, str] = {fn: kind for kind, fns in _FUNCTIONAL_GROUPS.items() for fn in fns}
 
-_SUMS = (torch.add, torch.sub, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.sub,
-         torch.Tensor.sub_, torch.Tensor.__add__, torch.Tensor.__iadd__, torch.Tensor.__radd__,
-         torch.Tensor.__sub__, torch.Tensor.__isub__, torch.Tensor.__rsub__)
-_PRODUCTS = (torch.mul, torch.div, torch.matmul, torch.bmm, torch.Tensor.mul, torch.Tensor.mul_,
-             torch.Tensor.div, torch.Tensor.div_, torch.Tensor.__mul__, torch.Tensor.__imul__,
-             torch.Tensor.__rmul__, torch.Tensor.__truediv__, torch.Tensor.__itruediv__,
-             torch.Tensor.__matmul__, torch.Tensor.matmul)
+_SUMS = (
+    torch.add,
+    torch.sub,
+    torch.Tensor.add,
+    torch.Tensor.add_,
+    torch.Tensor.sub,
+    torch.Tensor.sub_,
+    torch.Tensor.__add__,
+    torch.Tensor.__iadd__,
+    torch.Tensor.__radd__,
+    torch.Tensor.__sub__,
+    torch.Tensor.__isub__,
+    torch.Tensor.__rsub__,
+)
+_PRODUCTS = (
+    torch.mul,
+    torch.div,
+    torch.matmul,
+    torch.bmm,
+    torch.Tensor.mul,
+    torch.Tensor.mul_,
+    torch.Tensor.div,
+    torch.Tensor.div_,
+    torch.Tensor.__mul__,
+    torch.Tensor.__imul__,
+    torch.Tensor.__rmul__,
+    torch.Tensor.__truediv__,
+    torch.Tensor.__itruediv__,
+    torch.Tensor.__matmul__,
+    torch.Tensor.matmul,
+)
 _BINARY: dict[Callable, str] = {**{f: "sum" for f in _SUMS}, **{f: "product" for f in _PRODUCTS}}
 
 
@@ -220,7 +304,7 @@ class _Recorder(TorchFunctionMode):
         self.functional: Counter[str] = Counter()
         self.binary: Counter[str] = Counter()
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch API
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = _FUNCTIONAL.get(func)
         if kind is not None and self.inside == 0:
@@ -316,7 +400,9 @@ def _type_issue(types: dict[str, str], handled: frozenset[type[nn.Module]]) -> l
     return [f"it uses {_few(odd)} layers, which this method does not handle"] if odd else []
 
 
-def _reuse_issue(reused: dict[str, int], leaves: dict[str, str], kinds: tuple[type[nn.Module], ...] | None) -> list[str]:
+def _reuse_issue(
+    reused: dict[str, int], leaves: dict[str, str], kinds: tuple[type[nn.Module], ...] | None
+) -> list[str]:
     kind_names = None if kinds is None else {t.__name__ for t in kinds}
     hits = [f"{name} ({n}x)" for name, n in sorted(reused.items()) if kind_names is None or leaves[name] in kind_names]
     return [f"module(s) {_few(hits)} run more than once per forward pass, so hooks mix up their calls"] if hits else []
@@ -351,8 +437,10 @@ def _lrp_issues(a: ActivationAudit) -> list[str]:
     if no_rule:
         issues.append(f"captum has no LRP rule for its {_few(no_rule)} layers")
     if a.input_sums:
-        issues.append(f"it adds input-dependent branches ({a.input_sums}x, e.g. residual connections), "
-                      "which captum's LRP does not split, so relevance is not conserved")
+        issues.append(
+            f"it adds input-dependent branches ({a.input_sums}x, e.g. residual connections), "
+            "which captum's LRP does not split, so relevance is not conserved"
+        )
     if a.input_products:
         issues.append(f"it multiplies input-dependent tensors together ({a.input_products}x)")
     return issues
@@ -375,8 +463,7 @@ def unavailable_methods(findings: ActivationAudit) -> dict[str, str]:
         issues = issues_of(findings)
         if issues:
             reasons[method] = (
-                f"{METHOD_TITLES[method]} would silently give a wrong map on this model: "
-                + "; ".join(issues) + "."
+                f"{METHOD_TITLES[method]} would silently give a wrong map on this model: " + "; ".join(issues) + "."
             )
     return reasons
 

@@ -56,16 +56,29 @@ ZOO: dict[str, ZooEntry] = dict(
         _entry("vgg16", "VGG-16", "vgg", "Plain 16-layer convolutional network (ImageNet); large, slow on CPU."),
         _entry("alexnet", "AlexNet", "alexnet", "The 2012 8-layer network (ImageNet); small and fast."),
         _entry("densenet121", "DenseNet-121", "densenet", "Densely connected 121-layer network (ImageNet)."),
-        _entry("mobilenet_v3_large", "MobileNetV3-Large", "mobilenet",
-               "Efficient mobile network with Hardswish and squeeze-excitation (ImageNet)."),
-        _entry("efficientnet_b0", "EfficientNet-B0", "efficientnet",
-               "Compound-scaled network with SiLU and squeeze-excitation (ImageNet)."),
+        _entry(
+            "mobilenet_v3_large",
+            "MobileNetV3-Large",
+            "mobilenet",
+            "Efficient mobile network with Hardswish and squeeze-excitation (ImageNet).",
+        ),
+        _entry(
+            "efficientnet_b0",
+            "EfficientNet-B0",
+            "efficientnet",
+            "Compound-scaled network with SiLU and squeeze-excitation (ImageNet).",
+        ),
     ]
 )
 
 _FAMILY_PREFIXES = (
-    ("resnet", "resnet"), ("resnext", "resnet"), ("wide_resnet", "resnet"), ("vgg", "vgg"),
-    ("alexnet", "alexnet"), ("densenet", "densenet"), ("mobilenet", "mobilenet"),
+    ("resnet", "resnet"),
+    ("resnext", "resnet"),
+    ("wide_resnet", "resnet"),
+    ("vgg", "vgg"),
+    ("alexnet", "alexnet"),
+    ("densenet", "densenet"),
+    ("mobilenet", "mobilenet"),
     ("efficientnet", "efficientnet"),
 )
 
@@ -80,8 +93,7 @@ def check_arch(arch: str) -> str:
     name = arch.strip().lower()
     if name not in torchvision_names():
         raise UnknownNameError(
-            f"{arch!r} is not a torchvision classification architecture. "
-            f"Try one of: {', '.join(ZOO)}."
+            f"{arch!r} is not a torchvision classification architecture. Try one of: {', '.join(ZOO)}."
         )
     return name
 
@@ -302,7 +314,7 @@ def _download(url: str, dest: Path, *, timeout: float) -> None:
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".partial")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while block := response.read(1 << 20):
                 digest.update(block)
                 out.write(block)
@@ -333,7 +345,9 @@ def fetch_weights(weights: WeightsEnum, arch: str, *, timeout: float = 30.0) -> 
 
 
 # torchvision's old DenseNet files name layers "norm.1" where modules are now "norm1".
-_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def rename_old_densenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -346,7 +360,7 @@ def load_pretrained(net: nn.Module, weights: WeightsEnum, arch: str, *, timeout:
     path = fetch_weights(weights, arch, timeout=timeout)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read means a damaged cache file
+    except Exception as exc:
         raise ModelNotAvailable(
             f"The cached weights file {path} could not be read ({type(exc).__name__}); "
             "delete it and download it again, or use weights=None."

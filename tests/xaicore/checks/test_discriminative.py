@@ -1,0 +1,217 @@
+"""Class-discriminativeness on a tiny model: values against plain computations, defaults, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from tests.helpers.sanity_fixtures import tiny_bundle, tiny_image
+from xaicore.bench.sanity import normalize_reference, spearman_reference
+from xaicore.checks.discriminative import compare_classes
+from xaicore.data.shapes import generate_scene
+from xaicore.errors import ParameterError
+from xaicore.explainers.api import attribute
+from xaicore.models.bundle import fingerprint
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum.*")
+
+METHODS = ("saliency", "guided_backprop", "gradcam")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return tiny_bundle(seed=2)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(seed=5, size=32, classes=(0, 2))
+
+
+def _raw(bundle, image, method, cls):
+    return attribute(bundle, bundle.to_input(image), method=method, target=cls).values[0].numpy()
+
+
+def test_pairwise_similarities_equal_plain_computations(bundle):
+    image = tiny_image(seed=3).numpy()
+    result = compare_classes(bundle, image, methods=METHODS, classes=(0, 1, 2))
+    assert result.ssim.shape == result.spearman.shape == (3, 3, 3)
+    for k, method in enumerate(METHODS):
+        maps = [normalize_reference(_raw(bundle, image, method, c), "abs").astype(np.float64) for c in range(3)]
+        for i in range(3):
+            assert result.ssim[k, i, i] == 1.0
+            for j in range(i + 1, 3):
+                expected = structural_similarity(maps[i], maps[j], data_range=1.0)
+                assert result.ssim[k, i, j] == pytest.approx(expected, abs=1e-6)
+                assert result.ssim[k, j, i] == result.ssim[k, i, j]
+                assert result.spearman[k, i, j] == pytest.approx(spearman_reference(maps[i], maps[j]), abs=1e-9)
+        np.testing.assert_allclose(result.maps["abs"][k, 1], maps[1], atol=1e-6)
+        off_diagonal = result.ssim[k][np.triu_indices(3, k=1)]
+        assert result.pair_ssim(method) == pytest.approx(off_diagonal.mean())
+    assert fingerprint(bundle.model) == bundle.fingerprint
+
+
+def test_default_classes_are_the_two_most_probable(bundle):
+    image = tiny_image(seed=4).numpy()
+    result = compare_classes(bundle, image, methods=("saliency",))
+    probs = torch.softmax(bundle.logits(bundle.to_input(image)), dim=1)[0]
+    assert result.classes == tuple(torch.argsort(probs, descending=True)[:2].tolist())
+    np.testing.assert_allclose(result.probabilities, probs[list(result.classes)].double().numpy(), rtol=1e-6)
+    assert result.masks is None and result.on_object is None
+    assert result.class_labels == tuple(bundle.labels[c] for c in result.classes)
+
+
+def test_a_scene_gives_its_classes_and_relevance_shares(bundle, scene):
+    result = compare_classes(bundle, scene, methods=METHODS)
+    assert result.classes == (0, 2)
+    assert result.masks.shape == (2, 16, 16)
+    # 32 -> 16 pixels, nearest neighbour at pixel centres: every second pixel starting at 1
+    np.testing.assert_array_equal(result.masks, scene.masks[:, 1::2, 1::2])
+    positive_cases = 0
+    for k, method in enumerate(METHODS):
+        for c, cls in enumerate(result.classes):
+            positive = np.clip(_raw(bundle, scene.image, method, cls).sum(axis=0), 0, None)
+            own = result.masks[list(scene.labels).index(cls)]
+            other = result.masks[1 - list(scene.labels).index(cls)]
+            total = positive.sum()
+            if total == 0:  # no positive relevance at all: documented as share 0
+                assert result.on_object[k, c] == result.on_others[k, c] == 0.0
+                continue
+            positive_cases += 1
+            assert result.on_object[k, c] == pytest.approx(positive[own].sum() / total, abs=1e-5)  # float32 batch noise
+            assert result.on_others[k, c] == pytest.approx(positive[other].sum() / total, abs=1e-5)
+            assert result.on_object[k, c] + result.on_others[k, c] <= 1 + 1e-9
+    assert positive_cases >= 4
+
+
+def test_explicit_masks_and_a_class_without_mask(bundle, scene):
+    result = compare_classes(
+        bundle, scene.image, methods=("saliency",), classes=(0, 1), masks=scene.masks, mask_labels=scene.labels
+    )
+    assert result.classes == (0, 1)
+    assert np.isfinite(result.on_object[0, 0])
+    assert np.isnan(result.on_object[0, 1]) and np.isnan(result.on_others[0, 1])
+    record = result.record()
+    assert record["methods"]["saliency"]["relevance_share"]["class1"]["on_object"] is None
+
+
+def test_a_single_uploaded_mask_has_no_other_object(bundle, scene):
+    own = scene.masks[list(scene.labels).index(2)]
+    result = compare_classes(bundle, scene.image, methods=("saliency",), classes=(2, 0), masks=own, mask_labels=(2,))
+    assert np.isfinite(result.on_object[0, 0]) and np.isnan(result.on_others[0, 0])
+    assert np.isnan(result.on_object[0, 1])
+
+
+def test_identical_classes_maps_for_a_class_independent_method():
+    # With every class's head row equal, the class does not matter: maps coincide, SSIM is 1.
+    same = tiny_bundle(seed=1)
+    with torch.no_grad():
+        same.model.net.head.weight.copy_(same.model.net.head.weight[0].expand_as(same.model.net.head.weight))
+    result = compare_classes(same, tiny_image(seed=2).numpy(), methods=("saliency", "gradcam"), classes=(0, 2))
+    np.testing.assert_allclose(result.ssim[:, 0, 1], 1.0, atol=1e-9)
+
+
+def test_save_writes_the_documented_json(tmp_path, bundle, scene):
+    result = compare_classes(bundle, scene, methods=("saliency", "gradcam"))
+    path = result.save(tmp_path)
+    record = json.loads(path.read_text())
+    assert path.name == "classes.json"
+    assert record["class_labels"] == ["class0", "class2"]
+    pair = record["methods"]["gradcam"]["pairs"][0]
+    assert pair["classes"] == ["class0", "class2"]
+    assert pair["ssim"] == pytest.approx(result.ssim[1, 0, 1])
+    assert set(record["methods"]["gradcam"]["relevance_share"]) == {"class0", "class2"}
+    assert record["params"]["normalizations"] == {"abs": "abs", "signed": "signed"}
+    assert record["provenance"]["model_fingerprint"] == bundle.fingerprint
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"classes": (1,)}, "two different classes"),
+        ({"classes": (1, 1)}, "two different classes"),
+        ({"classes": (0, 7)}, "out of range"),
+        ({"methods": ()}, "at least one"),
+        ({"masks": np.zeros((1, 5, 5), bool), "mask_labels": (0,)}, "size"),
+        ({"masks": np.zeros((2, 16, 16), bool), "mask_labels": (0,)}, "one class per mask"),
+        ({"mask_labels": (0, 1)}, "without masks"),
+        ({"normalization": "signed"}, "absolute"),
+    ],
+)
+def test_bad_arguments_are_refused(bundle, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        compare_classes(bundle, tiny_image().numpy(), **{"methods": ("saliency",), **kwargs})
+
+
+# ---------------------------------------------------------------------- the literature, on the default model
+
+SIX = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
+
+
+@pytest.fixture(scope="module")
+def scene_ssim():
+    """Mean SSIM between the two class maps over twelve generated two-object scenes."""
+    from xaicore.data.shapes import generate_scenes
+    from xaicore.models.loading import load_model
+
+    bundle = load_model("default", device="cpu")
+    results = [compare_classes(bundle, scene, methods=SIX) for scene in generate_scenes(12, seed=77)]
+    return {m: float(np.mean([r.pair_ssim(m) for r in results])) for m in SIX}
+
+
+@pytest.mark.slow
+def test_gradcam_is_the_most_class_discriminative_on_scenes(scene_ssim):
+    # Selvaraju et al. 2017: Grad-CAM localizes the class asked for.
+    assert min(scene_ssim, key=scene_ssim.get) == "gradcam"
+    assert scene_ssim["gradcam"] < 0.4
+
+
+@pytest.mark.slow
+def test_guided_backprop_draws_the_same_map_for_both_classes(scene_ssim):
+    assert scene_ssim["guided_backprop"] >= 0.9
+    assert scene_ssim["guided_backprop"] == max(scene_ssim.values())
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="Known disagreement with the literature (issue 3): on the default model Deconvolution keeps "
+    "class information (mean SSIM 0.57). Its backward pass ignores the forward ReLU masks, so what "
+    "reaches the convolutions through the linear layers depends only on the class; the default model's "
+    "1024-wide hidden layers do not wash that out. Retrained with VGG-16's head (two hidden layers of "
+    "4096) the same recipe gives 0.83 (24 epochs: 0.89 and 0.91 for two seeds); such a model (84 MB) "
+    "is too large to ship. With the head re-initialized it is 0.89-0.91 (tested below); recipes that keep "
+    "a 1024-wide head nearer its initialization reach 0.70-0.80. A default model that agrees turns this "
+    "into a failure to look at.",
+)
+def test_deconvolution_draws_the_same_map_for_both_classes(scene_ssim):
+    assert scene_ssim["deconvolution"] >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deconvolution_loses_the_class_when_the_head_is_random(scene_ssim, seed):
+    # The xfail's cause, checked: what keeps the class in Deconvolution's maps is the trained fully
+    # connected head. Re-initialized (as the cascading sanity check does, fc3 to fc1) it gives
+    # 0.89-0.91 over seeds 0-2 on the trained convolutions, as VGG-16's wide head does.
+    from xaicore.data.shapes import generate_scenes
+    from xaicore.models.loading import load_model
+    from xaicore.models.randomization import LayerRandomizer
+
+    private, randomizer = LayerRandomizer.from_bundle(load_model("default", device="cpu"))
+    for layer in private.layers:
+        if ".classifier." in layer:
+            randomizer.randomize(layer, seed=seed)
+    results = [compare_classes(private, s, methods=("deconvolution",)) for s in generate_scenes(12, seed=77)]
+    random_head = float(np.mean([r.pair_ssim("deconvolution") for r in results]))
+    assert random_head >= 0.85
+    assert random_head >= scene_ssim["deconvolution"] + 0.25
+
+
+@pytest.mark.slow
+def test_deconvolution_is_far_less_class_discriminative_than_gradcam(scene_ssim):
+    assert scene_ssim["deconvolution"] >= scene_ssim["gradcam"] + 0.4
