@@ -97,10 +97,6 @@ class Estimate:
         """Methods whose own estimate is within ``budget_s``, in the given order."""
         return [name for name in self.units if self.seconds(name) <= budget_s]
 
-    def cheapest_first(self) -> list[str]:
-        """The methods in order of their work (ties keep the given order)."""
-        return sorted(self.units, key=self.units.__getitem__)
-
 
 def plan_run(
     estimate: Estimate, *, pressed: bool, auto: bool, stopped: set[str] | frozenset[str] = frozenset()
