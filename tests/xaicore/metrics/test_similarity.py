@@ -2,8 +2,9 @@
 
 Reference provenance: SSIM values are those of ``skimage.metrics.structural_similarity`` of the
 installed scikit-image (>= 0.24; its version is printed in the assertion messages), called on
-float64 maps with the same settings, so that scikit-image computes in float64 too. Spearman
-values are those of ``scipy.stats.spearmanr``.
+float64 maps with the same settings, so that scikit-image computes in float64 too; one value,
+:data:`FROZEN_SSIM`, is frozen (computed once with scikit-image 0.26.0) so that a change in
+scikit-image cannot move both sides at once. Spearman values are those of ``scipy.stats.spearmanr``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,27 @@ def test_ssim_equals_skimage_on_random_maps(params):
         batched = ssim_batch(torch.from_numpy(a[None]), torch.from_numpy(b[None]), data_range=1.0, **params)
         assert abs(mine - reference) < 1e-6, (REFERENCE, shape, params, mine, reference)
         assert abs(float(batched[0]) - reference) < 1e-6, (REFERENCE, shape, params, float(batched[0]), reference)
+
+
+def _frozen_pair() -> tuple[np.ndarray, np.ndarray]:
+    """Two fixed 12x12 float64 maps in [0, 1], from integer arithmetic only (no random generator)."""
+    i = np.arange(12)
+    a = (np.add.outer(i, 2 * i) % 7) / 6.0
+    b = np.clip(a + (np.multiply.outer(i, i + 1) % 3 - 1) / 8.0, 0.0, 1.0)
+    return a, b
+
+
+# Computed once with scikit-image 0.26.0:
+#   skimage.metrics.structural_similarity(a, b, data_range=1.0)   (default settings: uniform 7x7 window,
+#   sample covariance) on the float64 maps of _frozen_pair(). It does not follow the installed scikit-image.
+FROZEN_SSIM = 0.9557925147772676
+
+
+def test_ssim_equals_the_frozen_skimage_value():
+    a, b = _frozen_pair()
+    assert abs(ssim(a, b, data_range=1.0) - FROZEN_SSIM) < 1e-6
+    batched = ssim_batch(torch.from_numpy(a[None]), torch.from_numpy(b[None]), data_range=1.0)
+    assert abs(float(batched[0]) - FROZEN_SSIM) < 1e-6
 
 
 @pytest.mark.parametrize("norm", list(NORMALIZATIONS))
