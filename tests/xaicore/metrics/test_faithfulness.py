@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from tests.helpers.sanity_fixtures import tiny_bundle
+from xaicore.bench.faithfulness import step_loop_curves
 from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.metrics.faithfulness import (
     RANDOM,
@@ -112,25 +113,6 @@ def test_ties_are_broken_by_raster_index():
     np.testing.assert_array_equal(pixel_ranks(zero).numpy(), [[0, 1, 2, 3, 4]])
 
 
-def _reference_curves(bundle, image, attribution, background, target, steps):
-    """The obvious loop: argsort in NumPy, one masked image and one forward pass per step."""
-    relevance = attribution.sum(axis=0).ravel()
-    order = np.lexsort((np.arange(relevance.size), -relevance))  # by -value, then index
-    h, w = image.shape[1:]
-    insertion, deletion = [], []
-    for k in steps:
-        mask = np.zeros(h * w, dtype=bool)
-        mask[order[:k]] = True
-        mask = mask.reshape(1, h, w)
-        for kind, out in (("insertion", insertion), ("deletion", deletion)):
-            shown = mask if kind == "insertion" else ~mask
-            masked = np.where(shown, image, background)
-            with torch.no_grad():
-                logits = bundle.model(torch.from_numpy(masked[None]).float())
-            out.append(float(torch.softmax(logits, dim=1)[0, target]))
-    return np.array(insertion), np.array(deletion)
-
-
 @pytest.mark.parametrize("background", ["black", "mean", "blur"])
 def test_batched_equals_the_one_step_loop(background):
     bundle = tiny_bundle(seed=3, size=16)
@@ -154,7 +136,15 @@ def test_batched_equals_the_one_step_loop(background):
     bg = make_background(background, images).numpy()
     for name, attr in attributions.items():
         for i in range(2):
-            ins, dele = _reference_curves(bundle, images[i].numpy(), attr[i].numpy(), bg[i], targets[i], result.steps)
+            ins, dele = step_loop_curves(
+                bundle,
+                images[i],
+                attr[i].numpy(),
+                target=targets[i],
+                step_fraction=0.05,
+                fraction=0.6,
+                background=torch.from_numpy(bg[i]),
+            )
             curves = result.get(name)
             np.testing.assert_allclose(curves.insertion[i], ins, atol=1e-6)
             np.testing.assert_allclose(curves.deletion[i], dele, atol=1e-6)
