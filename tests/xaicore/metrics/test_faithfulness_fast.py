@@ -6,14 +6,12 @@ net, on the default model, and on the default architecture with batch norm.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers.maps import attribution_maps as _maps
 from tests.helpers.sanity_fixtures import seeded_weights, tiny_bundle
 from xaicore.bench.faithfulness import step_loop_curves
 from xaicore.metrics.faithfulness import (
@@ -24,7 +22,6 @@ from xaicore.metrics.faithfulness import (
 from xaicore.models import inference
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
 from xaicore.models.default import INPUT_SIZE, ShapesNet, load_default_bundle
-from xaicore.models.inference import clear_inference_copies, inference_copy
 from xaicore.models.layers import forward_order
 
 TOLERANCE = 1e-5
@@ -54,14 +51,6 @@ def _batch_norm_bundle(seed: int = 0) -> ModelBundle:
             bn.running_mean.copy_(torch.randn(channels, generator=gen) * 0.1)
             bn.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
     return _bundle(net.eval(), size=INPUT_SIZE[0], num_classes=8)
-
-
-def _maps(n: int, size: int, seed: int) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return {
-        "smooth": F.avg_pool2d(torch.randn(n, 3, size, size, generator=gen), 5, stride=1, padding=2),
-        "ties": torch.randint(0, 3, (n, 3, size, size), generator=gen).float(),
-    }
 
 
 def _assert_equals_loop(bundle, images, maps, targets, result, background):
@@ -151,30 +140,6 @@ def test_models_the_copy_cannot_stand_in_for_run_plainly():
     _assert_equals_loop(bundle, images, maps, [0, 0], result, -torch.ones(3, 1, 1))
 
 
-def test_inference_copy_is_cached_per_model_and_remade_when_weights_change():
-    clear_inference_copies()
-    bundle = tiny_bundle(seed=7, size=16)
-    net = bundle.model.net
-    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = torch.softmax(net(x), dim=1)
-    copy = inference_copy(net, x[:1], x, expected)
-    assert copy is not None
-    assert inference_copy(net, x[:1], x, expected) is copy
-    with torch.no_grad():
-        net.conv1.weight.mul_(2.0)  # in place: the copy must not serve the old weights
-        changed = torch.softmax(net(x), dim=1)
-    remade = inference_copy(net, x[:1], x, changed)
-    assert remade is not None and remade is not copy
-    with torch.no_grad():
-        assert (torch.softmax(remade(x), dim=1) - changed).abs().max() <= TOLERANCE
-    net.train()
-    assert inference_copy(net, x[:1], x, changed) is None  # training mode: batch statistics
-    net.eval()
-    # a copy that disagrees with the plain model's output is refused
-    assert inference_copy(seeded_weights(type(net)(3), 9).eval(), x[:1], x, changed) is None
-
-
 def test_the_shared_bundle_model_is_untouched_and_results_do_not_depend_on_the_copy():
     bundle = load_default_bundle(device="cpu")
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(8))
@@ -188,32 +153,6 @@ def test_the_shared_bundle_model_is_untouched_and_results_do_not_depend_on_the_c
         np.testing.assert_allclose(fast.get(name).deletion, plain.get(name).deletion, atol=TOLERANCE, rtol=0)
     assert fingerprint(bundle.model) == bundle.fingerprint
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in bundle.model.modules())
-
-
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_worker_threads_give_the_same_curves_and_leave_the_thread_count(monkeypatch, workers):
-    bundle = load_default_bundle(device="cpu")
-    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(12))
-    maps = _maps(2, 64, seed=13)
-    plain = insertion_deletion(bundle, images, maps, target=[1, 2], step_fraction=0.1, optimize=False)
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(inference, "CPU_WORKERS", workers)
-    result = insertion_deletion(bundle, images, maps, target=[1, 2], step_fraction=0.1, batch_size=12)
-    assert torch.get_num_threads() == threads
-    seen: list[int] = []
-    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    later.start()
-    later.join()
-    assert seen == [threads]  # threads started afterwards get the process's count, not the workers'
-    used = result.params["cpu_workers"]
-    assert used == min(workers, threads)
-    if used > 1:  # each worker keeps its share of the threads (set once, not overwritten lazily)
-        pool = inference.worker_pool(used, threads // used)
-        counts = [f.result() for f in [pool.submit(torch.get_num_threads) for _ in range(2 * used)]]
-        assert counts == [threads // used] * (2 * used)
-    for name in (*maps, RANDOM):
-        np.testing.assert_allclose(result.get(name).insertion, plain.get(name).insertion, atol=TOLERANCE, rtol=0)
-        np.testing.assert_allclose(result.get(name).deletion, plain.get(name).deletion, atol=TOLERANCE, rtol=0)
 
 
 def test_a_copy_that_fails_on_some_batch_is_dropped(monkeypatch):
