@@ -259,7 +259,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
 
 def _gpu_targets(all_s: float, no_occlusion_s: float, saturating: dict[str, float]) -> dict[str, Any]:
-    """The GPU issue's targets (ResNet-50 at 224x224 on an H100)."""
+    """The targets for ResNet-50 at 224x224 on an H100 (docs/benchmarks.md)."""
     return {
         "all_maps_within_0.5s": all_s <= 0.5,
         "all_maps_but_occlusion_within_0.15s": no_occlusion_s <= 0.15,

@@ -4,7 +4,7 @@ Workload: both curves (1 % steps, all pixels, black background) for one generate
 computed by :func:`xaicore.metrics.faithfulness.insertion_deletion` (all masked images of all methods in
 memory-bounded batches, through the model's inference copy on the CPU). Two figures:
 
-* issue 5's: every single-pass method available on the model, without the random control
+* the headline figure: every single-pass method available on the model, without the random control
   (``batched_all_methods_s``, ``batched_one_method_s`` for the first of them alone, the speed-up
   and the equality check); ``batched_all_methods_first_call_s`` is the same call right after
   the inference copies were forgotten, so it includes making the copy (tracing, freezing,
@@ -20,36 +20,7 @@ own (``step_loop_s_per_method``); the single-pass figure sums its methods' times
 not run twice. Both run in the same process on the same attributions; the figures say whether
 they agree within 1e-5.
 
-Where the speed-up comes from, on the 2-core CPU (AMD EPYC Zen 3, AVX2; figures from the
-quietest moments of this shared machine, which otherwise vary by up to 2x and more), default
-model with its 1024 -> 1024 head (8 MB of weights):
-
-* The loop is bound by the batch-1 forward pass of the plain model: 1.18-1.24 s for the 1010
-  masked images of the five single-pass methods at quiet moments, about 1.2 ms each (1.05 ms
-  with the earlier 128 -> 64 head: every batch-1 pass reads the head's weights again).
-* The batched path takes 0.22-0.23 s: 5.35-5.58x in the runs with such a loop (5.35-6.03x over
-  14 runs, 8.7x in one more on a loaded host). About 0.21 s of it is
-  the inference copy's forward passes, run by two single-threaded workers (0.43 ms per masked
-  image per worker, 7 % more than one worker alone: shared L3 and memory bandwidth); masking,
-  ranking, the curve ends and bookkeeping add about 5 ms.
-* Per masked image on one thread: the trunk 0.335 ms at 32 images a pass (oneDNN's verbose
-  log for the convolutions: conv1 49 us, conv2 103 us, conv3 105 us, conv4 51 us; max-pooling
-  about 40 us), the head 0.046 ms at 256 rows a pass (0.055 ms at 32, which is why the copy
-  runs its head apart, see :func:`xaicore.models.inference.inference_copy`). Convolutions 2-4 run
-  at about 90 GFLOP/s, close to a Zen 3 core's AVX2 peak (32 FLOP per cycle at ~2.9-3.5 GHz);
-  the model needs 31 MFLOP per 64x64 image. The batched path is therefore near the cores'
-  compute limit, and the ratio cannot rise much further without fewer FLOPs per masked image.
-* What was tried and measured: batch sizes 16-128 per stream (flat from 32 to 64, worse above
-  and below; the head 128-512 rows, flat); one 2-thread stream instead of two 1-thread workers
-  (16 % slower); conv+ReLU fused through oneDNN post-ops in channels-last (no faster than the
-  frozen copy); NNPACK's Winograd convolutions (slower, and approximate); oneDNN's graph fuser
-  (3x slower); torch.where for the masking (7x slower than the bit selection now used); the
-  first convolution's linearity (each masked image's conv1 output as a running sum over the
-  pixels added so far, exact to 3e-6): it saves conv1's arithmetic but writes as much memory
-  as it saves, and PyTorch's cumulative sum over a leading dimension was slower than the
-  convolution itself.
-* ``batched_all_methods_first_call_s`` adds making the copy: about 0.04 s for fx, tracing,
-  freezing and checking, plus about 0.1 s the first time TorchScript runs in a process.
+Where the speed-up comes from, measured step by step, is in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

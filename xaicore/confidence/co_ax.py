@@ -1,4 +1,4 @@
-"""Confidence scores of heatmaps: the CO score and the AX process (Tjoa et al., DESIGN.md idea 4).
+"""Confidence scores of heatmaps: the CO score and the AX process (Tjoa et al., docs/DESIGN.md idea 4).
 
 The CO score of a heatmap ``h`` for image ``x`` and class ``c`` is ``kappa . (f(x + h) - f(x))`` on
 raw logits, where ``kappa_c = 1`` and ``kappa_k = -1 / (C - 1)`` for every other class: how much

@@ -1,4 +1,4 @@
-"""GAX: heatmaps optimized to raise a model's confidence (Tjoa et al., DESIGN.md idea 4).
+"""GAX: heatmaps optimized to raise a model's confidence (Tjoa et al., docs/DESIGN.md idea 4).
 
 Each image ``x`` gets its own parameters ``w`` (start ``w_init``) and ``b`` (start ``b_init``) of
 the image's shape; the heatmap is ``h = tanh(w * x + b)`` and Adam minimizes
@@ -70,8 +70,7 @@ MAX_STEPS = 5000
 """Largest step cap honoured; a larger ``max_steps`` is lowered to this and a notice says so."""
 
 STEP_UNITS = 1.5
-"""Work of one optimization step per image in plain forward+backward passes of the model (300
-steps take about 1 s on the default model, whose pass takes 2.4 ms, on a 2-core CPU)."""
+"""Work of one optimization step per image in plain forward+backward passes of the model."""
 
 HISTORY_BUDGET_BYTES = 32_000_000
 """Default bound on the stored history of one image (32 MB)."""
@@ -393,8 +392,7 @@ class _StepPass:
             h = torch.tanh(w * xb + b)
             z = xb + h
             if z.device.type == "cpu" and z.dtype == torch.float32:
-                # oneDNN's channels-last convolutions: about 1.5x faster forward+backward for a
-                # batch of 16 small images on a CPU; values agree to float32 rounding
+                # oneDNN's channels-last convolutions are faster on a CPU; values agree to float32 rounding
                 z = z.contiguous(memory_format=torch.channels_last)
             logits = self._net(z)
             co = ((logits - cleanb) * weightsb).sum(dim=1)

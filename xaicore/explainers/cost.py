@@ -4,7 +4,7 @@ A method's work on one image is counted in plain forward+backward passes of the 
 (:attr:`MethodSpec.units`: 1 for the single-pass methods, the step or sample count for the
 path and sampling methods, the patch positions for Occlusion). The model's pass time is
 measured once per model, device and input size (four passes on one image, under the model's
-lock: about half a second for ResNet-18 on a 2-core CPU) and kept for the process. Batched
+lock) and kept for the process. Batched
 steps and samples run a little faster per image than that single pass, so estimates err on the
 long side. An :class:`Estimate` multiplies the two; it is a guide for the
 person waiting (the real time varies with the machine's load by tens of percent), not a promise.

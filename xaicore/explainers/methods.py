@@ -22,8 +22,8 @@ from xaicore.explainers.registry import Attribution, MethodCall, Param, register
 from xaicore.runtime.device import run_chunked
 
 JITTER_HELP = "standard deviation of the jitter added to the baseline"
-# Work per image in plain forward+backward passes, where it is not a parameter (measured on the
-# default model and ResNet-18 at 224x224 on the CPU; ``xai bench explain`` prints "passes").
+# Work per image in plain forward+backward passes, where it is not a parameter (``xai bench explain``
+# prints the measured "passes"; docs/benchmarks.md).
 DEEPLIFT_UNITS = 3.0  # the image and its reference forward, and the rescaled backward pass
 FORWARD_UNITS = 0.4  # one batched forward pass without a backward pass
 LRP_UNITS = 3.0

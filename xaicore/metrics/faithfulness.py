@@ -28,7 +28,7 @@ to 1e-5) and does less work per masked image than a plain forward pass:
   ``k = P`` when ``fraction = 1``) show the plain image or the background whatever the ranking,
   so those 2N images go through the plain model once for every method and the control. The
   masked images are made by bit selection between the normalized image and background
-  (:func:`_masker`), equal to ``torch.where`` bit for bit and about 7x faster on the CPU.
+  (:func:`_masker`), equal to ``torch.where`` bit for bit and faster on the CPU.
 * **Inference copy (CPU).** :func:`inference_copy` makes, once per model and weights, a
   private copy with every ``max_pool(relu(a))`` turned into the equal ``relu(max_pool(a))``
   (:func:`pool_before_relu`), then traced, frozen and optimized for inference by TorchScript
@@ -37,14 +37,13 @@ to 1e-5) and does less work per masked image than a plain forward pass:
   curve-end images; models TorchScript or fx cannot take run plainly. On CUDA the plain model
   runs. A fully connected head is copied apart (:func:`split_at_head`) and runs on the
   features of up to 256 masked images at a time, while the convolutions take 32 at a time:
-  each layout suits its part (8 % less time per image on the default model).
+  each layout suits its part.
 * **Threads (CPU).** With at most 4 intra-op threads, the copy runs from one worker thread
-  per intra-op thread, each with one intra-op thread and its share of a batch: on a 2-core CPU
-  two single-threaded streams of 32 images are faster than one two-threaded stream of 64
-  (small convolutions, pooling and masking split poorly across threads; see
-  :func:`cpu_workers`). The worker threads live on between calls (:func:`worker_pool`):
-  ``torch.set_num_threads`` also sets the count new threads start from and clears oneDNN's
-  cache of compiled convolutions, so it runs once per pool, not per call.
+  per intra-op thread, each with one intra-op thread and its share of a batch (small
+  convolutions, pooling and masking split poorly across threads; see :func:`cpu_workers`).
+  The worker threads live on between calls (:func:`worker_pool`): ``torch.set_num_threads``
+  also sets the count new threads start from and clears oneDNN's cache of compiled
+  convolutions, so it runs once per pool, not per call.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The model bundle: one wrapped classifier in pixel space and everything known about it.
 
-Contract (shared/DESIGN.md): the bundle's ``model`` takes RGB float images in [0, 1] of shape
+Contract (docs/DESIGN.md, docs/ARCHITECTURE.md): the bundle's ``model`` takes RGB float images in [0, 1] of shape
 (N, 3, H, W) and returns raw logits; normalization lives inside it. Bundles are shared by
 every dashboard session, so nothing may mutate ``model``: use :meth:`ModelBundle.private_copy`
 for anything that changes weights, and hold :attr:`ModelBundle.lock` while hooks are attached.

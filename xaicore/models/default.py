@@ -30,7 +30,7 @@ BLOCKS: tuple[tuple[int, ...], ...] = ((16,), (32,), (64,), (64,))
 """Output channels of each block's 3x3 convolutions; every block ends with 2x2 max-pooling."""
 HIDDEN = (1024, 1024)
 """Widths of the hidden fully connected layers. 1024 rather than 128/64: with the narrower head GAX
-reached its target for only 80-85% of generated images (README, "The default model")."""
+reached its target for only 80-85% of generated images (docs/benchmarks.md, "The default model")."""
 
 _RETRAIN = "Rebuild it with `xai train-default` (about 2 minutes on a 2-core CPU)."
 

@@ -121,11 +121,8 @@ def inference_copy(
     :func:`insertion_deletion` for such models.
 
     A network with a fully connected head is copied in two parts (:func:`split_at_head`):
-    the convolutions run fastest on a few images at a time, the head on many rows at a time.
-    On the default model (two 1024 x 1024 layers, 8 MB of weights) one thread of the
-    development machine spends about 55 us per image in the head at 32 rows a pass and 46 us
-    at 256, and the trunk runs faster when it does not share the caches with the head's
-    weights: 0.40 ms per masked image in all, against 0.44 ms for the whole copy at 32 images.
+    the convolutions run fastest on a few images at a time, the head on many rows at a time
+    (figures in ``docs/benchmarks.md``).
     """
     if example.device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return None
@@ -172,12 +169,9 @@ MAX_THREADS_FOR_WORKERS = 4
 
 def cpu_workers(device: torch.device, batch_size: int) -> int:
     """Worker threads for the TorchScript copy on the CPU: one per intra-op thread when there
-    are at most ``MAX_THREADS_FOR_WORKERS`` of them, else one.
-
-    Measured on the default model's curves (1010 masked images): with 2 threads, 2 workers
-    take about 15 % less time than one 2-thread stream on the 2-core AMD EPYC this project
-    runs on, and 2-5 % less on 2 or 4 pinned cores of an Intel Xeon; with 8 or 16 threads a
-    single stream is as fast or faster (intra-op parallelism has enough work per thread there).
+    are at most ``MAX_THREADS_FOR_WORKERS`` of them, else one: with few threads, single-threaded
+    workers beat one multi-threaded stream; with many, intra-op parallelism has enough work per
+    thread (figures in ``docs/benchmarks.md``).
     """
     if device.type != "cpu":
         return 1

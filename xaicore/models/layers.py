@@ -1,6 +1,6 @@
 """Finding a model's parameterized layers in the order the forward pass runs them.
 
-Module registration order is not forward order (DESIGN.md trap), so layers are found by
+Module registration order is not forward order (a known trap, docs/DESIGN.md), so layers are found by
 running one forward pass with hooks that record which modules fire.
 """
 

@@ -2,7 +2,7 @@
 
 Guided Backprop, Deconvolution, Guided Grad-CAM, DeepLift, DeepLiftShap and LRP work by hooking
 *modules*: they change the backward pass of ``nn.ReLU`` (and, for DeepLift, a few more
-non-linear modules). A model defeats them silently in three ways (shared/DESIGN.md, known traps):
+non-linear modules). A model defeats them silently in three ways (docs/DESIGN.md, known traps):
 
 * an in-place activation (``nn.ReLU(inplace=True)``) overwrites the input the hook needs;
 * one activation module run several times per forward pass (torchvision's ResNet blocks call
