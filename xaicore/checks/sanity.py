@@ -173,7 +173,7 @@ def run_sanity(
         baseline=baseline,
         seed=attribution_seed,
     )
-    targets = _targets(private, target, _logits(private.model, inputs), inputs.shape[0])
+    targets = private.resolve_targets(target, n=inputs.shape[0], logits=_logits(private.model, inputs))
     trained_raw = explain(targets)
     trained = {kind: _prepare(trained_raw, plan, kind) for kind in KINDS}
     runner = _Runner(
@@ -420,18 +420,6 @@ def _logits(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         return model(inputs[start:stop])
 
     return run_chunked(part, inputs.shape[0], chunk=chunk_size(inputs[0]), combine=torch.cat)
-
-
-def _targets(bundle: ModelBundle, target, logits: torch.Tensor, n: int) -> torch.Tensor:
-    if target is None:
-        return logits.argmax(dim=1)
-    if isinstance(target, (int, str, np.integer)):
-        chosen = [bundle.class_index(target)] * n
-    else:
-        chosen = [bundle.class_index(t) for t in target]
-        if len(chosen) != n:
-            raise ParameterError(f"Give one target for all images or one per image ({n}); got {len(chosen)}.")
-    return torch.tensor(chosen, dtype=torch.long, device=logits.device)
 
 
 def _prepare(raw: torch.Tensor, plan: _Plan, kind: str) -> torch.Tensor:

@@ -315,18 +315,6 @@ def _check_settings(
     return settings, notices
 
 
-def _targets(bundle: ModelBundle, target: Any, n: int, clean: torch.Tensor) -> torch.Tensor:
-    if target is None:
-        return clean.argmax(dim=1)
-    if isinstance(target, (int, str, np.integer)):
-        values = [bundle.class_index(target)] * n
-    else:
-        values = [bundle.class_index(int(t) if isinstance(t, (np.integer, torch.Tensor)) else t) for t in target]
-    if len(values) != n:
-        raise ParameterError(f"Give one target class, or one per image ({n}); got {len(values)}.")
-    return torch.tensor(values, dtype=torch.long, device=clean.device)
-
-
 class _Adam:
     """Adam on one batched parameter tensor (the image index on dimension ``batch_dim``).
 
@@ -521,21 +509,18 @@ def run_gax(
             f"To keep the history within {int(history_budget)} bytes per image, one step in {stride} is stored "
             "(the CO curve keeps every step)."
         )
-    if isinstance(target, (torch.Tensor, np.ndarray)):
-        target = target.tolist()
-    if target is not None and not isinstance(target, (int, str, np.integer)) and len(target) != n:
-        raise ParameterError(f"Give one target class, or one per image ({n}); got {len(target)}.")
+    given = None if target is None else bundle.resolve_targets(target, n=n, device=x.device)
     if batch_size is not None and batch_size < 1:
         raise ParameterError("batch_size must be at least 1 (or None for all images at once).")
     started = time.perf_counter()
     lock = bundle.lock if model is None else contextlib.nullcontext()
 
     def chunk(start: int, stop: int) -> list[tuple[GaxImageResult, int]]:
-        part = target if target is None or isinstance(target, (int, str, np.integer)) else list(target)[start:stop]
         with lock:
             with torch.no_grad():
                 clean = net(x[start:stop])
-            targets = _targets(bundle, part, stop - start, clean)
+            part = None if given is None else given[start:stop]
+            targets = bundle.resolve_targets(part, n=stop - start, logits=clean)
             step_net = _step_network(net, x[start:stop], clean)
             loop = _optimize(
                 step_net,

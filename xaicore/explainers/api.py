@@ -34,10 +34,9 @@ from xaicore.explainers.results import (
     classify_attribution,
 )
 from xaicore.explainers.shared import OnOutcome, Outcome, Progress, run_methods
-from xaicore.models.bundle import ModelBundle
+from xaicore.models.bundle import ModelBundle, TargetLike
 from xaicore.runtime.provenance import Provenance
 
-TargetLike = int | Sequence[int] | np.ndarray | torch.Tensor
 OnResult = Callable[[ExplainResult], None]
 TOP_K = 5
 
@@ -73,20 +72,6 @@ def resolve_methods(methods: Sequence[str] | str | None) -> list[MethodSpec]:
 def _check_baseline(kind: str) -> None:
     if kind not in BASELINE_KINDS:
         raise ParameterError(f"Unknown baseline {kind!r}; choose one of {', '.join(BASELINE_KINDS)}.")
-
-
-def _target_tensor(bundle: ModelBundle, target: TargetLike, n: int, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(target, dtype=torch.long).to(device).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ParameterError(f"Give one target class per image: {n} images but {t.numel()} targets.")
-    bad = (t < 0) | (t >= bundle.num_classes)
-    if bool(bad.any()):
-        raise ParameterError(
-            f"Class {int(t[bad][0])} is out of range: {bundle.name} has classes 0 to {bundle.num_classes - 1}."
-        )
-    return t.contiguous()
 
 
 def _cam_layer(bundle: ModelBundle, model: nn.Module) -> nn.Module:
@@ -159,7 +144,8 @@ def attribute_many(
     methods:
         Method names or titles.
     target:
-        One class index for all images or one per image.
+        One class (index or label) for all images or one per image, see
+        :meth:`~xaicore.models.bundle.ModelBundle.resolve_targets`.
     seed:
         Seed of every method's own generator.
     params:
@@ -242,7 +228,7 @@ def _run(
     _check_baseline(baseline)
     resolved = _resolve_params(specs, params)
     x = _prepare_inputs(bundle, inputs, model)
-    t = _target_tensor(bundle, target, x.shape[0], x.device)
+    t = bundle.resolve_targets(target, n=x.shape[0], device=x.device)
     outcomes: dict[str, Outcome] = {}
     calls: dict[str, MethodCall] = {}
     size = (x.shape[-2], x.shape[-1])

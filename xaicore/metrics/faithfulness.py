@@ -332,17 +332,6 @@ def _relevance(name: str, attribution: torch.Tensor | np.ndarray, shape: tuple[i
     return a.flatten(1).to(torch.float64)
 
 
-def _targets(target: int | Sequence[int] | torch.Tensor, n: int, num_classes: int, device) -> torch.Tensor:
-    t = torch.as_tensor(target, dtype=torch.long).flatten().to(device)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ParameterError(f"Give one target class, or one per image ({n}); got {t.numel()}.")
-    if bool(((t < 0) | (t >= num_classes)).any()):
-        raise ParameterError(f"Target classes must be between 0 and {num_classes - 1}.")
-    return t.contiguous()
-
-
 def _default_batch(device: torch.device) -> int:
     return 256 if device.type == "cuda" else 64
 
@@ -378,7 +367,8 @@ def insertion_deletion(
         Maps with NaN or inf are refused (:class:`ParameterError`): check them first with
         :func:`xaicore.explainers.results.classify_attribution`.
     target:
-        One class index for all images, or one per image.
+        One class (index or label) for all images, or one per image, see
+        :meth:`~xaicore.models.bundle.ModelBundle.resolve_targets`.
     step_fraction, fraction:
         Step and end of the curves as fractions of the pixels (see the module docstring).
     background:
@@ -413,7 +403,7 @@ def insertion_deletion(
     num_pixels = h * w
     steps = curve_steps(num_pixels, step_fraction=step_fraction, fraction=fraction)
     fractions = steps / num_pixels
-    tgt = _targets(target, n, bundle.num_classes, device)
+    tgt = bundle.resolve_targets(target, n=n, device=device)
     bg = make_background(background, x)
 
     names = list(attributions)

@@ -21,6 +21,9 @@ from torch import nn
 from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.models.preprocess import Preprocess
 
+TargetLike = int | str | Sequence[int | str] | np.ndarray | torch.Tensor | None
+"""A target class argument: see :meth:`ModelBundle.resolve_targets`."""
+
 
 class PixelSpaceModel(nn.Module):
     """Wraps a network so that it takes RGB in [0, 1] and normalizes inside.
@@ -161,8 +164,52 @@ class ModelBundle:
                 raise ParameterError(f"{target!r} is not a class of {self.name}.")
         index = int(target)
         if not 0 <= index < self.num_classes:
-            raise ParameterError(f"Class {index} is out of range: {self.name} has classes 0 to {self.num_classes - 1}.")
+            raise ParameterError(self._out_of_range(index))
         return index
+
+    def _out_of_range(self, index: int) -> str:
+        return f"Class {index} is out of range: {self.name} has classes between 0 and {self.num_classes - 1}."
+
+    def resolve_targets(
+        self,
+        target: TargetLike,
+        *,
+        n: int,
+        logits: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """One class index per image: a long tensor of shape ``(n,)``.
+
+        ``target`` is ``None`` (each image's predicted class, the argmax of ``logits`` of shape
+        ``(n, C)``), one class index or label for every image (a Python or numpy number, a
+        string, a 0-dim tensor), or one per image (a sequence, array or tensor of ``n`` indices
+        or labels). The result lies on ``device``, by default that of ``logits`` or else the
+        model's. Raises :class:`ParameterError` for a wrong count or a class out of range.
+        """
+        if device is None:
+            device = self.device if logits is None else logits.device
+        if target is None:
+            if logits is None:
+                raise ParameterError("No target class was given, and no predictions to take it from.")
+            return logits.argmax(dim=1).to(device)
+        if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
+            target = target.item()
+        if isinstance(target, (int, float, str, np.integer, np.floating)):
+            return torch.full((n,), self.class_index(target), dtype=torch.long, device=device)  # type: ignore[arg-type]
+        numeric = isinstance(target, torch.Tensor) or (isinstance(target, np.ndarray) and target.dtype.kind in "biuf")
+        values = torch.as_tensor(target).reshape(-1) if numeric else list(target)  # type: ignore[arg-type]
+        if len(values) != n:
+            raise ParameterError(
+                f"Give one target class for all images, or one target class per image: {n} images but "
+                f"{len(values)} targets."
+            )
+        if not numeric:
+            values = [self.class_index(v.item() if isinstance(v, (torch.Tensor, np.ndarray)) else v) for v in values]
+        t = torch.as_tensor(values, dtype=torch.long).to(device)
+        bad = (t < 0) | (t >= self.num_classes)
+        if bool(bad.any()):
+            raise ParameterError(self._out_of_range(int(t[bad][0])))
+        return t.contiguous()
 
     def to_input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Images as model input: (N, 3, H, W) float32 on the bundle's device at ``input_size``.
