@@ -16,7 +16,7 @@ import pytest
 
 from dashboard import state
 from tests.dashboard import apptest_support as support
-from tests.xaicore.models.test_concurrency import hooks_left
+from tests.helpers.hooks import hooks_left
 from xaicore.checks.sanity import run_sanity
 from xaicore.explainers.api import explain
 from xaicore.models.bundle import fingerprint

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from tests.helpers.hooks import hooks_left
 from xaicore.checks.sanity import run_sanity
 from xaicore.data.shapes import generate
 from xaicore.explainers.api import attribute, explain
@@ -60,35 +60,6 @@ def bundle() -> ModelBundle:
 def images() -> np.ndarray:
     pictures, _ = generate(3, seed=21, size=64)
     return pictures
-
-
-def hooks_left(model: nn.Module) -> list[str]:
-    """Names of modules that still carry a hook of any kind, plus global module hooks."""
-    kinds = (
-        "_forward_hooks",
-        "_forward_pre_hooks",
-        "_backward_hooks",
-        "_backward_pre_hooks",
-        "_state_dict_hooks",
-        "_load_state_dict_pre_hooks",
-    )
-    found = [
-        f"{name or '<root>'}.{kind}"
-        for name, module in model.named_modules()
-        for kind in kinds
-        if getattr(module, kind, None)
-    ]
-    from torch.nn.modules import module as torch_module
-
-    for name in (
-        "_global_forward_hooks",
-        "_global_forward_pre_hooks",
-        "_global_backward_hooks",
-        "_global_backward_pre_hooks",
-    ):
-        if getattr(torch_module, name, None):
-            found.append(f"torch global {name}")
-    return found
 
 
 def _assert_clean(bundle: ModelBundle) -> None:
