@@ -14,8 +14,8 @@ from xaicore.models.default import load_default_bundle
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle(device="cpu")
+def bundle(default_bundle):
+    return default_bundle  # shared, read only (tests/conftest.py)
 
 
 def test_every_workload_is_registered() -> None:

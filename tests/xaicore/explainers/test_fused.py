@@ -66,8 +66,8 @@ def test_each_rule_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return load_default_bundle(device="cpu")
+def bundle(default_bundle):
+    return default_bundle  # shared, read only (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

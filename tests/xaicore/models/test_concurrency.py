@@ -24,7 +24,6 @@ from xaicore.checks.sanity import run_sanity
 from xaicore.data.shapes import generate
 from xaicore.explainers.api import attribute, explain
 from xaicore.models.bundle import ModelBundle, fingerprint
-from xaicore.models.default import load_default_bundle
 
 THREADS = 8
 # Small settings: the point is the interleaving, not the size of each job.
@@ -52,8 +51,8 @@ class Interrupted(BaseException):
 
 
 @pytest.fixture(scope="module")
-def bundle() -> ModelBundle:
-    return load_default_bundle(device="cpu")
+def bundle(default_bundle) -> ModelBundle:
+    return default_bundle  # shared, read only (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

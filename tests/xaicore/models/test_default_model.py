@@ -31,8 +31,8 @@ FRESH_SEED = 20_251_122
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return default.load_default_bundle(device="cpu")
+def bundle(default_bundle):
+    return default_bundle  # shared, read only (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

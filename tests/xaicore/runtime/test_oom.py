@@ -25,7 +25,6 @@ from xaicore.explainers.registry import list_methods
 from xaicore.explainers.results import Status
 from xaicore.metrics.faithfulness import insertion_deletion
 from xaicore.models.bundle import ModelBundle
-from xaicore.models.default import load_default_bundle
 from xaicore.runtime.device import is_oom, run_chunked
 
 MESSAGE = "does not fit in memory even one image at a time"
@@ -75,8 +74,8 @@ def _limited_class(cls: type[nn.Module]) -> type[nn.Module]:
 
 
 @pytest.fixture(scope="module")
-def bundle() -> ModelBundle:
-    return load_default_bundle(device="cpu")
+def bundle(default_bundle) -> ModelBundle:
+    return default_bundle  # shared, read only (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
