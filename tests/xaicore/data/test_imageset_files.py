@@ -69,6 +69,7 @@ def test_an_entry_that_becomes_a_fifo_after_listing_is_refused_without_waiting(t
         archive.read("x.png", 1000)
 
 
+@pytest.mark.slow  # a fresh Python process per command: about 6 s each
 @pytest.mark.parametrize("command", ["evaluate", "co-scores"])
 def test_a_fifo_in_the_data_folder_does_not_hang_the_cli(command, folder, tmp_path) -> None:
     argv = [

@@ -46,6 +46,7 @@ def stride_zero_checkpoint(side: int = 40000) -> bytes:
 # ----------------------------------------------------------------- the issue's files
 
 
+@pytest.mark.slow  # a fresh Python process that imports torch: about 3 s
 def test_stride_zero_view_is_refused_in_a_second_without_allocating_it() -> None:
     """Run in a fresh process, so that its peak memory (VmHWM) belongs to this refusal alone."""
     script = textwrap.dedent(
