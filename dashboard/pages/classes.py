@@ -19,7 +19,7 @@ from dashboard.safe_text import plain
 from xaicore.checks.discriminative import compare_classes
 from xaicore.data.images import load_mask
 from xaicore.errors import XaiError
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 
 SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
 W = "classes.w."
@@ -76,7 +76,7 @@ def main() -> None:
     if bundle is None or image is None:
         st.info("Choose a model and an image in the sidebar.")
         return
-    available = [n for n in list_methods() if n not in bundle.unavailable]
+    available = bundle.available_methods()
     methods = st.multiselect(
         "Methods",
         available,

@@ -20,7 +20,7 @@ from xaicore.data import shapes
 from xaicore.data.imagesets import HARD_DIFFICULTY, ImageItem, ImageSet, generated_test_set, load_image_set, relabel
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 
 GENERATED, SAMPLES, UPLOAD = "Generated test set", "Samples", "Upload a zip"
 HARD = "Generated, harder (some predictions wrong)"
@@ -269,7 +269,7 @@ def main() -> None:
         "when known, else the predicted one."
     )
     image_set, set_key = _image_set(bundle)
-    available = [n for n in list_methods() if n not in bundle.unavailable]
+    available = bundle.available_methods()
     methods = st.multiselect(
         "Methods",
         available,

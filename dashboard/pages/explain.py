@@ -21,7 +21,7 @@ from dashboard.render import tiles as render
 from xaicore.explainers import cost
 from xaicore.explainers.api import explain
 from xaicore.explainers.baselines import BASELINE_KINDS
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 from xaicore.explainers.results import Status
 from xaicore.render import heatmaps
 
@@ -371,8 +371,7 @@ def main() -> None:
         render.predictions_table(state.predictions(bundle, image))
         st.caption(f"Explaining class {target}: {bundle.labels[target]}")
 
-    names = list_methods()
-    available = [n for n in names if n not in bundle.unavailable]
+    available = bundle.available_methods()
     # A new model starts with all the methods it can run.
     selected = st.multiselect(
         "Methods",

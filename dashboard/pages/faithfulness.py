@@ -18,7 +18,7 @@ from dashboard import sidebar, state
 from dashboard.render import tiles as render
 from dashboard.render.faithfulness import fitted_range, mark_color, marked, preview_caption
 from xaicore.explainers.api import explain
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 from xaicore.explainers.results import Status
 from xaicore.metrics.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
 
@@ -279,7 +279,7 @@ def main() -> None:
     if bundle is None or image is None or target is None:
         st.info("Choose a model and an image in the sidebar.")
         return
-    available = [n for n in list_methods() if n not in bundle.unavailable]
+    available = bundle.available_methods()
     selected = st.multiselect(
         "Methods",
         available,

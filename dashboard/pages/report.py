@@ -25,7 +25,7 @@ from xaicore.evaluation.report import RULES, TEST_NAMES, build_report
 from xaicore.evaluation.rows import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 from xaicore.metrics.faithfulness import forward_passes
 
 W = "report.w."
@@ -109,7 +109,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
 
 
 def _settings(bundle, image_set: ImageSet, data: str):
-    available = [n for n in list_methods() if n not in bundle.unavailable]
+    available = bundle.available_methods()
     methods = st.multiselect(
         "Methods",
         available,

@@ -17,7 +17,7 @@ from dashboard.render import sanity as sanity_render
 from dashboard.render import tiles as render
 from xaicore.checks.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
 from xaicore.explainers import cost
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 from xaicore.metrics.similarity import NORMALIZATIONS
 
 SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
@@ -32,7 +32,7 @@ METHODS = W + "methods"
 
 
 def _settings(bundle) -> dict:
-    available = [n for n in list_methods() if n not in bundle.unavailable]
+    available = bundle.available_methods()
     # A new model starts with its single-pass methods.
     methods = st.multiselect(
         "Methods",

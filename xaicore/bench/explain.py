@@ -42,7 +42,7 @@ from xaicore.explainers import cost, lrp, shap, smoothgrad
 from xaicore.explainers.api import attribute, explain, method_generator
 from xaicore.explainers.baselines import jittered_references, make_baseline
 from xaicore.explainers.occlusion import auto_window
-from xaicore.explainers.registry import get_method, list_methods
+from xaicore.explainers.registry import get_method
 from xaicore.models.bundle import ModelBundle
 
 IMAGE_SEED = 7
@@ -188,7 +188,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     unit = pass_time(bundle, batch=1)["forward_backward_s"]
     ref_bundle = bundle.private_copy()
     plain = references(ref_bundle, x.clone(), target.clone())
-    names = [n for n in list_methods() if n not in bundle.unavailable]
+    names = bundle.available_methods()
 
     methods: dict[str, Any] = {}
     for name in names:

@@ -85,10 +85,10 @@ def method_attributions(
     """Attributions (1, 3, H, W) of every method available on ``bundle`` (or only the
     single-pass ones), in registry order."""
     from xaicore.explainers.api import attribute
-    from xaicore.explainers.registry import get_method, list_methods
+    from xaicore.explainers.registry import get_method
 
     names = [
-        m for m in list_methods() if m not in bundle.unavailable and (get_method(m).single_pass or not single_pass_only)
+        m for m in bundle.available_methods() if get_method(m).single_pass or not single_pass_only
     ]
     targets = torch.tensor([target], device=inputs.device)
     with warnings.catch_warnings():

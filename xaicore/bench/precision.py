@@ -18,7 +18,6 @@ import torch
 from xaicore.bench.common import BenchContext, Workload, best_time, pass_time
 from xaicore.bench.explain import bench_image
 from xaicore.explainers.api import attribute
-from xaicore.explainers.registry import list_methods
 from xaicore.metrics.similarity import prepare_maps, ssim_batch
 
 MIN_SSIM = 0.99
@@ -34,7 +33,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     image = bench_image(full)
     x = full.to_input(image)
     target = full.logits(x).argmax(1)
-    names = [n for n in list_methods() if n not in full.unavailable]
+    names = full.available_methods()
     methods: dict[str, Any] = {}
     maps32: dict[str, torch.Tensor] = {}
     maps16: dict[str, torch.Tensor] = {}

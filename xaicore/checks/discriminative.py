@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.errors import ParameterError
 from xaicore.metrics.similarity import get_normalization, prepare_maps, spearman_batch, ssim_batch
 from xaicore.models.bundle import ModelBundle
 from xaicore.runtime.provenance import Provenance
@@ -185,11 +185,10 @@ def compare_classes(
         Per-method parameters and baseline kind, as in :func:`xaicore.explainers.api.attribute`.
     """
     from xaicore.explainers import api
-    from xaicore.explainers.registry import get_method
 
     started = time.perf_counter()
     array, masks, mask_labels = _unpack(image, masks, mask_labels)
-    specs = _specs(bundle, methods, get_method)
+    specs = api.resolve_methods(methods or (), unique=True, available_on=bundle)
     norm = get_normalization(normalization)
     if norm.name == "signed":
         raise ParameterError("Compare classes on absolute maps ('abs' or 'abs_channel_max'); signed maps are kept too.")
@@ -285,19 +284,6 @@ def _unpack(image: Any, masks, mask_labels):
     if mask_labels is None or len(mask_labels) != masks.shape[0]:
         raise ParameterError("Give one class per mask (mask_labels), in the order of the masks.")
     return array, masks, tuple(mask_labels)
-
-
-def _specs(bundle: ModelBundle, methods: Sequence[str], get_method) -> list:
-    if not methods:
-        raise ParameterError("Choose at least one explanation method.")
-    specs = [get_method(m) for m in methods]
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ParameterError("Each method can be chosen once; remove the duplicates.")
-    for s in specs:
-        if s.name in bundle.unavailable:
-            raise MethodUnavailable(f"{s.title} cannot run on {bundle.name}: {bundle.unavailable[s.name]}")
-    return specs
 
 
 def _choose_classes(bundle, classes, label_idx, probs: torch.Tensor) -> tuple[int, ...]:

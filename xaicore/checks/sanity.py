@@ -55,7 +55,7 @@ from xaicore.checks.sanity_result import (
     judge_methods,
 )
 from xaicore.checks.step_explainer import StepExplainer
-from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.errors import ParameterError
 from xaicore.explainers.gradients import chunk_size
 from xaicore.metrics.similarity import get_normalization, prepare_maps, rank_maps, spearman_batch, ssim_batch
 from xaicore.models.bundle import ModelBundle
@@ -350,17 +350,10 @@ def _assemble(outputs: Sequence[_ScheduleOutputs], plan: _Plan, *, keep: int, st
 
 
 def _plan(bundle, methods, mode, seeds, target_policy, normalization, threshold, params, keep_maps) -> _Plan:
-    from xaicore.explainers.registry import get_method
+    from xaicore.explainers.api import resolve_methods
 
-    if not methods:
-        raise ParameterError("Choose at least one explanation method to check.")
-    specs = [get_method(m) for m in methods]
+    specs = resolve_methods(methods or (), unique=True, available_on=bundle)
     names = tuple(spec.name for spec in specs)
-    if len(set(names)) != len(names):
-        raise ParameterError("Each method can be checked once per run; remove the duplicates.")
-    for spec in specs:
-        if spec.name in bundle.unavailable:
-            raise MethodUnavailable(f"{spec.title} cannot run on {bundle.name}: {bundle.unavailable[spec.name]}")
     if isinstance(mode, str):
         modes = MODES if mode == "both" else (mode,)
     else:

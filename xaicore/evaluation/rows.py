@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from xaicore.data.images import image_hash
 from xaicore.data.imagesets import match_class
 from xaicore.errors import MethodUnavailable, ParameterError, XaiError
-from xaicore.explainers.api import attribute, method_seed
+from xaicore.explainers.api import attribute, method_seed, resolve_methods
 from xaicore.explainers.baselines import BASELINE_KINDS
 from xaicore.explainers.registry import get_method
 from xaicore.metrics.faithfulness import BACKGROUNDS, RANDOM, curve_steps, insertion_deletion
@@ -210,7 +210,7 @@ def make_settings(
     if int(batch_size) < 1:
         raise ParameterError(f"batch_size must be at least 1 image; got {batch_size}.")
     curve_steps(100, step_fraction=step_fraction, fraction=fraction)  # validates both
-    specs = _specs(methods)
+    specs = resolve_methods(methods)
     given = {get_method(k).name: v for k, v in dict(params or {}).items()}
     unknown = sorted(set(given) - {s.name for s in specs})
     if unknown:
@@ -251,17 +251,6 @@ def _metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     if not names:
         raise ParameterError(f"Choose at least one metric from {', '.join(METRICS)}.")
     return tuple(m for m in METRICS if m in names)
-
-
-def _specs(methods: Sequence[str] | str) -> list:
-    names = [m for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
-    specs: dict[str, Any] = {}
-    for name in names:
-        spec = get_method(name.strip())
-        specs.setdefault(spec.name, spec)
-    if not specs:
-        raise ParameterError("No explanation method was chosen; pick at least one.")
-    return list(specs.values())
 
 
 def _items(image_set: Any) -> tuple[Any, ...]:

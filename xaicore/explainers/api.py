@@ -52,20 +52,40 @@ def method_generator(seed: int, method: str, device: torch.device) -> torch.Gene
     return torch.Generator(device=device).manual_seed(method_seed(seed, method))
 
 
-def resolve_methods(methods: Sequence[str] | str | None) -> list[MethodSpec]:
-    """Specs for method names or titles (``None`` or ``"all"``: every method), duplicates dropped."""
+def resolve_methods(
+    methods: Sequence[str] | str | None,
+    *,
+    unique: bool = False,
+    available_on: ModelBundle | None = None,
+) -> list[MethodSpec]:
+    """Specs for method names or titles, in the given order.
+
+    ``None`` or ``"all"`` means every registered method; a string is a comma-separated list.
+    Duplicates are dropped, or refused (:class:`ParameterError`) when ``unique`` is true.
+    With ``available_on``, a method that bundle cannot run raises :class:`MethodUnavailable`
+    with its reason. Unknown names raise :class:`UnknownNameError`; no method at all raises
+    :class:`ParameterError`.
+    """
     if methods is None or methods == "all":
         names: Sequence[str] = list_methods()
     elif isinstance(methods, str):
         names = [m for m in methods.split(",") if m.strip()]
     else:
-        names = methods
+        names = [m for m in methods if m.strip()]
     specs: dict[str, MethodSpec] = {}
     for name in names:
         spec = get_method(name.strip())
+        if unique and spec.name in specs:
+            raise ParameterError("Each method can be chosen once; remove the duplicates.")
         specs.setdefault(spec.name, spec)
     if not specs:
         raise ParameterError("No explanation method was chosen; pick at least one.")
+    if available_on is not None:
+        for spec in specs.values():
+            if spec.name in available_on.unavailable:
+                raise MethodUnavailable(
+                    f"{spec.title} cannot run on {available_on.name}: {available_on.unavailable[spec.name]}"
+                )
     return list(specs.values())
 
 

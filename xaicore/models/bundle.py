@@ -211,6 +211,13 @@ class ModelBundle:
             raise ParameterError(self._out_of_range(int(t[bad][0])))
         return t.contiguous()
 
+    def available_methods(self) -> list[str]:
+        """Names of the registered methods that can run on this model (all but :attr:`unavailable`),
+        in registration order."""
+        from xaicore.explainers.registry import list_methods
+
+        return [name for name in list_methods() if name not in self.unavailable]
+
     def to_input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Images as model input: (N, 3, H, W) float32 on the bundle's device at ``input_size``.
 
