@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.errors import OutOfMemory, ParameterError, UnknownNameError
+from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.explainers.baselines import BLUR_SIGMA_FRACTION, make_baseline
 from xaicore.models import inference
 from xaicore.models.bundle import ModelBundle, fingerprint
@@ -531,11 +531,12 @@ def _curve_probabilities(
 
     The other images go through ``net`` in batches of ``batch_size``, laid out channels-last
     (the faster layout for the plain model's convolutions on the CPU); or, on the CPU and when
-    ``optimize``, through its inference-optimized copy (:func:`inference_copy`), split between
-    as many worker threads as intra-op threads, each with one intra-op thread and
-    ``batch_size / workers`` images per call (:func:`run_in_workers`); a copy with its head
-    apart runs that head on the features of up to :data:`HEAD_ROWS` images per call. A copy
-    that fails on some batch is dropped and the plain model runs instead.
+    ``optimize``, through its inference-optimized copy (:func:`inference_copy`, checked on the
+    curve ends), split between as many worker threads as intra-op threads, each with one
+    intra-op thread and ``batch_size / workers`` images per call (:func:`run_in_workers`); a
+    copy with its head apart runs that head on the features of up to :data:`HEAD_ROWS` images
+    per call. A copy that fails on some batch is dropped and the plain model runs instead. Both
+    ways are :func:`xaicore.models.inference.forward_logits`.
     """
     num_rankings, n, _ = ranks.shape
     k = len(steps)
@@ -559,57 +560,33 @@ def _curve_probabilities(
         if len(middle) == 0:
             return out, {"inference_copy": False, "head_apart": False, "cpu_workers": 1}
         check = min(len(ends), max(2, min(batch_size, 8)))  # another batch size than the trace's
-        fast = inference.inference_copy(inner, xn[:1], ends[:check], ends_probs[:check]) if optimize else None
         km = len(middle)
         total = num_rankings * n * 2 * km
         rows = ranks.view(num_rankings * n, h * w)
         thresholds = steps[middle].to(ranks.dtype)
         masked = _masker(xn, bgn)
 
-        def chunk_with(run: Any, layout: torch.memory_format, *, head: Any = None, per_trunk: int = 0):
-            def chunk(start: int, stop: int) -> torch.Tensor:
-                i = torch.arange(start, stop, device=x.device)
-                row = i // (2 * km)  # ranking * N + image
-                image = row % n
+        def masked_images(start: int, stop: int) -> torch.Tensor:
+            i = torch.arange(start, stop, device=x.device)
+            row = i // (2 * km)  # ranking * N + image
+            deletion = ((i // km) % 2).bool().unsqueeze(1)
+            inside = torch.lt(rows.index_select(0, row), thresholds.index_select(0, i % km).unsqueeze(1))
+            return masked(torch.ne(inside, deletion), row % n)
 
-                def trunk(a: int, b: int) -> torch.Tensor:
-                    deletion = ((i[a:b] // km) % 2).bool().unsqueeze(1)
-                    inside = torch.lt(
-                        rows.index_select(0, row[a:b]), thresholds.index_select(0, i[a:b] % km).unsqueeze(1)
-                    )
-                    return run(masked(torch.ne(inside, deletion), image[a:b]).contiguous(memory_format=layout))
+        def target_probability(logits: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+            image = (torch.arange(start, stop, device=x.device) // (2 * km)) % n
+            probs = torch.softmax(logits.float(), dim=1)
+            return probs.gather(1, target.index_select(0, image).unsqueeze(1)).squeeze(1)
 
-                if head is None:
-                    logits = trunk(0, len(i))
-                else:
-                    logits = head(torch.cat([trunk(a, a + per_trunk) for a in range(0, len(i), per_trunk)]))
-                probs = torch.softmax(logits.float(), dim=1)
-                return probs.gather(1, target.index_select(0, image).unsqueeze(1)).squeeze(1)
-
-            return chunk
-
-        probs = None
-        workers = 1
-        if fast is not None:
-            # TorchScript takes any layout (it converts to oneDNN's own) and may run from
-            # several threads at once; the fx-only copy runs the model's own modules.
-            workers = inference.cpu_workers(x.device, batch_size) if fast.scripted else 1
-            layout = torch.contiguous_format if fast.scripted else torch.channels_last
-            if fast.head is None:
-                run, per_call = chunk_with(fast.trunk, layout), batch_size
-            else:  # the trunk on batch_size / workers images at a time, the head on inference.HEAD_ROWS rows
-                per_trunk = max(1, batch_size // workers)
-                run = chunk_with(fast.trunk, layout, head=fast.head, per_trunk=per_trunk)
-                per_call = max(batch_size, inference.HEAD_ROWS) * workers
-            try:
-                probs = inference.run_in_workers(run, total, chunk=per_call, workers=workers)
-            except OutOfMemory:
-                raise
-            except Exception:  # noqa: BLE001 - a copy that fails on some batch is dropped
-                inference.forget_inference_copy(inner)
-                fast, workers = None, 1
-        if probs is None:
-            probs = run_chunked(chunk_with(inner, torch.channels_last), total, chunk=batch_size, combine=torch.cat)
-        out[:, :, :, middle] = probs.view(num_rankings, n, 2, km)
-    head_apart = fast is not None and fast.head is not None
-    return out, {"inference_copy": fast is not None, "head_apart": head_apart, "cpu_workers": workers}
+        run = inference.forward_logits(
+            inner,
+            masked_images,
+            total=total,
+            batch_size=batch_size,
+            reduce=target_probability,
+            check=(ends[:check], ends_probs[:check]),
+            optimize=optimize,
+            plain_layout=torch.channels_last,
+        )
+        out[:, :, :, middle] = run.values.view(num_rankings, n, 2, km)
+    return out, run.how()

@@ -3,16 +3,21 @@
 :func:`inference_copy` gives a frozen TorchScript copy of a network (channels-last, its linear
 head run apart in row blocks), checked against the eager network before use and cached per
 network and weights; :func:`run_in_workers` runs a chunked forward-only job on a few long-lived
-CPU worker threads. Insertion/deletion curves, Occlusion, CO scores over image sets and the
-forward-only CAM variants use them.
+CPU worker threads. :func:`forward_logits` puts the two together: the logits of many inputs, in
+memory-bounded chunks, through the copy where there is a checked one, else through the plain
+model. Insertion/deletion curves, Occlusion and the CO scores (over image sets too) run their
+forward passes through it; :func:`plain_forwards` turns the copy off for a block of code.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xaicore.errors import OutOfMemory, ParameterError
 from xaicore.models.rewrite import pool_before_relu, split_at_head
 from xaicore.runtime.device import run_chunked
 
@@ -124,15 +130,12 @@ def inference_copy(
     the convolutions run fastest on a few images at a time, the head on many rows at a time
     (figures in ``docs/benchmarks.md``).
     """
-    if example.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+    if not _may_copy(net, example.device):
         return None
-    if any(m.training for m in net.modules()):
-        return None  # batch statistics, dropout: nothing to freeze
     state = _parameter_state(net)
-    with _INFERENCE_LOCK:
-        cached = _INFERENCE_COPIES.get(net)
-    if cached is not None and cached[0] == state:
-        return cached[1]
+    known, cached = _cached_copy(net, state)
+    if known:
+        return cached
     fast = None
     reordered = pool_before_relu(net)
     candidates = (
@@ -147,6 +150,22 @@ def inference_copy(
     with _INFERENCE_LOCK:
         _INFERENCE_COPIES[net] = (state, fast)
     return fast
+
+
+def _may_copy(net: nn.Module, device: torch.device) -> bool:
+    """Whether an inference copy of ``net`` on ``device`` may be made at all (CPU with oneDNN, eval mode)."""
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return not any(m.training for m in net.modules())  # batch statistics, dropout: nothing to freeze
+
+
+def _cached_copy(net: nn.Module, state: tuple) -> tuple[bool, InferenceCopy | None]:
+    """``(True, copy)`` when a copy (or ``None``: no copy works) is cached for ``net`` at these weights."""
+    with _INFERENCE_LOCK:
+        cached = _INFERENCE_COPIES.get(net)
+    if cached is not None and cached[0] == state:
+        return True, cached[1]
+    return False, None
 
 
 def _agrees(candidate: Any, check: torch.Tensor, expected: torch.Tensor) -> bool:
@@ -238,3 +257,184 @@ def run_in_workers(fn, total: int, *, chunk: int, workers: int) -> torch.Tensor:
     futures = [pool.submit(work, int(a), int(b)) for a, b in zip(bounds, bounds[1:]) if b > a]
     wait(futures)  # all of them, before an error of one is raised
     return torch.cat([f.result() for f in futures])
+
+
+# ----------------------------------------------------------------------------- forward-only logits
+
+
+_PLAIN_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("xaicore_plain_forwards", default=False)
+
+
+@contextlib.contextmanager
+def plain_forwards() -> Iterator[None]:
+    """Within this block (in this thread), :func:`forward_logits` runs the plain model, never a copy.
+
+    For models whose ``forward`` has Python side effects (a copy replays tensor operations
+    only), and to time or test the plain path against the copy.
+    """
+    token = _PLAIN_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_ONLY.reset(token)
+
+
+@dataclass(frozen=True)
+class Forwards:
+    """What :func:`forward_logits` computed, and how.
+
+    ``values`` has one row per input: its logits, or what ``reduce`` made of them.
+    ``inference_copy`` says whether the copy ran, ``head_apart`` whether it ran its fully
+    connected head on :data:`HEAD_ROWS` rows at a time, ``cpu_workers`` on how many threads.
+    """
+
+    values: torch.Tensor
+    inference_copy: bool = False
+    head_apart: bool = False
+    cpu_workers: int = 1
+
+    def how(self) -> dict[str, Any]:
+        return {"inference_copy": self.inference_copy, "head_apart": self.head_apart, "cpu_workers": self.cpu_workers}
+
+
+CHECK_INPUTS = 8  # at most this many inputs check a new copy against the plain model
+
+
+Inputs = Callable[[int, int], torch.Tensor]
+Reduce = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
+def forward_logits(
+    net: nn.Module,
+    inputs: torch.Tensor | Inputs,
+    *,
+    total: int | None = None,
+    batch_size: int,
+    reduce: Reduce | None = None,
+    check: tuple[torch.Tensor, torch.Tensor] | None = None,
+    optimize: bool = True,
+    plain_layout: torch.memory_format = torch.contiguous_format,
+) -> Forwards:
+    """The logits of many inputs, without gradients, in chunks of ``batch_size`` (halved on
+    out-of-memory), through ``net``'s inference copy when it has a checked one, else through
+    ``net`` itself.
+
+    Parameters
+    ----------
+    net:
+        The model, in eval mode for a copy to be made. It is only run (to check a new copy and
+        to trace it), never changed; callers hold its lock where it is shared.
+    inputs:
+        A batch ``(N, ...)``, or ``make(start, stop)`` giving inputs ``start:stop`` of ``total``
+        (so no more than a chunk of them exists at a time).
+    total:
+        The number of inputs; only (and then required) with ``make``.
+    batch_size:
+        Inputs per forward pass of the plain model and of the copy's trunk (split between its
+        worker threads); a copy with its head apart runs that head on up to
+        ``max(batch_size, HEAD_ROWS)`` rows per worker.
+    reduce:
+        ``reduce(logits, start, stop)`` turns the logits of inputs ``start:stop`` into what is
+        kept of them (the target's logit, say), so the logits of all inputs never exist at once.
+    check:
+        ``(inputs, softmax)``: at least two inputs and the plain model's softmax on them, against
+        which a new copy is checked (:func:`inference_copy`). By default the first
+        ``min(total, CHECK_INPUTS)`` inputs go through the plain model for it, once per model and
+        weights.
+    optimize:
+        False runs the plain model (as does :func:`plain_forwards`, on the GPU, for a model in
+        training mode, for fewer than two inputs, and when no copy agrees with the model).
+    plain_layout:
+        Memory layout the plain model gets its inputs in (``torch.channels_last`` suits
+        convolutions on the CPU; the default passes them as they are made).
+
+    A copy that fails on some chunk (other than for memory) is dropped and the plain model runs.
+    """
+    if isinstance(inputs, torch.Tensor):
+        if total is not None:
+            raise ParameterError("Give total only with a function making the inputs, not with a tensor.")
+        batch, total = inputs, len(inputs)
+
+        def make(start: int, stop: int) -> torch.Tensor:
+            return batch[start:stop]
+
+    elif total is None:
+        raise ParameterError("Give total, the number of inputs the function makes.")
+    else:
+        make = inputs
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be at least 1; got {batch_size}.")
+    with torch.no_grad():
+        fast, device = None, None
+        if optimize and not _PLAIN_ONLY.get() and total >= 2:
+            fast, device = _checked_copy(net, make, total, batch_size=batch_size, check=check, layout=plain_layout)
+        if fast is not None:
+            # TorchScript takes any layout (it converts to oneDNN's own) and may run from several
+            # threads at once; the fx-only copy runs the model's own modules.
+            workers = cpu_workers(device, batch_size) if fast.scripted else 1  # type: ignore[arg-type]
+            layout = torch.contiguous_format if fast.scripted else torch.channels_last
+            if fast.head is None:
+                run, per_call = _chunks(fast.trunk, make, layout, reduce), batch_size
+            else:  # the trunk on batch_size / workers inputs at a time, the head on HEAD_ROWS rows
+                per_trunk = max(1, batch_size // workers)
+                run = _chunks(fast.trunk, make, layout, reduce, head=fast.head, per_trunk=per_trunk)
+                per_call = max(batch_size, HEAD_ROWS) * workers
+            try:
+                values = run_in_workers(run, total, chunk=per_call, workers=workers)
+            except OutOfMemory:
+                raise
+            except Exception:  # noqa: BLE001 - a copy that fails on some batch is dropped
+                forget_inference_copy(net)
+            else:
+                return Forwards(values, inference_copy=True, head_apart=fast.head is not None, cpu_workers=workers)
+        values = run_chunked(_chunks(net, make, plain_layout, reduce), total, chunk=batch_size, combine=torch.cat)
+    return Forwards(values)
+
+
+def _checked_copy(
+    net: nn.Module,
+    make: Inputs,
+    total: int,
+    *,
+    batch_size: int,
+    check: tuple[torch.Tensor, torch.Tensor] | None,
+    layout: torch.memory_format,
+) -> tuple[InferenceCopy | None, torch.device]:
+    """``net``'s cached copy, or a new one checked on ``check`` (made from the first inputs when
+    ``None``), or ``None``; and the device of the inputs."""
+    if check is None:
+        count = min(total, max(2, min(batch_size, CHECK_INPUTS)))
+        sample = make(0, count)
+    else:
+        sample = check[0]
+    if not _may_copy(net, sample.device):
+        return None, sample.device
+    known, cached = _cached_copy(net, _parameter_state(net))
+    if known:
+        return cached, sample.device
+    if check is None:
+        expected = run_chunked(
+            lambda a, b: torch.softmax(net(sample[a:b].contiguous(memory_format=layout)).float(), dim=1),
+            len(sample),
+            chunk=len(sample),
+            combine=torch.cat,
+        )
+        check = (sample, expected)
+    return inference_copy(net, check[0][:1].contiguous(), check[0], check[1]), sample.device
+
+
+def _chunks(run: Any, make: Inputs, layout: torch.memory_format, reduce: Reduce | None, *, head=None, per_trunk=0):
+    """``chunk(start, stop)``: ``run`` (and ``head``, on the trunk's outputs of ``per_trunk``
+    inputs at a time) over inputs ``start:stop`` in ``layout``, reduced."""
+
+    def trunk(start: int, stop: int) -> torch.Tensor:
+        return run(make(start, stop).contiguous(memory_format=layout))
+
+    def chunk(start: int, stop: int) -> torch.Tensor:
+        if head is None:
+            logits = trunk(start, stop)
+        else:
+            logits = head(torch.cat([trunk(a, min(a + per_trunk, stop)) for a in range(start, stop, per_trunk)]))
+        return logits if reduce is None else reduce(logits, start, stop)
+
+    return chunk
