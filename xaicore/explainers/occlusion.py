@@ -7,7 +7,9 @@ pixels, plus one flush with the far edge when the stride does not land there, so
 is covered (captum's Occlusion gives the same numbers whenever the stride lands on the edge).
 
 Windows are separable (a row band times a column band), so perturbed images are built chunk
-by chunk and the per-pixel sums are one ``einsum``.
+by chunk and the per-pixel sums are one ``einsum``. The images and their perturbed versions go
+through the model in one forward-only job (:func:`xaicore.models.inference.forward_logits`): on
+the CPU through the model's checked inference copy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 
 from xaicore.errors import ParameterError
 from xaicore.explainers.gradients import chunk_size, target_scores
-from xaicore.runtime.device import run_chunked
+from xaicore.models.inference import forward_logits
 
 WINDOW_FRACTION = 8  # automatic window: 1/8 of the shorter image side
 
@@ -72,20 +74,24 @@ def occlusion(
     cols = _bands(width, window, stride, device=inputs.device)  # (nx, W)
     ny, nx = rows.shape[0], cols.shape[0]
 
-    @torch.no_grad()
-    def scores(start: int, stop: int) -> torch.Tensor:
+    def perturbed(start: int, stop: int) -> torch.Tensor:
         idx = torch.arange(start, stop, device=inputs.device)
         p, i = idx // n, idx % n
         mask = (rows[p // nx][:, :, None] * cols[p % nx][:, None, :]).unsqueeze(1)
-        perturbed = inputs[i] * (1 - mask) + baseline[i] * mask
-        return target_scores(model(perturbed), target[i])
+        return inputs[i] * (1 - mask) + baseline[i] * mask
 
-    @torch.no_grad()
-    def clean(start: int, stop: int) -> torch.Tensor:
-        return target_scores(model(inputs[start:stop]), target[start:stop])
+    def batch(start: int, stop: int) -> torch.Tensor:  # the N images first, then the perturbed ones
+        parts = [inputs[start:stop]] if start < n else []
+        if stop > n:
+            parts.append(perturbed(max(start, n) - n, stop - n))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    original = run_chunked(clean, n, chunk=chunk_size(inputs[0]), combine=torch.cat)
-    occluded = run_chunked(scores, ny * nx * n, chunk=chunk_size(inputs[0]), combine=torch.cat)
+    def score(logits: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        return target_scores(logits, target[torch.arange(start, stop, device=inputs.device) % n])
+
+    total = n + ny * nx * n
+    values = forward_logits(model, batch, total=total, batch_size=chunk_size(inputs[0]), reduce=score).values
+    original, occluded = values[:n], values[n:]
     drop = (original.repeat(ny * nx) - occluded).view(ny, nx, n).permute(2, 0, 1)
     summed = torch.einsum("nij,ih,jw->nhw", drop, rows, cols)
     counts = torch.outer(rows.sum(0), cols.sum(0))
