@@ -10,7 +10,9 @@ private copy of the model. ``equal`` says whether a method's map matches its ref
 1e-4 of the map's largest value. The single-pass methods are also timed on a batch, against
 the floor at that batch. ``time_to_tiles``: the Explain page's wait after choosing a new image
 (estimate, then tiles as they come): to the first tile, to the single-pass tiles, to the methods
-the page starts by itself, to the last.
+the page starts by itself, to the last. ``occlusion_inference_copy``: Occlusion with its forward
+passes through the model's inference copy and through the plain model (``speedup``), and the
+first call with the copy, which makes it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from xaicore.explainers.api import attribute, explain, method_generator
 from xaicore.explainers.baselines import jittered_references, make_baseline
 from xaicore.explainers.occlusion import auto_window
 from xaicore.explainers.registry import get_method
+from xaicore.models import inference
 from xaicore.models.bundle import ModelBundle
 
 IMAGE_SEED = 7
@@ -180,6 +183,29 @@ def time_to_tiles(bundle: ModelBundle, image: np.ndarray, names: list[str]) -> d
     }
 
 
+def occlusion_inference_copy(bundle: ModelBundle, x: torch.Tensor, target: torch.Tensor, *, repeats: int) -> dict:
+    """Occlusion (default settings) with its forward passes through the inference copy and through the
+    plain model (:func:`~xaicore.models.inference.plain_forwards`), same image; ``first_call_s``: the
+    first call with the copy, including making and checking it."""
+
+    def run() -> None:
+        attribute(bundle, x, method="occlusion", target=target)
+
+    with inference.plain_forwards():
+        plain_s = best_time(run, device=bundle.device, repeats=repeats, warmup=0)
+    inference.clear_inference_copies()  # the first call makes the copy
+    first_s = best_time(run, device=bundle.device, repeats=1, warmup=0)
+    copy_s = best_time(run, device=bundle.device, repeats=repeats, warmup=0)
+    return {
+        "copy_s": copy_s,
+        "plain_s": plain_s,
+        "speedup": plain_s / copy_s,
+        "first_call_s": first_s,
+        "copy_used": inference.cached_inference_copy(bundle.model) is not None,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
     bundle = ctx.bundle
     image = bench_image(bundle)
@@ -242,6 +268,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "reference_all_s": ref_all,
         "speedup_all": ref_all / all_s,
         "all_methods_but_occlusion_s": no_occlusion_s,
+        "occlusion_inference_copy": occlusion_inference_copy(bundle, x, target, repeats=ctx.repeats)
+        if "occlusion" in names
+        else {},
         "time_to_tiles": tiles,
         f"single_pass_floor_units_batch_{batch}": batched,
         f"single_pass_saturating_floor_units_batch_{batch}": saturating,

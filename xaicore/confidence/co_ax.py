@@ -25,6 +25,7 @@ from torch import nn
 
 from xaicore.errors import ParameterError
 from xaicore.models.bundle import ModelBundle
+from xaicore.models.inference import forward_logits
 
 VARIANTS = ("x+h", "x*h")
 """AX variants: the normalized heatmap added to the image, or multiplied with it."""
@@ -135,6 +136,12 @@ class AxScores:
     status: np.ndarray
 
 
+def _logits(net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """``net(inputs)`` in one pass (halved on out-of-memory), through the model's checked inference
+    copy on the CPU (:func:`~xaicore.models.inference.forward_logits`)."""
+    return forward_logits(net, inputs, batch_size=max(1, len(inputs))).values
+
+
 def ax_co_scores(
     bundle: ModelBundle,
     inputs: torch.Tensor,
@@ -166,7 +173,7 @@ def ax_co_scores(
         raise ParameterError("Give one true label (or None) per image.")
     guard = bundle.lock if model is None else contextlib.nullcontext()
     with guard, torch.no_grad():
-        clean = net(inputs)
+        clean = _logits(net, inputs)
     predicted = clean.argmax(dim=1)
     known = torch.tensor([lab is not None for lab in labels], device=inputs.device)
     given = torch.tensor([lab if lab is not None else 0 for lab in labels], device=inputs.device, dtype=torch.long)
@@ -177,7 +184,7 @@ def ax_co_scores(
     heat = ax_heatmap(result.values.detach().to(inputs.dtype))
     stacked = torch.cat([ax_inputs(inputs, heat, variant=v) for v in variants])
     with guard, torch.no_grad():
-        perturbed = net(stacked)
+        perturbed = _logits(net, stacked)
     scores = co_score(
         perturbed, clean.repeat(len(variants), 1), co_target.repeat(len(variants)), num_classes=clean.shape[1]
     )

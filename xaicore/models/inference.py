@@ -152,6 +152,11 @@ def inference_copy(
     return fast
 
 
+def cached_inference_copy(net: nn.Module) -> InferenceCopy | None:
+    """The copy of ``net`` at its present weights that the last forward-only job made or used, if any."""
+    return _cached_copy(net, _parameter_state(net))[1]
+
+
 def _may_copy(net: nn.Module, device: torch.device) -> bool:
     """Whether an inference copy of ``net`` on ``device`` may be made at all (CPU with oneDNN, eval mode)."""
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():

@@ -19,6 +19,9 @@ def test_explain_workload_runs_and_every_method_equals_its_reference() -> None:
         assert entry["equal"] is True, name
         assert entry["s"] > 0 and entry["passes"] == entry["s"] / figures["pass_s"]
     assert figures["all_methods_s"] > 0 and figures["speedup_all"] > 0
+    copy = figures["occlusion_inference_copy"]  # Occlusion with and without the inference copy
+    assert copy["copy_used"] is True and copy["speedup"] == copy["plain_s"] / copy["copy_s"]
+    assert copy["first_call_s"] > 0 and copy["threads"] == torch.get_num_threads()
     batched = figures["single_pass_floor_units_batch_2"]
     assert set(batched) == {"saliency", "input_x_gradient", "guided_backprop", "gradcam"}
     assert set(figures["targets"]) == {
