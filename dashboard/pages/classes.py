@@ -19,9 +19,8 @@ from dashboard.safe_text import plain
 from xaicore.checks.discriminative import compare_classes
 from xaicore.data.images import load_mask
 from xaicore.errors import XaiError
-from xaicore.explainers.registry import get_method
+from xaicore.explainers.registry import get_method, single_pass_methods
 
-SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
 W = "classes.w."
 METHODS = W + "methods"
 MASK = "classes.mask"  # (file id, mask array or error) of the uploaded mask
@@ -82,7 +81,10 @@ def main() -> None:
         available,
         format_func=lambda n: get_method(n).title,
         **state.kept(
-            METHODS, default=[m for m in SINGLE_PASS if m in available], options=available, scope=bundle.fingerprint
+            METHODS,
+            default=[m for m in single_pass_methods() if m in available],
+            options=available,
+            scope=bundle.fingerprint,
         ),
     )
     render.unavailable_methods(bundle.unavailable)

@@ -18,7 +18,7 @@ from dashboard import sidebar, state
 from dashboard.render import tiles as render
 from dashboard.render.faithfulness import fitted_range, mark_color, marked, preview_caption
 from xaicore.explainers.api import explain
-from xaicore.explainers.registry import get_method
+from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.explainers.results import Status
 from xaicore.metrics.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
 
@@ -38,7 +38,7 @@ def _title(method: str) -> str:
 
 def _default_methods(available: list[str]) -> list[str]:
     """Single-pass methods: quick enough to measure on every image change."""
-    return [name for name in available if get_method(name).single_pass]
+    return [name for name in single_pass_methods() if name in available]
 
 
 def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) -> dict[str, object]:

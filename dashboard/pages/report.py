@@ -25,7 +25,7 @@ from xaicore.evaluation.report import RULES, TEST_NAMES, build_report
 from xaicore.evaluation.rows import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
-from xaicore.explainers.registry import get_method
+from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.metrics.faithfulness import forward_passes
 
 W = "report.w."
@@ -116,7 +116,7 @@ def _settings(bundle, image_set: ImageSet, data: str):
         format_func=lambda n: get_method(n).title,
         **state.kept(
             W + "methods",
-            default=[n for n in available if get_method(n).single_pass],
+            default=[n for n in single_pass_methods() if n in available],
             options=available,
             scope=bundle.fingerprint,
         ),

@@ -17,10 +17,9 @@ from dashboard.render import sanity as sanity_render
 from dashboard.render import tiles as render
 from xaicore.checks.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
 from xaicore.explainers import cost
-from xaicore.explainers.registry import get_method
+from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.metrics.similarity import NORMALIZATIONS
 
-SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
 MODES = {"both": "Both", "cascading": "Cascading", "independent": "Independent"}
 POLICIES = {
     "original": "the class explained on the trained model",
@@ -39,7 +38,10 @@ def _settings(bundle) -> dict:
         available,
         format_func=lambda n: get_method(n).title,
         **state.kept(
-            METHODS, default=[m for m in SINGLE_PASS if m in available], options=available, scope=bundle.fingerprint
+            METHODS,
+            default=[m for m in single_pass_methods() if m in available],
+            options=available,
+            scope=bundle.fingerprint,
         ),
     )
     render.unavailable_methods(bundle.unavailable)

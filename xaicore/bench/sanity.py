@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from xaicore.bench.common import BenchContext, Workload, best_time, pass_time, synchronize
+from xaicore.explainers.registry import single_pass_methods
 from xaicore.models.bundle import ModelBundle
 from xaicore.models.randomization import layer_seed, reinitialize
 
-METHODS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
+METHODS = tuple(single_pass_methods())
 SEEDS = (0, 1, 2, 3, 4)
 MODES = ("cascading", "independent")
 IMAGE_SEED = 11

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from xaicore.explainers.fused import CapturedFusedPass, FusedPass, graphs_enabled
-from xaicore.explainers.shared import CAM_METHODS, FUSED_METHODS, from_fused, rules_for
+from xaicore.explainers.registry import get_method
+from xaicore.explainers.shared import from_fused, rules_for
 from xaicore.models.bundle import ModelBundle
 
 
@@ -48,7 +49,7 @@ class StepExplainer:
         self._seed = seed
         self._graph: CapturedFusedPass | None = None
         self._graph_ok = (
-            inputs.device.type == "cuda" and graphs_enabled() and all(m in FUSED_METHODS for m in self._methods)
+            inputs.device.type == "cuda" and graphs_enabled() and all(get_method(m).single_pass for m in self._methods)
         )
         self.path = "eager"
 
@@ -73,7 +74,7 @@ class StepExplainer:
         if self._graph is None:
             try:
                 cam_layer = None
-                if any(m in CAM_METHODS for m in self._methods):
+                if any(get_method(m).needs_layer for m in self._methods):
                     cam_layer = self._bundle.module(self._bundle.cam_layer)
                 self._graph = CapturedFusedPass(
                     self._bundle.model, self.inputs, target, rules=rules_for(self._methods), layer=cam_layer

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from xaicore.cli.common import (
-    SINGLE_PASS,
     add_model_options,
     check_out_dir,
     load_model_arg,
@@ -35,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated class labels or indices (default: the scene's objects, else the two most probable)",
     )
-    p.add_argument("--methods", default=",".join(SINGLE_PASS), help="comma-separated method names, or 'all'")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated method names, or 'all' (default: the single-pass methods, see `xai methods`)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of stochastic methods")
     p.add_argument(
         "--normalization", default="abs", help="normalization of the maps before SSIM: abs or abs_channel_max"

@@ -68,10 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def default_methods() -> list[str]:
-    """The single-pass methods of the registry: one forward and one backward pass per image."""
-    from xaicore.explainers.registry import get_method, list_methods
+    """The single-pass methods of the registry: their maps come out of one shared gradient pass."""
+    from xaicore.explainers.registry import single_pass_methods
 
-    return [name for name in list_methods() if get_method(name).single_pass]
+    return single_pass_methods()
 
 
 class ProgressBar:
@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     for line in card.summary:
         print(line)
     print(
-        f"\n{evaluation.runtime_s:.1f} s; wrote {args.out}/summary.json, summary.csv, rows.jsonl, rows.csv, report.json, report.md"
+        f"\n{evaluation.runtime_s:.1f} s; wrote {args.out}/summary.json, summary.csv, rows.jsonl, rows.csv, "
+        "report.json, report.md"
     )
     return 0
 

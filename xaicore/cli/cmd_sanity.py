@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from xaicore.cli.common import (
-    SINGLE_PASS,
     add_model_options,
     check_out_dir,
     load_model_arg,
@@ -31,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument(
         "--methods",
-        default=",".join(SINGLE_PASS),
-        help="comma-separated method names, or 'all' (default: the six single-pass methods)",
+        default=None,
+        help="comma-separated method names, or 'all' (default: the single-pass methods, see `xai methods`)",
     )
     p.add_argument("--mode", default="cascading", choices=("cascading", "independent", "both"))
     p.add_argument(
@@ -82,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     paths = result.save(args.out, save_maps=args.save_maps)
     label = result.labels[int(result.targets[0])]
     print(
-        f"{bundle.name}, {image.name}: explaining class {label!r}; {len(result.layers)} layers, seeds 0..{args.seeds - 1}"
+        f"{bundle.name}, {image.name}: explaining class {label!r}; {len(result.layers)} layers, "
+        f"seeds 0..{args.seeds - 1}"
     )
     print(f"{'method':<26} {'SSIM after output layer':>24}  verdict")
     for title, verdict in zip(result.titles, result.verdicts, strict=True):

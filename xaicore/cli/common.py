@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-SINGLE_PASS = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
-
 
 @dataclass(frozen=True)
 class ImageArg:
@@ -53,8 +51,15 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def methods_for(text: str, unavailable: Mapping[str, str]) -> list[str]:
-    """Method names from ``--methods``; ``all`` leaves out the ones this model cannot run."""
+def methods_for(text: str | None, unavailable: Mapping[str, str]) -> list[str]:
+    """Method names from ``--methods``; ``all`` leaves out the ones this model cannot run.
+
+    Without ``--methods`` (``None``): the registry's single-pass methods.
+    """
+    if text is None:
+        from xaicore.explainers.registry import single_pass_methods
+
+        return single_pass_methods()
     methods = parse_methods(text)
     if text.strip().lower() == "all":
         methods = [m for m in methods if m not in unavailable]

@@ -9,7 +9,8 @@ images in memory-sized chunks; the sampling methods draw all their randomness fr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from captum.attr import InputXGradient, Saliency
@@ -18,8 +19,11 @@ from xaicore.errors import MethodUnavailable
 from xaicore.explainers import cam, deeplift, integrated, lrp, modified_relu, occlusion, shap, smoothgrad
 from xaicore.explainers.baselines import jittered_references
 from xaicore.explainers.gradients import chunk_size, grad_leaf
-from xaicore.explainers.registry import Attribution, MethodCall, Param, register_method
+from xaicore.explainers.registry import Attribution, FusedRule, MethodCall, Param, register_method
 from xaicore.runtime.device import run_chunked
+
+if TYPE_CHECKING:
+    from xaicore.explainers.fused import FusedPass
 
 JITTER_HELP = "standard deviation of the jitter added to the baseline"
 # Work per image in plain forward+backward passes, where it is not a parameter (``xai bench explain``
@@ -55,6 +59,18 @@ def over_image_chunks(call: MethodCall, compute: Callable[[MethodCall], Attribut
     return run_chunked(part, call.inputs.shape[0], chunk=chunk_size(call.inputs[0]), combine=combine)
 
 
+def _fused_cam(fused: FusedPass) -> torch.Tensor:
+    """The raw Grad-CAM map from a fused pass that recorded the CAM layer."""
+    if fused.cam is None:
+        raise MethodUnavailable("This gradient pass did not record the CAM layer.")
+    return cam.cam_from_pass(fused.cam)
+
+
+def _fused_gradcam(inputs: torch.Tensor, params: Mapping[str, Any], fused: FusedPass) -> Attribution:
+    raw = _fused_cam(fused)
+    return Attribution(cam.upsample_cam(raw, relu=bool(params["relu"]), size=(inputs.shape[-2], inputs.shape[-1])))
+
+
 def _layer(call: MethodCall) -> torch.nn.Module:
     if call.layer is None:
         raise MethodUnavailable("This method needs a convolutional layer, and none was given for this model.")
@@ -68,7 +84,7 @@ def _layer(call: MethodCall) -> torch.nn.Module:
     change of that pixel would change the score. Cheap (one backward pass) but noisy, and it
     describes the model's local sensitivity, not which pixels the decision rests on; it often
     lights up edges everywhere.""",
-    single_pass=True,
+    fused=FusedRule(("plain",), lambda _inputs, _params, fused: Attribution(fused.grads["plain"].abs())),
 )
 def _saliency(call: MethodCall) -> Attribution:
     def compute(c: MethodCall) -> Attribution:
@@ -83,7 +99,7 @@ def _saliency(call: MethodCall) -> Attribution:
     description="""The gradient multiplied by the pixel value: a first-order estimate of each pixel's
     contribution relative to a black image. One backward pass. Inherits the gradient's noise,
     and dark pixels get no attribution whatever their importance.""",
-    single_pass=True,
+    fused=FusedRule(("plain",), lambda inputs, _params, fused: Attribution(inputs * fused.grads["plain"])),
 )
 def _input_x_gradient(call: MethodCall) -> Attribution:
     def compute(c: MethodCall) -> Attribution:
@@ -100,7 +116,7 @@ def _input_x_gradient(call: MethodCall) -> Attribution:
     maps, but they depend little on the class asked for or on the trained weights: it largely
     reconstructs the image's edges and fails the sanity checks.""",
     hook_based=True,
-    single_pass=True,
+    fused=FusedRule(("deconv",), lambda _inputs, _params, fused: Attribution(fused.grads["deconv"])),
 )
 def _deconvolution(call: MethodCall) -> Attribution:
     return over_image_chunks(call, lambda c: Attribution(modified_relu.deconvolution(c.model, c.inputs, c.target)))
@@ -114,7 +130,7 @@ def _deconvolution(call: MethodCall) -> Attribution:
     change when the model's weights are randomized or another class is asked for, so they show
     what the image contains more than what the model used.""",
     hook_based=True,
-    single_pass=True,
+    fused=FusedRule(("guided",), lambda _inputs, _params, fused: Attribution(fused.grads["guided"])),
 )
 def _guided_backprop(call: MethodCall) -> Attribution:
     return over_image_chunks(call, lambda c: Attribution(modified_relu.guided_backprop(c.model, c.inputs, c.target)))
@@ -129,7 +145,7 @@ def _guided_backprop(call: MethodCall) -> Attribution:
     resolution is that of the layer (16x16 for the default model), and it depends on the layer.""",
     params=(Param("relu", True, "keep only the positive evidence (as in the paper)"),),
     needs_layer=True,
-    single_pass=True,
+    fused=FusedRule(("plain",), _fused_gradcam),
 )
 def _gradcam(call: MethodCall) -> Attribution:
     def compute(c: MethodCall) -> Attribution:
@@ -147,6 +163,10 @@ def _gradcam(call: MethodCall) -> Attribution:
     Backprop, but it inherits Guided Backprop's insensitivity to the model's weights.""",
     needs_layer=True,
     hook_based=True,
+    fused=FusedRule(
+        ("plain", "guided"),
+        lambda _inputs, _params, fused: Attribution(cam.guided_gradcam(fused.grads["guided"], _fused_cam(fused))),
+    ),
     units=lambda _p, _size: 2.0,  # the plain and the guided backward pass
 )
 def _guided_gradcam(call: MethodCall) -> Attribution:

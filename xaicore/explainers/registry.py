@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from xaicore.errors import DuplicateNameError, ParameterError, UnknownNameError
+
+if TYPE_CHECKING:
+    from xaicore.explainers.fused import FusedPass
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -116,14 +119,29 @@ class Attribution:
 
 
 @dataclass(frozen=True)
+class FusedRule:
+    """How a method's map comes out of the shared gradient pass (:mod:`xaicore.explainers.fused`).
+
+    ``backward`` names the backward rules of that pass the method needs (``"plain"``,
+    ``"guided"``, ``"deconv"``); ``read(inputs, params, fused)`` turns the pass over ``inputs``
+    into the method's attribution. A method that needs the CAM layer (``needs_layer``) also
+    reads the pass's recorded layer activation and gradient.
+    """
+
+    backward: tuple[str, ...]
+    read: Callable[[torch.Tensor, Mapping[str, Any], FusedPass], Attribution]
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """A registered explanation method.
 
     Flags: ``needs_layer`` (uses the bundle's CAM layer), ``hook_based`` (changes the backward
     pass of ReLU modules, so functional ReLUs break it), ``stochastic`` (uses the generator),
-    ``needs_baseline``, ``single_pass`` (one forward and one backward pass per image).
-    ``units(params, (H, W))`` is the method's work on one image in plain forward+backward passes
-    of the model (see :mod:`xaicore.explainers.cost`).
+    ``needs_baseline``; ``single_pass`` (its map comes out of the one shared gradient pass: one
+    forward pass, one backward pass per rule in ``fused.backward``) holds exactly when ``fused``
+    is given. ``units(params, (H, W))`` is the method's work on one image in plain
+    forward+backward passes of the model (see :mod:`xaicore.explainers.cost`).
     """
 
     name: str
@@ -135,12 +153,17 @@ class MethodSpec:
     hook_based: bool = False
     stochastic: bool = False
     needs_baseline: bool = False
-    single_pass: bool = False
+    fused: FusedRule | None = None
     units: Units = field(default=lambda _params, _size: 1.0)
     defaults: Mapping[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", {p.name: p.default for p in self.params})
+
+    @property
+    def single_pass(self) -> bool:
+        """Whether the map comes out of the shared gradient pass (see :class:`FusedRule`)."""
+        return self.fused is not None
 
     def resolve_params(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults overridden by ``given``; unknown names and bad values are refused."""
@@ -167,7 +190,7 @@ def register_method(
     hook_based: bool = False,
     stochastic: bool = False,
     needs_baseline: bool = False,
-    single_pass: bool = False,
+    fused: FusedRule | None = None,
     units: Units | None = None,
 ) -> Callable[[Callable[[MethodCall], Attribution]], Callable[[MethodCall], Attribution]]:
     """Decorator registering ``compute`` under ``name``; a second registration is refused."""
@@ -185,7 +208,7 @@ def register_method(
             hook_based=hook_based,
             stochastic=stochastic,
             needs_baseline=needs_baseline,
-            single_pass=single_pass,
+            fused=fused,
             **({} if units is None else {"units": units}),
         )
         return compute
@@ -197,6 +220,17 @@ def list_methods() -> list[str]:
     """Names of all registered methods, in registration order."""
     _ensure_loaded()
     return list(_REGISTRY)
+
+
+def list_specs() -> list[MethodSpec]:
+    """All registered methods, in registration order."""
+    _ensure_loaded()
+    return list(_REGISTRY.values())
+
+
+def single_pass_methods() -> list[str]:
+    """Names of the methods whose maps come out of the one shared gradient pass, in registration order."""
+    return [spec.name for spec in list_specs() if spec.single_pass]
 
 
 def get_method(name: str) -> MethodSpec:

@@ -2,9 +2,11 @@
 
 Saliency, Input x Gradient and Grad-CAM need the plain gradient of the same class score;
 Guided Backprop and Deconvolution the same pass with another ReLU backward rule; Guided
-Grad-CAM the Guided Backprop map and the Grad-CAM map. When two or more of these six are asked
-for, one batched pass (:mod:`xaicore.explainers.fused`: the images once per backward rule
-needed) gives all of them. The results equal the separate computations up to float rounding.
+Grad-CAM the Guided Backprop map and the Grad-CAM map. Each of these single-pass methods says so
+on its :class:`~xaicore.explainers.registry.MethodSpec` (its ``fused`` rule: the backward rules it
+needs and how its map is read from the pass). When two or more of them are asked for, one
+batched pass (:mod:`xaicore.explainers.fused`: the images once per backward rule needed) gives
+all of them. The results equal the separate computations up to float rounding.
 When the fused pass fails, each method runs on its own so that the error is attributed to the
 method it belongs to.
 
@@ -25,20 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from xaicore.explainers import cam, deeplift
+from xaicore.explainers import deeplift
 from xaicore.explainers.fused import FusedPass, fused_pass
-from xaicore.explainers.registry import Attribution, MethodCall, get_method
-
-FUSED_METHODS = ("saliency", "input_x_gradient", "gradcam", "guided_backprop", "deconvolution", "guided_gradcam")
-_NEEDS_RULE = {
-    "saliency": ("plain",),
-    "input_x_gradient": ("plain",),
-    "gradcam": ("plain",),
-    "guided_backprop": ("guided",),
-    "deconvolution": ("deconv",),
-    "guided_gradcam": ("plain", "guided"),
-}
-CAM_METHODS = ("gradcam", "guided_gradcam")
+from xaicore.explainers.registry import Attribution, FusedRule, MethodCall, get_method
 
 Progress = Callable[[int, int, str], None]
 
@@ -57,28 +48,22 @@ class Outcome:
     shared_with: tuple[str, ...] = ()
 
 
+def _rule(name: str) -> FusedRule:
+    rule = get_method(name).fused
+    if rule is None:
+        raise KeyError(name)
+    return rule
+
+
 def rules_for(methods: Sequence[str]) -> tuple[str, ...]:
-    """The backward rules a fused pass needs for ``methods`` (members of :data:`FUSED_METHODS`)."""
-    wanted = {rule for m in methods for rule in _NEEDS_RULE[m]}
+    """The backward rules a fused pass needs for ``methods`` (single-pass methods, each with a :class:`FusedRule`)."""
+    wanted = {rule for m in methods for rule in _rule(m).backward}
     return tuple(r for r in ("plain", "guided", "deconv") if r in wanted)
 
 
 def from_fused(name: str, inputs: torch.Tensor, params: Mapping[str, object], fused: FusedPass) -> Attribution:
-    """Method ``name``'s attribution from a fused pass over ``inputs``."""
-    if name == "saliency":
-        return Attribution(fused.grads["plain"].abs())
-    if name == "input_x_gradient":
-        return Attribution(inputs * fused.grads["plain"])
-    if name == "guided_backprop":
-        return Attribution(fused.grads["guided"])
-    if name == "deconvolution":
-        return Attribution(fused.grads["deconv"])
-    raw = cam.cam_from_pass(fused.cam)  # type: ignore[arg-type]
-    if name == "gradcam":
-        return Attribution(cam.upsample_cam(raw, relu=bool(params["relu"]), size=tuple(inputs.shape[-2:])))
-    if name == "guided_gradcam":
-        return Attribution(cam.guided_gradcam(fused.grads["guided"], raw))
-    raise KeyError(name)
+    """Method ``name``'s attribution from a fused pass over ``inputs``, read as its :class:`FusedRule` says."""
+    return _rule(name).read(inputs, params, fused)
 
 
 OnOutcome = Callable[[str, "Outcome"], None]
@@ -121,7 +106,7 @@ class _Runner:
     def fused(self, users: Sequence[str]) -> None:
         """One fused pass for ``users``; on failure they are left to run alone."""
         first = self.calls[users[0]]
-        cam_users = [u for u in users if u in CAM_METHODS]
+        cam_users = [u for u in users if get_method(u).needs_layer]
         self._report(users[0])
         start = self._clock()
         try:
@@ -165,7 +150,7 @@ def run_methods(
     """
     runner = _Runner(calls, progress, on_outcome)
     names = list(calls)
-    users = [n for n in names if n in FUSED_METHODS]
+    users = [n for n in names if get_method(n).single_pass]
     if len(users) >= 2:
         runner.fused(users)  # on failure every user runs alone below
     if "deeplift" in calls and "deeplift_shap" in calls and runner.device.type == "cuda":

@@ -23,7 +23,7 @@ def test_explain_workload_runs_and_every_method_equals_its_reference() -> None:
     assert copy["copy_used"] is True and copy["speedup"] == copy["plain_s"] / copy["copy_s"]
     assert copy["first_call_s"] > 0 and copy["threads"] == torch.get_num_threads()
     batched = figures["single_pass_floor_units_batch_2"]
-    assert set(batched) == {"saliency", "input_x_gradient", "guided_backprop", "gradcam"}
+    assert set(batched) == {"saliency", "input_x_gradient", "guided_backprop", "gradcam", "guided_gradcam"}
     assert set(figures["targets"]) == {
         "all_methods_within_3s",
         "single_pass_tiles_within_2s",

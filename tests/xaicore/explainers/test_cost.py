@@ -63,13 +63,15 @@ def test_path_and_sampling_methods_cost_one_pass_per_point(method, param, forwar
     assert cost.method_units(method, {param: 7}, bundle.input_size) == pytest.approx(7 + forward_only * FORWARD_UNITS)
 
 
-def test_every_method_has_a_positive_cost_and_single_pass_ones_cost_one() -> None:
+def test_every_method_has_a_positive_cost_and_single_pass_ones_cost_one_per_backward_rule() -> None:
     for name in list_methods():
         spec = get_method(name)
         units = cost.method_units(name, None, (224, 224))
         assert units >= 1.0, name
         if spec.single_pass:
-            assert units == 1.0, name
+            assert spec.fused is not None
+            assert units == float(len(spec.fused.backward)), name
+    assert cost.method_units("guided_gradcam", None, (224, 224)) == 2.0
 
 
 def test_settings_the_method_refuses_cost_nothing() -> None:

@@ -45,6 +45,7 @@ def test_every_method_is_registered_with_description_and_flags() -> None:
         "deconvolution",
         "guided_backprop",
         "gradcam",
+        "guided_gradcam",
     }
     assert {n for n in ALL_METHODS if get_method(n).hook_based} == {
         "deconvolution",
