@@ -2,9 +2,10 @@
 
 ``xai-dashboard [--dry-run] [STREAMLIT OPTIONS ...]`` runs
 ``python -m dashboard.serve run <abs path of dashboard/app.py> --section.option=value ...``
-(Streamlit's own command line, see :mod:`dashboard.serve`) from the repository root. Every option of ``.streamlit/config.toml`` is passed as a flag, so the
-security settings (XSRF and CORS protection, hidden error details, upload cap) hold whatever
-directory the command is started from and cannot be weakened by a user-level config file.
+(Streamlit's own command line, see :mod:`dashboard.serve`) from the repository root. Every option of
+``.streamlit/config.toml`` is passed as a flag, so the security settings (XSRF and CORS protection,
+hidden error details, upload cap) hold whatever directory the command is started from and cannot
+be weakened by a user-level config file.
 Extra arguments are passed through to ``streamlit run``; an option given there replaces the
 same option from the config file (``xai-dashboard --server.port 8600``).
 """

@@ -53,7 +53,10 @@ _STORE_KEY = "xai.results"
 UPLOADED_IMAGE_KEY = "xai.uploaded_image"  # the last image this session uploaded
 KEPT_KEY = "xai.kept"  # widget key -> (value, scope): the values of kept widgets (:func:`kept`)
 
-UNEXPECTED = "Something went wrong on the server and this part of the page could not be shown; try again or choose other settings."
+UNEXPECTED = (
+    "Something went wrong on the server and this part of the page could not be shown; "
+    "try again or choose other settings."
+)
 
 
 @dataclass(frozen=True, eq=False)

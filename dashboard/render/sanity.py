@@ -203,7 +203,8 @@ def similarity_figure(result: SanityResult, *, mode: str, metric: str) -> go.Fig
                 marker={"color": color, "size": 8},
                 customdata=std.tolist(),
                 hovertemplate=(
-                    f"{title}<br>%{{x}}<br>mean %{{y:.3f}} ± %{{customdata:.3f}} (1 std, {wording.plural(n_seeds, 'seed')})"
+                    f"{title}<br>%{{x}}<br>mean %{{y:.3f}} ± %{{customdata:.3f}} "
+                    f"(1 std, {wording.plural(n_seeds, 'seed')})"
                     "<extra></extra>"
                 ),
             )

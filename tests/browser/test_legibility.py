@@ -156,7 +156,8 @@ def test_one_tile_enlarges_with_its_downloads_and_the_record_names_the_clip(app,
     app.wait_idle()
     with app.page.expect_download() as info:
         app.page.get_by_role("button", name="Record (JSON)").click()
-    record = json.loads(open(info.value.path(), encoding="utf-8").read())
+    with open(info.value.path(), encoding="utf-8") as file:
+        record = json.load(file)
     view = record["view"]
     assert view["clip_percentile"] == heatmaps.DEFAULT_PERCENTILE and view["view"] == "all"
     expected = np.percentile(np.abs(saliency.sum(axis=0, dtype=np.float64)), heatmaps.DEFAULT_PERCENTILE)

@@ -58,14 +58,13 @@ def test_a_new_image_never_shows_the_previous_images_maps_as_its_own(app):
             window.__mixed = null;
             window.__fresh = 0;
             const look = () => {
-                const now = (%s)(titles);
+                const now = (TILE_SOURCES)(titles);
                 const fresh = now.filter(s => !old.has(s)).length;
                 if (fresh > 0 && window.__mixed === null) window.__mixed = now.filter(s => old.has(s)).length;
                 window.__fresh = Math.max(window.__fresh, fresh);
             };
             new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true});
-        }"""
-        % TILE_SOURCES,
+        }""".replace("TILE_SOURCES", TILE_SOURCES),
         [before, list(TILE_TITLES)],
     )
     _choose_sample(app, "shape: circle")

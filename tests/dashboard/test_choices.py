@@ -213,9 +213,11 @@ def test_a_checkpoint_is_copied_in_chunks_to_a_file_that_is_removed_afterwards()
         assert path.suffix == ".pth" and path.read_bytes() == data
     assert not path.exists() and not path.parent.exists()
     assert upload.reads and all(0 < size <= uploads.CHUNK_BYTES for size in upload.reads)
-    with pytest.raises(CheckpointError, match="over the 1 MB limit for checkpoints"):
-        with uploads.spooled(io.BytesIO(bytes(uploads.MB + 1)), name="big.pt", max_bytes=uploads.MB):
-            pass
+    with (
+        pytest.raises(CheckpointError, match="over the 1 MB limit for checkpoints"),
+        uploads.spooled(io.BytesIO(bytes(uploads.MB + 1)), name="big.pt", max_bytes=uploads.MB),
+    ):
+        pass
 
 
 def _mapped_from(address: int) -> str | None:

@@ -35,7 +35,7 @@ def test_sanity_says_how_long_the_check_will_take(pinned):
     at = support.open_page(at, "pages/sanity.py")
     bundle = at.session_state[state.MODEL_KEY]
     seeds = at.number_input(key="sanity.w.seeds").value
-    mode = at.session_state["sanity.w.mode"] if "sanity.w.mode" in at.session_state else None
+    mode = at.session_state.get("sanity.w.mode")
     steps = len(bundle.layers) * seeds * (2 if mode == "both" else 1)
     units = (1 + cost.method_units("integrated_gradients", None, bundle.input_size)) * (steps + 1)
     (note,) = [i for i in _infos(at) if i.startswith("Press *Run the check*")]

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"floor (saturating, batch {floor['batch']}): forward+backward "
-        f"{floor['forward_backward_s_per_image'] * 1e3:.3f} ms/image, forward {floor['forward_s_per_image'] * 1e3:.3f} ms/image"
+        f"{floor['forward_backward_s_per_image'] * 1e3:.3f} ms/image, "
+        f"forward {floor['forward_s_per_image'] * 1e3:.3f} ms/image"
     )
     for name in names:
         print(f"\n== {name}: {found[name].description}")

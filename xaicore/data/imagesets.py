@@ -199,7 +199,8 @@ def relabel(image_set: ImageSet, class_names: Sequence[str]) -> ImageSet:
         kept = sum(item.label is not None for item in items)
         notices.append(
             f"The model has no class named {_listing(sorted(dropped))}, so {_count(sum(dropped.values()), 'image')} "
-            f"{'is' if sum(dropped.values()) == 1 else 'are'} left without a label ({_count(kept, 'image')} keep theirs; "
+            f"{'is' if sum(dropped.values()) == 1 else 'are'} left without a label "
+            f"({_count(kept, 'image')} keep theirs; "
             "an unlabelled image is explained for its predicted class)."
         )
     return ImageSet(items=tuple(items), class_names=target, notices=tuple(notices))

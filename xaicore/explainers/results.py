@@ -13,7 +13,7 @@ import numpy as np
 from xaicore.runtime.provenance import Provenance
 
 
-class Status(str, enum.Enum):
+class Status(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() and f-strings from 'Status.OK' to 'ok'
     """What became of one method's attribution."""
 
     OK = "ok"

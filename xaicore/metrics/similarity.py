@@ -419,7 +419,7 @@ def compare_maps(
 
     The SSIM ``data_range`` is the normalization's (see :data:`NORMALIZATIONS`).
     """
-    spec = normalization_spec = get_normalization(normalization)
+    spec = get_normalization(normalization)
     ma = prepare_maps(a, normalization=spec.name)
     mb = prepare_maps(b, normalization=spec.name)
     s = ssim_batch(

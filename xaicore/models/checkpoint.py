@@ -421,7 +421,8 @@ def check_layout(state: Mapping[str, torch.Tensor]) -> None:
 
 def _layout_problem(value: torch.Tensor) -> str | None:
     if value.layout != torch.strided:
-        return f"are stored as a {str(value.layout).replace('torch.', '').replace('_', ' ')} tensor, which is not supported (save dense weights)"
+        layout = str(value.layout).replace("torch.", "").replace("_", " ")
+        return f"are stored as a {layout} tensor, which is not supported (save dense weights)"
     if value.is_quantized:
         return "are quantized, which is not supported (save the float weights)"
     if value.device.type not in ("cpu", "meta"):

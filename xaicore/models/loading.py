@@ -263,8 +263,8 @@ def load_checkpoint_model(
     The classifier head is sized by ``num_classes`` (or read from the state dict); keys and
     shapes must match exactly. Defaults: input 224, ImageNet mean/std, classes named
     ``"class 0"``... Images are preprocessed by :meth:`Preprocess.for_checkpoint` (shorter side
-    resized to the input size, then the centre crop). ``file_name`` names the model (the upload's name); ``max_bytes`` caps the
-    file size before anything is read. Raises :class:`CheckpointError` for refused files.
+    resized to the input size, then the centre crop). ``file_name`` names the model (the upload's name);
+    ``max_bytes`` caps the file size before anything is read. Raises :class:`CheckpointError` for refused files.
     """
     if not arch:
         raise ParameterError(

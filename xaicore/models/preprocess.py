@@ -327,8 +327,8 @@ class Framing:
         """:attr:`box` rounded to whole pixels of the given image, (top, left, bottom, right)."""
         h, w = self.source_size
         top, left, bottom, right = self.box
-        t, l = min(max(int(round(top)), 0), h - 1), min(max(int(round(left)), 0), w - 1)
-        return t, l, max(min(int(round(bottom)), h), t + 1), max(min(int(round(right)), w), l + 1)
+        t, lf = min(max(int(round(top)), 0), h - 1), min(max(int(round(left)), 0), w - 1)
+        return t, lf, max(min(int(round(bottom)), h), t + 1), max(min(int(round(right)), w), lf + 1)
 
     def notice(self) -> str:
         """A warning sentence when the model did not see the image as it is (cropped, padded,

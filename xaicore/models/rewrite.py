@@ -93,7 +93,7 @@ def pool_before_relu(net: nn.Module) -> nn.Module | None:
         pool.args = (relu.args[0], *pool.args[1:])
         with graph.inserting_after(pool):
             after = graph.create_node(relu.op, relu.target, (pool,), {})
-        pool.replace_all_uses_with(after, delete_user_cb=lambda user: user is not after)
+        pool.replace_all_uses_with(after, delete_user_cb=lambda user, after=after: user is not after)
         graph.erase_node(relu)
         swapped += 1
     if not swapped:

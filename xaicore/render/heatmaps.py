@@ -407,8 +407,8 @@ def colorbar(
 ) -> np.ndarray:
     """A colour bar, uint8 (h, ``width``, 3): the colours of the scale drawn as :func:`blend`
     draws them over a mid-grey pixel (``over_white``: over white, as in the "heatmap only" view;
-    ``plain``: the colour map's own colours, for maps drawn alone at full strength), with the values at both ends and in the middle (``-clip``, 0,
-    ``+clip`` for signed maps; 0, ``clip/2``, ``clip`` otherwise)."""
+    ``plain``: the colour map's own colours, for maps drawn alone at full strength), with the values at both ends
+    and in the middle (``-clip``, 0, ``+clip`` for signed maps; 0, ``clip/2``, ``clip`` otherwise)."""
     if not (np.isfinite(clip) and clip > 0):
         raise ParameterError(f"A colour bar needs a positive, finite clip value; got {clip!r}.")
     if width < 16:

@@ -153,7 +153,7 @@ def test_eight_threads_on_one_shared_model_equal_a_sequential_run(bundle, images
     def worker(thread: int) -> None:
         try:
             start.wait(timeout=60)
-            for position, (index, job) in enumerate(shares[thread]):
+            for position, (_index, job) in enumerate(shares[thread]):
                 results[(thread, position)] = job(bundle, images)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
