@@ -135,6 +135,7 @@ def _main() -> int:
     spec = json.loads(sys.argv[1])
     data = sys.stdin.buffer.read()
     _limit_memory(spec["max_decode_bytes"])
+    reply: dict[str, object]
     try:
         loaded = load_image(
             data,

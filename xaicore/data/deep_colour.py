@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import cast
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def _read_tiff(data: bytes) -> np.ndarray | None:
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        page = tif.pages[0]
+        page = cast(tifffile.TiffPage, tif.pages[0])  # the first page is always read as a TiffPage
         if page.dtype is None or np.dtype(page.dtype) != np.uint16 or page.samplesperpixel not in (2, 3, 4):
             return None
         if page.photometric not in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.MINISBLACK):

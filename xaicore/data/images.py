@@ -334,7 +334,8 @@ _CMYK_PATH = 4 + _PLAIN_PATH  # the colour-managed or ink-formula RGB image, the
 
 def _rawmode(im: Image.Image) -> str:
     try:
-        args = im.tile[0].args if im.tile else ""
+        tile = getattr(im, "tile", None)  # files read from disk (ImageFile) have one, other images none
+        args = tile[0].args if tile else ""
     except (AttributeError, IndexError):
         return ""
     return args if isinstance(args, str) else str(args[0]) if args else ""
@@ -566,7 +567,8 @@ def _cmyk_to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
 
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
             target = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(im, source, target, outputMode="RGB")
+            # typed Optional for inPlace=True; without it the converted image is always returned
+            return ImageCms.profileToProfile(im, source, target, outputMode="RGB")  # type: ignore[return-value]
         except Exception:  # noqa: BLE001 - a broken profile falls back to the ink formula
             notes.append("The image's colour profile could not be used; CMYK was converted with the plain formula.")
     return im.convert("RGB")

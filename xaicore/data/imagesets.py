@@ -183,7 +183,8 @@ def relabel(image_set: ImageSet, class_names: Sequence[str]) -> ImageSet:
     if tuple(image_set.class_names) == target:
         return image_set
     mapping = {i: match_class(name, target) for i, name in enumerate(image_set.class_names)}
-    items, dropped = [], {}
+    items: list[ImageItem] = []
+    dropped: dict[str, int] = {}
     for item in image_set.items:
         label = None if item.label is None else mapping.get(int(item.label))
         if item.label is not None and label is None:

@@ -451,7 +451,7 @@ def _clutter(rng: np.random.Generator, canvas: np.ndarray, difficulty: float) ->
 
 def _occlude(rng: np.random.Generator, canvas: np.ndarray, objects: _Objects, difficulty: float) -> None:
     """With probability ``difficulty`` per image, lay a bar of random colour across the object, in place."""
-    m, size = canvas.shape[0], canvas.shape[1]
+    m, size = int(canvas.shape[0]), int(canvas.shape[1])
     x, y = _grid(size)
     hit = rng.random(m) < difficulty
     width = rng.uniform(*HARD_OCCLUDER_WIDTH, m) * size
@@ -507,15 +507,15 @@ def generate_scene_arrays(
             raise ParameterError("The two objects of a scene must be of different classes.")
     bg = _sample_backgrounds(rng, n)
     r1, x1, y1, r2, x2, y2 = _pair_layout(rng, n, size)
-    first = _sample_objects(rng, labels[:, 0], bg, size=size, radius=r1, cx=x1, cy=y1)
-    second = _sample_objects(rng, labels[:, 1], bg, size=size, radius=r2, cx=x2, cy=y2)
+    first_objects = _sample_objects(rng, labels[:, 0], bg, size=size, radius=r1, cx=x1, cy=y1)
+    second_objects = _sample_objects(rng, labels[:, 1], bg, size=size, radius=r2, cx=x2, cy=y2)
     images = np.empty((n, size, size, 3), dtype=np.float32)
     masks = np.empty((n, 2, size, size), dtype=bool)
     for start in range(0, n, _CHUNK):
         part = slice(start, min(n, start + _CHUNK))
         canvas = _render_background(rng, _take_bg(bg, part), size)
-        masks[part, 0] = _paint(rng, canvas, first.take(part))
-        masks[part, 1] = _paint(rng, canvas, second.take(part))
+        masks[part, 0] = _paint(rng, canvas, first_objects.take(part))
+        masks[part, 1] = _paint(rng, canvas, second_objects.take(part))
         np.clip(canvas, 0.0, 1.0, out=images[part])
     return images, labels, masks
 
