@@ -21,7 +21,7 @@ from torch import nn
 from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.models.preprocess import Preprocess
 
-TargetLike = int | str | Sequence[int | str] | np.ndarray | torch.Tensor | None
+TargetLike = int | float | str | Sequence[int | str] | np.ndarray | torch.Tensor | None
 """A target class argument: see :meth:`ModelBundle.resolve_targets`."""
 
 
@@ -38,6 +38,9 @@ class PixelSpaceModel(nn.Module):
         When true, the RGB input is first turned into luminance (ITU-R 601 weights) and copied
         to three channels, for models trained on grayscale images.
     """
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -153,7 +156,7 @@ class ModelBundle:
         except AttributeError as exc:
             raise UnknownNameError(f"The model has no layer named {name!r}.") from exc
 
-    def class_index(self, target: int | str) -> int:
+    def class_index(self, target: int | float | str | np.integer | np.floating) -> int:
         """Class index from an index or a label; raises :class:`ParameterError` when out of range."""
         if isinstance(target, str):
             if target in self.labels:
@@ -195,9 +198,9 @@ class ModelBundle:
         if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
             target = target.item()
         if isinstance(target, (int, float, str, np.integer, np.floating)):
-            return torch.full((n,), self.class_index(target), dtype=torch.long, device=device)  # type: ignore[arg-type]
+            return torch.full((n,), self.class_index(target), dtype=torch.long, device=device)
         numeric = isinstance(target, torch.Tensor) or (isinstance(target, np.ndarray) and target.dtype.kind in "biuf")
-        values = torch.as_tensor(target).reshape(-1) if numeric else list(target)  # type: ignore[arg-type]
+        values = torch.as_tensor(target).reshape(-1) if numeric else list(target)
         if len(values) != n:
             raise ParameterError(
                 f"Give one target class for all images, or one target class per image: {n} images but "

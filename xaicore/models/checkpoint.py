@@ -34,7 +34,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, TypeGuard
 
 import torch
 from torch import nn
@@ -154,7 +154,7 @@ def _torch_load(stream: IO[bytes], path: str | None = None) -> object:
         ) from exc
 
 
-def _is_tensor_map(obj: object) -> bool:
+def _is_tensor_map(obj: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
     return (
         isinstance(obj, Mapping)
         and len(obj) > 0
@@ -489,7 +489,7 @@ def resolve_num_classes(
     if num_classes is None:
         return found
     if found is not None and found != int(num_classes):
-        layer = head_key.rsplit(".", 1)[0]
+        layer = (head_key or "").rsplit(".", 1)[0]  # a head was found, so head_key is set
         raise CheckpointError(
             f"The checkpoint's classifier ({layer}) has {found} outputs, but the model was set up for "
             f"{num_classes} classes. Set the number of classes to {found}, or check that this is the "
@@ -498,7 +498,17 @@ def resolve_num_classes(
     return int(num_classes)
 
 
-def match_architecture(state: Mapping[str, torch.Tensor], expected: Mapping[str, object], *, arch: str) -> None:
+class _Spec(Protocol):
+    """What :func:`match_architecture` reads of an expected entry (a tensor or a ``TensorSpec``)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+
+def match_architecture(state: Mapping[str, torch.Tensor], expected: Mapping[str, _Spec], *, arch: str) -> None:
     """Compare keys, shapes and kinds of value with ``expected`` before any network is built.
 
     ``expected`` maps each key to an object with ``shape`` and ``dtype`` (a tensor, or

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -114,12 +114,15 @@ def fold_batch_norm(net: ShapesNet) -> ShapesNet:
     computes in eval mode: each ``BatchNorm2d`` merged into the convolution before it."""
     state = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("classifier.")}
     for index in range(1, conv_count() + 1):
-        conv, bn = net.features.get_submodule(f"conv{index}"), net.features.get_submodule(f"bn{index}")
+        conv = cast(nn.Conv2d, net.features.get_submodule(f"conv{index}"))
+        bn = cast(nn.BatchNorm2d, net.features.get_submodule(f"bn{index}"))
+        # built with batch_norm=True: every convolution has a bias and every BatchNorm running statistics
+        assert conv.bias is not None and bn.running_mean is not None and bn.running_var is not None
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         state[f"features.conv{index}.weight"] = conv.weight * scale.view(-1, 1, 1, 1)
         state[f"features.conv{index}.bias"] = (conv.bias - bn.running_mean) * scale + bn.bias
     state = {k: v.contiguous() for k, v in state.items()}
-    return from_state_dict(state, net.classifier[-1].out_features)
+    return from_state_dict(state, cast(nn.Linear, net.classifier[-1]).out_features)
 
 
 def read_card(path: Path = CARD_PATH) -> dict[str, Any]:

@@ -337,7 +337,7 @@ def _labels(
 
 def _size(input_size: int | tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
     if input_size is None:
-        return tuple(default)
+        return (default[0], default[1])
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if len(size) != 2 or any(int(s) < 8 or int(s) > 4096 for s in size):
         raise ParameterError(f"The input size must be one or two sides between 8 and 4096 pixels, not {input_size!r}.")

@@ -35,6 +35,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -82,17 +83,18 @@ def reinitialize(module: nn.Module, *, generator: torch.Generator) -> None:
 
 def _default_init(module: nn.Module, generator: torch.Generator) -> None:
     # Same draws, in the same order, as nn.Conv*d / nn.Linear .reset_parameters().
-    weight = module.weight
+    weight = cast(torch.Tensor, module.weight)  # a convolution's or linear layer's
     if weight.is_contiguous():
         init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     else:
         fresh = torch.empty_like(weight, memory_format=torch.contiguous_format)
         init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
         weight.copy_(fresh)
-    if module.bias is not None:
+    bias = cast(torch.Tensor | None, module.bias)
+    if bias is not None:
         fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-        init.uniform_(module.bias, -bound, bound, generator=generator)
+        init.uniform_(bias, -bound, bound, generator=generator)
 
 
 @dataclass(frozen=True)

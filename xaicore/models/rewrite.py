@@ -179,7 +179,8 @@ def split_at_head(net: nn.Module) -> tuple[nn.Module, nn.Module] | None:
         ):
             return None
 
-    trunk_graph, env = fx.Graph(), {}
+    trunk_graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
     for node in nodes[: nodes.index(cut) + 1]:
         env[node] = trunk_graph.node_copy(node, env.__getitem__)
     trunk_graph.output(env[cut])

@@ -239,7 +239,7 @@ def _turn_off_inplace(net: nn.Module) -> int:
     changed = 0
     for module in net.modules():
         if getattr(module, "inplace", False) is True:
-            module.inplace = False
+            module.inplace = False  # type: ignore[assignment]  # torch types Module attributes as tensors or modules
             changed += 1
     return changed
 

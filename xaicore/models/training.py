@@ -213,7 +213,8 @@ def train_default_model(
     mean, std = normalization(seed=config.seed, n=min(_BLOCK, config.images_per_epoch))
     net = init_network(len(shapes.CLASSES), seed=derived_seed(config.seed, 0), batch_norm=True)
     model = PixelSpaceModel(net, mean=mean, std=std)
-    model = model.to(device, memory_format=torch.channels_last).train()  # faster convolutions
+    # Module.to takes memory_format (documented); torch's overloads leave it out
+    model = model.to(device, memory_format=torch.channels_last).train()  # type: ignore[call-overload]  # faster convolutions
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = sum(math.ceil(n / config.batch_size) for n in _block_sizes(config.images_per_epoch))
     schedule = torch.optim.lr_scheduler.OneCycleLR(

@@ -19,6 +19,7 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torchvision
@@ -113,14 +114,14 @@ def cam_layer_of(net: nn.Module, family: str) -> str | None:
     densenet: ``features``; mobilenet and efficientnet: the last block of ``features``.
     """
     if family == "resnet":
-        return f"layer4.{len(net.layer4) - 1}"
+        return f"layer4.{len(cast(nn.Sequential, net.layer4)) - 1}"
     if family in ("vgg", "alexnet"):
-        convs = [i for i, m in enumerate(net.features) if isinstance(m, nn.Conv2d)]
+        convs = [i for i, m in enumerate(cast(nn.Sequential, net.features)) if isinstance(m, nn.Conv2d)]
         return f"features.{convs[-1]}"
     if family == "densenet":
         return "features"
     if family in ("mobilenet", "efficientnet"):
-        return f"features.{len(net.features) - 1}"
+        return f"features.{len(cast(nn.Sequential, net.features)) - 1}"
     return None
 
 
@@ -271,8 +272,9 @@ def preprocessing_of(weights: WeightsEnum) -> Preprocessing:
     return Preprocessing(
         labels=tuple(weights.meta["categories"]),
         input_size=size,
-        mean=tuple(float(v) for v in transform.mean),
-        std=tuple(float(v) for v in transform.std),
+        # three values each (RGB) for every torchvision classifier's weights
+        mean=cast(tuple[float, float, float], tuple(float(v) for v in transform.mean)),
+        std=cast(tuple[float, float, float], tuple(float(v) for v in transform.std)),
     )
 
 
