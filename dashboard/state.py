@@ -2,9 +2,11 @@
 
 The sidebar (:mod:`dashboard.sidebar`) writes the selection; pages read it with
 :func:`current_model`, :func:`current_image` and :func:`current_target`, and keep finished
-computations with :func:`put_result` / :func:`get_result`. The result store is a per-session
-LRU of :data:`RESULT_CAPACITY` entries, so a long session's memory levels off. A result is put
-only once its computation has finished: a rerun that interrupts a run stores nothing partial.
+computations with :func:`put_result` / :func:`get_result` (explanations under the one key of
+:mod:`dashboard.explanations`). The result store is a per-session LRU of :data:`RESULT_CAPACITY`
+entries, so a long session's memory levels off. A result is put only once its computation has
+finished; a computation that finishes in parts (batches of rows) keeps the parts done so far
+with :func:`keep_partial` in the same store, so Stop or a rerun loses only the part in flight.
 
 Every value widget of the sidebar and the pages takes its key through :func:`kept`
 (``st.slider(..., **state.kept(KEY, default=0.6))``): the user's choice is kept in a session
@@ -32,10 +34,10 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-import torch
 
 from dashboard.safe_text import plain
 from xaicore.errors import XaiError
+from xaicore.explainers.api import top_predictions
 from xaicore.explainers.results import Prediction
 from xaicore.models.bundle import ModelBundle
 
@@ -119,6 +121,11 @@ class ResultStore:
         with self._lock:
             return len(self._items)
 
+    def discard(self, key: Hashable) -> None:
+        """Remove ``key`` when present."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -161,8 +168,31 @@ def get_result(key: Hashable, default: Any = None) -> Any:
 
 
 def put_result(key: Hashable, value: Any) -> None:
-    """Keep a finished result in this session (least recently used ones are evicted)."""
-    result_store().put(key, value)
+    """Keep a finished result in this session (least recently used ones are evicted); the parts
+    kept for it while it ran (:func:`keep_partial`) are dropped."""
+    store = result_store()
+    store.put(key, value)
+    store.discard(_partial_key(key))
+
+
+def _partial_key(key: Hashable) -> tuple[Hashable, ...]:
+    return ("partial", key)
+
+
+def keep_partial(key: Hashable, parts: Any) -> Any:
+    """Keep ``parts`` as what is done so far of the unfinished result ``key`` and return it.
+
+    ``parts`` is a container the computation fills as each of its parts (a batch of rows)
+    finishes, so Stop or a rerun keeps those parts. It lives in the same store as the finished
+    results (and is evicted like them); :func:`put_result` for ``key`` drops it.
+    """
+    result_store().put(_partial_key(key), parts)
+    return parts
+
+
+def partial(key: Hashable) -> Any:
+    """The parts kept so far of the unfinished result ``key`` (:func:`keep_partial`), or ``None``."""
+    return result_store().get(_partial_key(key))
 
 
 def current_model() -> ModelBundle | None:
@@ -236,13 +266,7 @@ def predictions(bundle: ModelBundle, image: CurrentImage, *, k: int = 5) -> tupl
     key = result_key("predictions", fingerprint=bundle.fingerprint, image=image.hash, k=k)
     found = get_result(key)
     if found is None:
-        logits = bundle.logits(bundle.to_input(image.array))[0]
-        probs = torch.softmax(logits.float(), dim=-1)
-        values, indices = probs.topk(min(k, probs.numel()))
-        found = tuple(
-            Prediction(index=int(i), label=bundle.labels[int(i)], probability=float(p))
-            for p, i in zip(values.tolist(), indices.tolist())
-        )
+        found = top_predictions(bundle, bundle.logits(bundle.to_input(image.array))[0], k=k)
         put_result(key, found)
     return found
 

@@ -2,8 +2,8 @@
 confidence, over an image set, split into correctly and wrongly predicted images.
 
 The run goes batch by batch (:func:`xaicore.confidence.co_sets.iter_co_rows`); every finished batch's
-rows are kept in the session at once, so the Stop button (or any rerun) keeps them and the
-partial result is shown. A complete result goes into the session's result store.
+rows are kept in the session's result store at once (:func:`dashboard.state.keep_partial`), so the
+Stop button (or any rerun) keeps them and the partial result is shown. A complete result replaces them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ HARD = "Generated, harder (some predictions wrong)"
 SOURCE = "co.w.source"
 FAST = ("saliency", "input_x_gradient", "gradcam", "guided_backprop")
 METHODS = "co.w.methods"
-PARTIAL = "co.partial"  # {"key", "rows", "skipped", "done", "total"} of the run in flight or stopped
 BATCH = 16
 
 
@@ -96,8 +95,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
 def _run(bundle, image_set: ImageSet, key, *, methods: list[str], variants: list[str], seed: int) -> CoScoreResult:
     """Run batch by batch, keeping each finished batch's rows in the session as it comes."""
     total = len(image_set) * len(methods)
-    partial = {"key": key, "rows": [], "skipped": {}, "done": 0, "total": total}
-    st.session_state[PARTIAL] = partial
+    partial = state.keep_partial(key, {"rows": [], "skipped": {}, "done": 0, "total": total})
     bar = st.progress(0.0, text="Starting…")
     for batch in iter_co_rows(
         bundle, image_set, methods=methods, variants=variants, seed=seed, batch_size=BATCH, skipped=partial["skipped"]
@@ -109,7 +107,6 @@ def _run(bundle, image_set: ImageSet, key, *, methods: list[str], variants: list
             partial["done"] / total, text=f"{title}: images {batch.start + 1}–{batch.stop} of {len(image_set)}"
         )
     bar.empty()
-    del st.session_state[PARTIAL]
     return _summarize(
         bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed, complete=True
     )
@@ -296,9 +293,9 @@ def main() -> None:
     result = state.get_result(key)
     if result is None and run:
         result = _run(bundle, image_set, key, methods=methods, variants=variants, seed=seed)
-        state.put_result(key, result)
-    partial = st.session_state.get(PARTIAL)
-    if result is None and partial is not None and partial["key"] == key:
+        state.put_result(key, result)  # the partial rows go with it
+    partial = state.partial(key)
+    if result is None and partial is not None:
         result = _summarize(
             bundle, partial, methods=methods, variants=variants, n_images=len(image_set), seed=seed, complete=False
         )

@@ -1,8 +1,8 @@
 """Explain: explanation methods side by side on the sidebar's image, model and class.
 
 The chosen methods not computed yet run in one ``explain`` call, the cheapest first, and each
-is kept in the session's result store the moment it finishes, keyed by (model fingerprint,
-image hash, method, parameters, seed, baseline, target), and drawn in its own tile: a rerun (a
+is kept in the session's result store the moment it finishes, under the key every page uses
+(:mod:`dashboard.explanations`), and drawn in its own tile: a rerun (a
 widget change, a page switch, Stop) loses at most the method in flight and never repeats
 finished ones. Before anything slow starts, the page estimates it (work units x the model's
 measured pass time): with automatic runs only the methods quick on this model start by
@@ -15,11 +15,10 @@ import math
 
 import streamlit as st
 
-from dashboard import sidebar, state
+from dashboard import explanations, sidebar, state
 from dashboard.render import model_input
 from dashboard.render import tiles as render
 from xaicore.explainers import cost
-from xaicore.explainers.api import explain
 from xaicore.explainers.baselines import BASELINE_KINDS
 from xaicore.explainers.registry import get_method
 from xaicore.explainers.results import Status
@@ -233,17 +232,17 @@ def _run(
 
     def finished(part) -> None:
         item = part.methods[0]
-        state.put_result(keys[item.method], part)
         with slots[item.method].container():
             _draw_tile(part, item, drawn)
 
-    explain(
+    explanations.run(
         bundle,
-        image.array,
-        methods=running,
+        image,
+        running,
+        keys,
         target=target,
+        params=params,
         seed=seed,
-        params={name: params[name] for name in running},
         baseline=baseline,
         progress=progress,
         on_result=finished,
@@ -400,19 +399,7 @@ def main() -> None:
         run = st.button("Run", type="primary", key="explain.act.run", width="stretch")
     params = _method_settings(selected)
 
-    keys = {
-        name: state.result_key(
-            "explain",
-            fingerprint=bundle.fingerprint,
-            image=image.hash,
-            method=name,
-            params=params[name],
-            seed=seed,
-            baseline=baseline,
-            target=target,
-        )
-        for name in selected
-    }
+    keys = explanations.keys(bundle, image, selected, params=params, seed=seed, baseline=baseline, target=target)
     if not selected:
         st.info("Choose at least one method.")
         return

@@ -1,7 +1,8 @@
 """Faithfulness: insertion and deletion curves of the selected methods on the sidebar's image.
 
 Maps come from each method with its default parameters and a black baseline, stored under the
-Explain page's keys, so maps the Explain page already computed with those settings are reused.
+Explain page's keys (:mod:`dashboard.explanations`), so maps the Explain page already computed
+with those settings are reused; the missing ones come from one ``explain`` call.
 The curves of all maps are computed in one call to :func:`xaicore.metrics.faithfulness.insertion_deletion`
 and the finished result is stored. Everything below the settings sits in a fragment: choosing a
 step (slider, or a click on a curve point) redraws the masked images from the stored pixel ranks,
@@ -14,10 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import sidebar, state
+from dashboard import explanations, sidebar, state
 from dashboard.render import tiles as render
 from dashboard.render.faithfulness import fitted_range, mark_color, marked, preview_caption
-from xaicore.explainers.api import explain
 from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.explainers.results import Status
 from xaicore.metrics.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
@@ -42,30 +42,33 @@ def _default_methods(available: list[str]) -> list[str]:
 
 
 def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) -> dict[str, object]:
-    """Each method's stored explanation (Explain page keys), running the missing ones one by one."""
-    keys = {
-        name: state.result_key(
-            "explain",
-            fingerprint=bundle.fingerprint,
-            image=image.hash,
-            method=name,
-            params=get_method(name).resolve_params(None),
-            seed=seed,
-            baseline=EXPLAIN_BASELINE,
-            target=target,
-        )
-        for name in methods
-    }
-    found = {name: state.get_result(keys[name]) for name in methods}
+    """Each method's stored explanation (the Explain page's keys), the missing ones from one ``explain`` call."""
+    params = {name: get_method(name).resolve_params(None) for name in methods}
+    keys = explanations.keys(bundle, image, methods, params=params, seed=seed, baseline=EXPLAIN_BASELINE, target=target)
+    found = explanations.stored(keys)
     todo = [name for name in methods if found[name] is None]
     if todo:
         bar = st.progress(0.0, text="Explaining…")
-        for done, name in enumerate(todo):
-            bar.progress(done / len(todo), text=f"Running {get_method(name).title} ({done + 1} of {len(todo)})")
-            found[name] = explain(
-                bundle, image.array, methods=[name], target=target, seed=seed, baseline=EXPLAIN_BASELINE
-            )
-            state.put_result(keys[name], found[name])
+
+        def progress(done: int, total: int, title: str) -> None:
+            if title:
+                bar.progress(done / total, text=f"Running {title} ({done + 1} of {total})")
+
+        def finished(part) -> None:
+            found[part.methods[0].method] = part
+
+        explanations.run(
+            bundle,
+            image,
+            todo,
+            keys,
+            target=target,
+            params=params,
+            seed=seed,
+            baseline=EXPLAIN_BASELINE,
+            progress=progress,
+            on_result=finished,
+        )
         bar.empty()
     return found
 

@@ -1,15 +1,13 @@
 """Report card: which explanation methods deserve trust for this model, over a set of images.
 
 The evaluation (:mod:`xaicore.evaluation.rows`) runs batch by batch; every finished batch's rows go
-into the session at once (``report.rows``), so Stop, a widget change or any rerun keeps them:
-the partial card is shown and Run continues from there. A finished evaluation goes into the
-session's result store. Results of the Sanity checks, Class discriminativeness and AX / CO
+into the session's result store at once (:func:`dashboard.state.keep_partial`), so Stop, a widget
+change or any rerun keeps them: the partial card is shown and Run continues from there. A finished
+evaluation replaces them in the store. Results of the Sanity checks, Class discriminativeness and AX / CO
 pages for the same model, when present in the store, join the card (the latest of each).
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 import streamlit as st
 
@@ -29,8 +27,6 @@ from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.metrics.faithfulness import forward_passes
 
 W = "report.w."
-ROWS = "report.rows"  # OrderedDict: settings key -> [EvalRow, ...] of unfinished runs (the last few)
-KEPT_RUNS = 4
 GENERATED, SCENES, SAMPLES, UPLOAD = "Generated shapes", "Generated scenes (with masks)", "Samples", "Upload a zip"
 METRIC_TITLES = {
     "insertion": "Insertion AUC",
@@ -179,17 +175,10 @@ def _settings(bundle, image_set: ImageSet, data: str):
 
 
 def _partial(key) -> list:
-    """The rows kept in this session for the unfinished evaluation ``key`` (the last
-    :data:`KEPT_RUNS` settings are kept, so going back to earlier settings resumes them)."""
-    runs = st.session_state.get(ROWS)
-    if not isinstance(runs, OrderedDict):
-        runs = OrderedDict()
-        st.session_state[ROWS] = runs
-    rows = runs.setdefault(key, [])
-    runs.move_to_end(key)
-    while len(runs) > KEPT_RUNS:
-        runs.popitem(last=False)
-    return rows
+    """The rows kept in this session for the unfinished evaluation ``key`` (kept in the result
+    store until evicted, so going back to earlier settings resumes them)."""
+    rows = state.partial(key)
+    return rows if isinstance(rows, list) else state.keep_partial(key, [])
 
 
 def _run(bundle, image_set: ImageSet, settings, kept: list) -> Evaluation:
@@ -352,8 +341,7 @@ def main() -> None:
             kept = _partial(key)
             if run:
                 evaluation = _run(bundle, image_set, settings, kept)
-                state.put_result(key, evaluation)
-                st.session_state[ROWS].pop(key, None)
+                state.put_result(key, evaluation)  # the kept rows go with it
             elif kept:
                 rows = tuple(kept)
                 summary = summarize(rows, settings, device=str(bundle.device))

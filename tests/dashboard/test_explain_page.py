@@ -142,6 +142,48 @@ def test_explain_page_runs_on_an_uploaded_png():
     assert all(r.methods[0].status is Status.OK for r in fresh)
 
 
+def test_one_forward_pass_for_the_predictions_and_one_explain_call_per_image(monkeypatch):
+    """A new image costs one plain forward pass (the predictions the sidebar, the table and every
+    explanation share) and one ``explain`` call for all the chosen methods; a rerun costs neither."""
+    from xaicore.explainers import api
+
+    methods = ["saliency", "input_x_gradient", "gradcam", "guided_backprop", "deconvolution", "smoothgrad"]
+    at = _open()
+    at.multiselect(key=METHODS).set_value(methods).run()
+    bundle = at.session_state[state.MODEL_KEY]
+    plain: list[int] = []  # forward passes of the model made for no gradient: predictions
+    calls: list[tuple[str, ...]] = []
+    real = api.explain
+
+    def counted(*args, methods, **kwargs):
+        calls.append(tuple(methods))
+        return real(*args, methods=methods, **kwargs)
+
+    def forward(_module, inputs, _output) -> None:
+        if not inputs[0].requires_grad:
+            plain.append(int(inputs[0].shape[0]))
+
+    monkeypatch.setattr(api, "explain", counted)
+    handle = bundle.model.register_forward_hook(forward)
+    try:
+        pixels = np.random.default_rng(5).integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+        at = support.upload_image(at, "counted.png", support.png_bytes(pixels))
+        assert plain == [1] and calls == []  # the sidebar's predictions; nothing explained yet
+        at = _run(at)
+        assert not at.exception and support.errors(at) == []
+        assert plain == [1] and calls == [tuple(methods)]
+        fresh = [r for r in _stored(at) if r.image_hash == image_hash(pixels.astype(np.float32) / 255.0)]
+        assert sorted(r.methods[0].method for r in fresh) == sorted(methods)
+        image = at.session_state[state.IMAGE_KEY]
+        key = state.result_key("predictions", fingerprint=bundle.fingerprint, image=image.hash, k=5)
+        shown = at.session_state[state._STORE_KEY].get(key)
+        assert shown and all(r.predictions == shown for r in fresh)  # the sidebar's, not computed again
+        at = at.run()
+        assert plain == [1] and calls == [tuple(methods)]
+    finally:
+        handle.remove()
+
+
 def test_only_missing_methods_run_when_the_selection_grows():
     at = _explain(_open(), ["saliency"])
     first = {r.methods[0].method: r for r in _stored(at)}

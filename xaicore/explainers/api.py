@@ -279,9 +279,10 @@ def _run(
     return {spec.name: outcomes[spec.name] for spec in specs}
 
 
-def _top_predictions(bundle: ModelBundle, logits: torch.Tensor) -> tuple[Prediction, ...]:
+def top_predictions(bundle: ModelBundle, logits: torch.Tensor, *, k: int = TOP_K) -> tuple[Prediction, ...]:
+    """The ``k`` most probable classes (softmax of one image's ``logits``), most probable first."""
     probs = torch.softmax(logits.float(), dim=-1)
-    values, indices = probs.topk(min(TOP_K, probs.numel()))
+    values, indices = probs.topk(min(k, probs.numel()))
     return tuple(
         Prediction(index=int(i), label=bundle.labels[int(i)], probability=float(p))
         for p, i in zip(values.tolist(), indices.tolist())
@@ -328,6 +329,7 @@ def explain(
     seed: int = 0,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     baseline: str = "black",
+    predictions: Sequence[Prediction] | None = None,
     progress: Progress | None = None,
     on_result: OnResult | None = None,
 ) -> ExplainResult:
@@ -349,6 +351,9 @@ def explain(
         Method name -> parameter overrides.
     baseline:
         ``"black"``, ``"blur"``, ``"mean"`` or ``"noise"``.
+    predictions:
+        The image's top predictions by this model when the caller already has them (a page
+        that shows them first): with ``target`` given, no forward pass is made for them.
     progress:
         ``progress(done, total, title)`` called before each method starts.
     on_result:
@@ -371,15 +376,18 @@ def explain(
     target_index = None if target is None else bundle.class_index(target)
     array = np.asarray(image, dtype=np.float32)
     x = bundle.to_input(array)
-    logits = bundle.logits(x)[0]
-    if target_index is None:
-        target_index = int(logits.argmax())
+    if predictions is None or target_index is None:
+        logits = bundle.logits(x)[0]
+        if target_index is None:
+            target_index = int(logits.argmax())
+        if predictions is None:
+            predictions = top_predictions(bundle, logits)
     shell = ExplainResult(
         image=x[0].permute(1, 2, 0).detach().cpu().numpy(),
         image_hash=image_hash(array),
         target=target_index,
         target_label=bundle.labels[target_index],
-        predictions=_top_predictions(bundle, logits),
+        predictions=tuple(predictions),
         methods=(),
         baseline=baseline,
         provenance=Provenance(

@@ -51,6 +51,26 @@ def test_predictions_are_the_top5_softmax_and_target_defaults_to_the_best(bundle
     np.testing.assert_array_equal(full.image, x[0].permute(1, 2, 0).numpy())
 
 
+def test_predictions_the_caller_has_save_the_forward_pass_and_are_kept(bundle, full) -> None:
+    plain: list[int] = []  # forward passes made for no gradient
+
+    def forward(_module, inputs, _output) -> None:
+        if not inputs[0].requires_grad:
+            plain.append(int(inputs[0].shape[0]))
+
+    handle = bundle.model.register_forward_hook(forward)
+    try:
+        given = explain(bundle, _image(), methods=["saliency"], target=full.target, predictions=full.predictions)
+        assert plain == [] and given.predictions == full.predictions
+        again = explain(bundle, _image(), methods=["saliency"], predictions=full.predictions)  # no target: argmax
+        assert plain == [1] and again.target == full.target and again.predictions == full.predictions
+        alone = explain(bundle, _image(), methods=["saliency"], target=full.target)
+        assert plain == [1, 1] and alone.predictions == full.predictions
+        np.testing.assert_array_equal(given.methods[0].attribution, alone.methods[0].attribution)
+    finally:
+        handle.remove()
+
+
 def test_every_method_gets_a_result_and_unavailable_ones_say_why(bundle, full) -> None:
     assert [m.method for m in full.methods] == list_methods()
     by = full.by_method()
