@@ -50,4 +50,4 @@ def upsample_cam(cam: torch.Tensor, *, relu: bool, size: tuple[int, int]) -> tor
 
 def guided_gradcam(guided: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
     """Guided Backprop (N, 3, H, W) times the positive, upsampled Grad-CAM map."""
-    return guided * upsample_cam(cam, relu=True, size=tuple(guided.shape[-2:]))
+    return guided * upsample_cam(cam, relu=True, size=(guided.shape[-2], guided.shape[-1]))

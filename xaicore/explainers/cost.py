@@ -58,7 +58,7 @@ def forget_pass_times() -> None:
 
 
 def _key(bundle: ModelBundle) -> tuple[str, str, tuple[int, int]]:
-    return (bundle.fingerprint, str(bundle.device), tuple(bundle.input_size))
+    return (bundle.fingerprint, str(bundle.device), (bundle.input_size[0], bundle.input_size[1]))
 
 
 def method_units(name: str, params: Mapping[str, Any] | None, size: tuple[int, int]) -> float:
@@ -122,7 +122,7 @@ def estimate(
 ) -> Estimate:
     """The work of running ``methods`` on ``images`` images ``repeat`` times (e.g. once per
     randomized layer and seed), at the model's measured pass time unless ``pass_s`` is given."""
-    size = tuple(bundle.input_size)
+    size = (bundle.input_size[0], bundle.input_size[1])
     units = {
         get_method(m).name: method_units(m, (params or {}).get(get_method(m).name), size) * repeat for m in methods
     }

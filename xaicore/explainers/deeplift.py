@@ -11,6 +11,8 @@ pairs run through captum in memory-sized chunks.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from captum.attr import DeepLift
 from torch import nn
@@ -38,8 +40,9 @@ def deeplift_shap(
     def run(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = torch.arange(start, stop, device=inputs.device) % n
         part = deeplift(model, inputs[i], flat_refs[start:stop], target[i])
+        part_delta = cast(torch.Tensor, part.delta)  # deeplift always returns its delta
         values = torch.zeros_like(inputs).index_add_(0, i, part.values)
-        delta = torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(0, i, part.delta)
+        delta = torch.zeros(n, device=inputs.device, dtype=part_delta.dtype).index_add_(0, i, part_delta)
         return values, delta
 
     def combine(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,16 +75,17 @@ def deeplift_and_shap(
         rows = torch.arange(start, stop, device=inputs.device)
         i, first = rows % n, rows < n
         part = deeplift(model, inputs[i], flat_refs[start:stop], target[i])
+        part_delta = cast(torch.Tensor, part.delta)  # deeplift always returns its delta
         keep = first.view(-1, *([1] * (inputs.ndim - 1)))
         zero = torch.zeros((), dtype=part.values.dtype, device=inputs.device)
         return (
             torch.zeros_like(inputs).index_add_(0, i, torch.where(keep, part.values, zero)),
-            torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(
-                0, i, torch.where(first, part.delta, zero)
+            torch.zeros(n, device=inputs.device, dtype=part_delta.dtype).index_add_(
+                0, i, torch.where(first, part_delta, zero)
             ),
             torch.zeros_like(inputs).index_add_(0, i, torch.where(keep, zero, part.values)),
-            torch.zeros(n, device=inputs.device, dtype=part.delta.dtype).index_add_(
-                0, i, torch.where(first, zero, part.delta)
+            torch.zeros(n, device=inputs.device, dtype=part_delta.dtype).index_add_(
+                0, i, torch.where(first, zero, part_delta)
             ),
         )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -48,13 +49,13 @@ class _RowRuleReLU(torch.autograd.Function):
     """ReLU whose backward applies a per-row rule, given as two (B,) bool masks."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, clamp: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, clamp: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         out = x.clamp(min=0)
         ctx.save_for_backward(out, clamp, gate)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         out, clamp, gate = ctx.saved_tensors
         shape = (-1,) + (1,) * (grad.ndim - 1)
         g = torch.where(clamp.view(shape), grad.clamp(min=0), grad)
@@ -117,10 +118,10 @@ def fused_pass_once(
     rules = check_rules(rules, layer)
     n = inputs.shape[0]
     x = inputs.detach().repeat(len(rules), *([1] * (inputs.ndim - 1))).requires_grad_(True)
-    captured: list[torch.Tensor] = []
+    captured: list[object] = []
 
     def keep(_module: nn.Module, _args: object, output: object) -> None:
-        captured.append(output)  # type: ignore[arg-type]
+        captured.append(output)
 
     handle = layer.register_forward_hook(keep) if layer is not None else None
     try:
@@ -182,10 +183,11 @@ def fused_pass(
         grads = {r: torch.cat([p.grads[r] for p in parts]) for r in rules}
         cam = None
         if layer is not None:
+            cams = cast(list[GradientPass], [p.cam for p in parts])  # every part has one when a layer is set
             cam = GradientPass(
                 grads["plain"],
-                torch.cat([p.cam.activation for p in parts]),  # type: ignore[union-attr]
-                torch.cat([p.cam.layer_grad for p in parts]),  # type: ignore[union-attr]
+                torch.cat(cast(list[torch.Tensor], [c.activation for c in cams])),
+                torch.cat(cast(list[torch.Tensor], [c.layer_grad for c in cams])),
             )
         return FusedPass(grads, cam)
 

@@ -106,7 +106,7 @@ class GradientPass:
     layer_grad: torch.Tensor | None
 
 
-def single_activation(captured: list[object]) -> torch.Tensor:
+def single_activation(captured: Sequence[object]) -> torch.Tensor:
     if not captured:
         raise MethodUnavailable("The CAM layer did not run in the forward pass, so there is no activation to use.")
     if len(captured) > 1:

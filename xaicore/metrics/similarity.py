@@ -305,7 +305,7 @@ def ssim_batch(
 
     def one_chunk(start: int, stop: int) -> torch.Tensor:
         x, y = a[start:stop].to(dtype), b[start:stop].to(dtype)
-        if pad:
+        if rows is not None and cols is not None:  # pad
             x = x.index_select(1, rows).index_select(2, cols)
             y = y.index_select(1, rows).index_select(2, cols)
         moments = torch.stack((x, y, x * x, y * y, x * y), dim=1)

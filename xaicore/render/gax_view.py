@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from xaicore.confidence.gax import GaxImageResult
 from xaicore.errors import ParameterError
-from xaicore.explainers.results import Status
+from xaicore.explainers.results import Status, classify_attribution
 from xaicore.render import heatmaps
 
 CHANNEL_NAMES = ("R", "G", "B")
@@ -55,12 +55,12 @@ def channel_tiles(values: np.ndarray, *, scale: float | None = None) -> ChannelT
     if scale is not None and not (np.isfinite(scale) and scale > 0):
         raise ParameterError(f"The colour scale must be a positive number; got {scale!r}.")
     grey = heatmaps.grey_tile(*values.shape[1:])
-    if not np.all(np.isfinite(values)):
-        return ChannelTiles((grey, grey, grey), float("nan"), Status.NUMERICAL_ERROR)
-    peak = float(np.max(np.abs(values)))
-    if peak == 0.0:
-        return ChannelTiles((grey, grey, grey), 0.0 if scale is None else float(scale), Status.NO_SIGNAL)
-    used = peak if scale is None else float(scale)
+    status = classify_attribution(values)
+    if status is Status.NUMERICAL_ERROR:
+        return ChannelTiles((grey, grey, grey), float("nan"), status)
+    if status is Status.NO_SIGNAL:
+        return ChannelTiles((grey, grey, grey), 0.0 if scale is None else float(scale), status)
+    used = float(np.max(np.abs(values))) if scale is None else float(scale)
     tiles = tuple(diverging_rgb(v / used) for v in values)
     return ChannelTiles(tiles, used, Status.OK)  # type: ignore[arg-type]
 
@@ -127,13 +127,14 @@ def _gif_frame(heatmap: np.ndarray, *, step: int, co: float, upscale: int, font)
     drawn = channel_tiles(heatmap, scale=1.0)
     gap = np.full((heatmap.shape[1], 2, 3), 255, dtype=np.uint8)
     strip = np.concatenate([drawn.tiles[0], gap, drawn.tiles[1], gap, drawn.tiles[2]], axis=1)
-    picture = Image.fromarray(strip).resize((strip.shape[1] * upscale, strip.shape[0] * upscale), Image.NEAREST)
+    size = (strip.shape[1] * upscale, strip.shape[0] * upscale)
+    picture = Image.fromarray(strip).resize(size, Image.Resampling.NEAREST)
     bar = Image.fromarray(heatmaps.colorbar(1.0, mode="all", width=picture.width, cmap="diverging", plain=True))
     canvas = Image.new("RGB", (picture.width, picture.height + 16 + bar.height), "white")
     canvas.paste(picture, (0, 16))
     canvas.paste(bar, (0, 16 + picture.height))
     ImageDraw.Draw(canvas).text((2, 2), f"step {step}   CO {co:.2f}   (R | G | B)", fill="black", font=font)
-    return canvas.convert("P", palette=Image.ADAPTIVE, colors=255)
+    return canvas.convert("P", palette=Image.Palette.ADAPTIVE, colors=255)
 
 
 def gif_frame_count(data: bytes) -> int:

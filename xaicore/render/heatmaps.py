@@ -140,7 +140,7 @@ def view_status(m: np.ndarray, *, mode: str = "all") -> Status:
     """OK, NO_SIGNAL (nothing to show in this view) or NUMERICAL_ERROR (NaN or inf anywhere
     in the map, whatever the view)."""
     values = np.asarray(m, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
+    if classify_attribution(values) is Status.NUMERICAL_ERROR:
         return Status.NUMERICAL_ERROR
     return classify_attribution(_view_values(values, mode))
 
@@ -453,7 +453,9 @@ def _upscale(rgb: np.ndarray, width: int) -> Image.Image:
     return Image.fromarray(rgb).resize((width, height), Image.Resampling.NEAREST)
 
 
-def _captioned(picture: Image.Image, lines: Sequence[str], *, font: ImageFont.ImageFont) -> Image.Image:
+def _captioned(
+    picture: Image.Image, lines: Sequence[str], *, font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+) -> Image.Image:
     line_h = int(getattr(font, "size", 11) * 1.3)
     canvas = Image.new("RGB", (picture.width, picture.height + line_h * len(lines) + 6), "white")
     canvas.paste(picture, (0, 0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 import torch
@@ -45,7 +45,7 @@ def run_chunked(
     total: int,
     *,
     chunk: int,
-    combine: Callable[[Sequence[T]], T],
+    combine: Callable[[list[T]], T],
 ) -> T:
     """Run ``fn(start, stop)`` over ``range(total)`` in chunks, halving the chunk on OOM.
 
