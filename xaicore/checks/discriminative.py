@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from xaicore.errors import ParameterError
+from xaicore.explainers.results import attribution_status
 from xaicore.metrics.similarity import get_normalization, prepare_maps, spearman_batch, ssim_batch
 from xaicore.models.bundle import ModelBundle
 from xaicore.runtime.provenance import Provenance
@@ -220,7 +221,7 @@ def compare_classes(
         "signed": prepare_maps(flat, normalization="signed").reshape(m, k, *raw.shape[-2:]),
     }
     ssim, spearman = _pairwise(maps["abs"], data_range=norm.data_range)
-    status = _status(raw)
+    status = attribution_status(raw, batch_dims=2)
     input_masks = _resize_masks(masks, bundle) if masks is not None else None
     on_object = on_others = None
     if input_masks is not None and label_idx is not None:
@@ -312,14 +313,6 @@ def _pairwise(maps: torch.Tensor, *, data_range: float) -> tuple[np.ndarray, np.
     ssim[:, ii, jj] = ssim[:, jj, ii] = s
     spearman[:, ii, jj] = spearman[:, jj, ii] = r
     return ssim, spearman
-
-
-def _status(raw: torch.Tensor) -> np.ndarray:
-    flat = raw.flatten(2)
-    numerical = (~torch.isfinite(flat).all(dim=2)).cpu().numpy()
-    zero = (flat == 0).all(dim=2).cpu().numpy()
-    status = np.where(numerical, "numerical error", np.where(zero, "no signal", "ok"))
-    return status.astype(str)
 
 
 def _resize_masks(masks: np.ndarray, bundle: ModelBundle) -> np.ndarray:

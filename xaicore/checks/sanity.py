@@ -57,6 +57,7 @@ from xaicore.checks.sanity_result import (
 from xaicore.checks.step_explainer import StepExplainer
 from xaicore.errors import ParameterError
 from xaicore.explainers.gradients import chunk_size
+from xaicore.explainers.results import attribution_flags, attribution_status
 from xaicore.metrics.similarity import get_normalization, prepare_maps, rank_maps, spearman_batch, ssim_batch
 from xaicore.models.bundle import ModelBundle
 from xaicore.models.randomization import LayerRandomizer
@@ -187,7 +188,7 @@ def run_sanity(
         progress=progress,
     )
     outputs = [runner.schedule(m, s) for m in plan.modes for s in plan.seeds]
-    trained_status = _status(*(f.unsqueeze(0).cpu().numpy() for f in _flags(trained_raw)))
+    trained_status = attribution_status(trained_raw, batch_dims=2)
     result_params = {
         "target_policy": target_policy,
         "normalizations": dict(plan.normalizations),
@@ -311,7 +312,7 @@ class _Runner:
         if self._policy == "randomized_prediction":
             target = _logits(self._randomizer.model, self._explain.inputs).argmax(dim=1)
         raw = self._explain(target)
-        return {kind: _prepare(raw, self._plan, kind) for kind in KINDS}, _flags(raw), target
+        return {kind: _prepare(raw, self._plan, kind) for kind in KINDS}, attribution_flags(raw, batch_dims=2), target
 
 
 @dataclass(frozen=True)
@@ -421,14 +422,6 @@ def _prepare(raw: torch.Tensor, plan: _Plan, kind: str) -> torch.Tensor:
     return maps.reshape(m, n, *maps.shape[-2:])
 
 
-def _flags(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(methods, N) bool: all-zero raw map, and raw map with NaN or inf."""
-    flat = raw.flatten(2)
-    numerical = ~torch.isfinite(flat).all(dim=2)
-    no_signal = ~numerical & (flat == 0).all(dim=2)
-    return no_signal, numerical
-
-
 def _similarities(
     stacked: Mapping[str, torch.Tensor],
     trained: Mapping[str, torch.Tensor],
@@ -451,13 +444,6 @@ def _similarities(
         )
         out[f"spearman_{kind}"] = spearman_batch(a, b, ranks_b=ranks_b.flatten(0, 2))
     return out
-
-
-def _status(no_signal: np.ndarray, numerical: np.ndarray) -> np.ndarray:
-    status = np.full(no_signal.shape[1:], "ok", dtype=object)
-    status[no_signal[0]] = "no signal"
-    status[numerical[0]] = "numerical error"
-    return status.astype(str)
 
 
 def _report(progress: ProgressFn | None, done: int, total: int, message: str) -> None:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from xaicore.errors import ParameterError
+from xaicore.explainers.results import attribution_status
 from xaicore.models.bundle import ModelBundle
 from xaicore.models.inference import forward_logits
 
@@ -188,12 +189,7 @@ def ax_co_scores(
     scores = co_score(
         perturbed, clean.repeat(len(variants), 1), co_target.repeat(len(variants)), num_classes=clean.shape[1]
     )
-    flat = heat.flatten(1)
-    status = np.where(
-        ~torch.isfinite(flat).all(dim=1).cpu().numpy(),
-        "numerical error",
-        np.where((flat == 0).all(dim=1).cpu().numpy(), "no signal", "ok"),
-    )
+    status = attribution_status(heat)
     per_variant = scores.view(len(variants), n).cpu().double().numpy()
     return AxScores(
         predicted=predicted.cpu().numpy(),

@@ -54,6 +54,7 @@ from xaicore.errors import MethodUnavailable, ParameterError, XaiError
 from xaicore.explainers.api import attribute, method_seed, resolve_methods
 from xaicore.explainers.baselines import BASELINE_KINDS
 from xaicore.explainers.registry import get_method
+from xaicore.explainers.results import attribution_flags, attribution_status
 from xaicore.metrics.faithfulness import BACKGROUNDS, RANDOM, curve_steps, insertion_deletion
 from xaicore.metrics.intervals import Interval, paired_differences, t_interval, wilson_interval
 from xaicore.metrics.localization import localization_scores
@@ -479,11 +480,9 @@ def _explain(
         )
     runtime = (_clock(x.device) - started) / n
     values = attribution.values.detach().float()
-    finite = torch.isfinite(values).flatten(1).all(dim=1)
-    signal = (values != 0).flatten(1).any(dim=1)
-    maps = torch.where(finite.view(-1, 1, 1), values.sum(dim=1), torch.zeros((), device=values.device))
-    finite_list, signal_list = finite.tolist(), signal.tolist()
-    status = ["numerical error" if not f else "no signal" if not s else "ok" for f, s in zip(finite_list, signal_list)]
+    _, numerical = attribution_flags(values)
+    maps = torch.where(numerical.view(-1, 1, 1), torch.zeros((), device=values.device), values.sum(dim=1))
+    status = attribution_status(values).tolist()
     reason = ""
     if "numerical error" in status:
         reason = "The attribution contains NaN or infinite values."

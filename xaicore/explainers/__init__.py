@@ -13,6 +13,8 @@ _NAMES = {
     "MethodResult": "xaicore.explainers.results",
     "Prediction": "xaicore.explainers.results",
     "classify_attribution": "xaicore.explainers.results",
+    "attribution_status": "xaicore.explainers.results",
+    "resolve_methods": "xaicore.explainers.api",
     "MethodSpec": "xaicore.explainers.registry",
     "register_method": "xaicore.explainers.registry",
     "list_methods": "xaicore.explainers.registry",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from xaicore.runtime.provenance import Provenance
 
@@ -23,13 +25,37 @@ class Status(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() and f-
     FAILED = "failed"  # the method raised an error (message given)
 
 
-def classify_attribution(values: np.ndarray) -> Status:
-    """OK, NO_SIGNAL (all zero) or NUMERICAL_ERROR (any NaN or inf)."""
-    if not np.all(np.isfinite(values)):
-        return Status.NUMERICAL_ERROR
-    if not np.any(values):
-        return Status.NO_SIGNAL
-    return Status.OK
+def attribution_flags(raw: np.ndarray | torch.Tensor, *, batch_dims: int = 1) -> tuple[Any, Any]:
+    """Two boolean arrays over the maps of ``raw``: (all zero, NaN or inf anywhere).
+
+    The first ``batch_dims`` dimensions of ``raw`` index the maps, the others are one map: a
+    batch ``(N, 3, H, W)`` has ``batch_dims=1``, a (methods, N, 3, H, W) stack 2, one map 0.
+    Tensors give tensors on their device (no host sync); anything else gives numpy arrays.
+    """
+    if isinstance(raw, torch.Tensor):
+        flat = raw.detach().unsqueeze(-1).flatten(batch_dims)
+        return (flat == 0).all(dim=-1), ~torch.isfinite(flat).all(dim=-1)
+    values = np.asarray(raw)
+    lead = values.shape[:batch_dims]
+    flat = values.reshape(*lead, math.prod(values.shape[batch_dims:]))
+    return ~flat.any(axis=-1), ~np.isfinite(flat).all(axis=-1)
+
+
+def attribution_status(raw: np.ndarray | torch.Tensor, *, batch_dims: int = 1) -> np.ndarray:
+    """The status of every map of ``raw`` (maps indexed as in :func:`attribution_flags`): an
+    array of shape ``raw.shape[:batch_dims]`` holding ``"numerical error"`` (NaN or inf
+    anywhere), ``"no signal"`` (every value zero) or ``"ok"``."""
+    no_signal, numerical = attribution_flags(raw, batch_dims=batch_dims)
+    if isinstance(no_signal, torch.Tensor):
+        no_signal, numerical = no_signal.cpu().numpy(), numerical.cpu().numpy()
+    return np.where(
+        numerical, Status.NUMERICAL_ERROR.value, np.where(no_signal, Status.NO_SIGNAL.value, Status.OK.value)
+    )
+
+
+def classify_attribution(values: np.ndarray | torch.Tensor) -> Status:
+    """OK, NO_SIGNAL (all zero) or NUMERICAL_ERROR (any NaN or inf) of one map of any shape."""
+    return Status(str(attribution_status(values, batch_dims=0)))
 
 
 @dataclass(frozen=True)
