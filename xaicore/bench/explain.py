@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
     """Plain captum calls per method, with the same parameters and baselines as the defaults."""
     model = ref.model
     layer = ref.module(ref.cam_layer)
-    size = tuple(x.shape[-2:])
+    size = (x.shape[-2], x.shape[-1])
 
     def defaults(name: str) -> dict[str, Any]:
         return get_method(name).resolve_params(None)
@@ -218,7 +219,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     methods: dict[str, Any] = {}
     for name in names:
         seconds = best_time(
-            lambda name=name: attribute(bundle, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats
+            partial(attribute, bundle, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats
         )
         ref_seconds = best_time(plain[name], device=ctx.device, repeats=ctx.repeats)
         entry: dict[str, Any] = {
@@ -239,9 +240,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     xb = x.expand(batch, -1, -1, -1).contiguous()
     tb = target.expand(batch).contiguous()
     batched_s = {
-        name: best_time(
-            lambda name=name: attribute(bundle, xb, method=name, target=tb), device=ctx.device, repeats=ctx.repeats
-        )
+        name: best_time(partial(attribute, bundle, xb, method=name, target=tb), device=ctx.device, repeats=ctx.repeats)
         for name in single_pass_methods()
         if name in names
     }

@@ -66,7 +66,7 @@ def step_loop_curves(
     flat = relevance.ravel()
     order = np.lexsort((np.arange(flat.size), -flat))  # most relevant first, ties by index
     bg = torch.zeros_like(image) if background is None else background
-    curves = {"insertion": [], "deletion": []}
+    curves: dict[str, list[float]] = {"insertion": [], "deletion": []}
     for k in curve_steps(h * w, step_fraction=step_fraction, fraction=fraction):
         mask = np.zeros(h * w, dtype=bool)
         mask[order[:k]] = True
@@ -87,9 +87,7 @@ def method_attributions(
     from xaicore.explainers.api import attribute
     from xaicore.explainers.registry import get_method
 
-    names = [
-        m for m in bundle.available_methods() if get_method(m).single_pass or not single_pass_only
-    ]
+    names = [m for m in bundle.available_methods() if get_method(m).single_pass or not single_pass_only]
     targets = torch.tensor([target], device=inputs.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # captum's notes about hooks on activations

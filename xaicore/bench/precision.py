@@ -11,6 +11,7 @@ On a CPU the workload reports that it was skipped (the mode needs CUDA).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -42,12 +43,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         b = attribute(half, x, method=name, target=target).values
         pair = prepare_maps(torch.cat([a, b]).float(), normalization="abs")
         ssim = float(ssim_batch(pair[:1], pair[1:], data_range=1.0)[0])
-        t32 = best_time(
-            lambda name=name: attribute(full, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats
-        )
-        t16 = best_time(
-            lambda name=name: attribute(half, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats
-        )
+        t32 = best_time(partial(attribute, full, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats)
+        t16 = best_time(partial(attribute, half, x, method=name, target=target), device=ctx.device, repeats=ctx.repeats)
         methods[name] = {
             "float32_s": t32,
             "bf16_s": t16,

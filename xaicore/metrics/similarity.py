@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
@@ -86,6 +87,10 @@ def get_normalization(name: str) -> Normalization:
         raise ParameterError(f"Unknown normalization {name!r}; choose one of {', '.join(NORMALIZATIONS)}.") from None
 
 
+@overload
+def prepare_maps(attr: torch.Tensor, *, normalization: str) -> torch.Tensor: ...
+@overload
+def prepare_maps(attr: np.ndarray, *, normalization: str) -> np.ndarray: ...
 def prepare_maps(attr: torch.Tensor | np.ndarray, *, normalization: str) -> torch.Tensor | np.ndarray:
     """Turn attributions (N, 3, H, W) into 2-D maps (N, H, W) with the named normalization.
 
