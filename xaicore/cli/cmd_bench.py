@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         reference_seeds=args.reference_seeds,
         floor=floor,
     )
-    report = {
+    report: dict[str, Any] = {
         "device": device_name(device),
         "model": bundle.name,
         "precision": bundle.precision,

@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     explained = explain(
         bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline
     )
-    usable = {m.method: m.attribution[None] for m in explained.methods if m.status is Status.OK}
+    usable = {
+        m.method: m.attribution[None] for m in explained.methods if m.status is Status.OK and m.attribution is not None
+    }
     skipped = {m.method: m.reason or m.status.value for m in explained.methods if m.status is not Status.OK}
     if not usable:
         raise ParameterError("No method produced a usable map for this image, so there is nothing to measure.")
