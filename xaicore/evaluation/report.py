@@ -213,6 +213,10 @@ class ReportCard:
 def _record(result: Any) -> Mapping[str, Any] | None:
     if result is None:
         return None
+    return _record_of(result)
+
+
+def _record_of(result: Any) -> Mapping[str, Any]:
     if hasattr(result, "record"):
         return result.record()
     if isinstance(result, Mapping):
@@ -343,7 +347,7 @@ def report_scopes(
     for test, source in (("sanity", sanity), ("classes", classes)):
         if source is None:
             continue
-        record = _record(source)
+        record = _record_of(source)
         n = max(1, len(record.get("targets") or [0])) if test == "sanity" else 1
         if n > 1:
             scopes[test] = f"over {_count(n, 'image')}"
@@ -572,8 +576,8 @@ def build_report(
     scopes = report_scopes(
         evaluation, sanity=sanity, classes=classes, co=co, image_names=image_names, co_variant=rules.co_variant
     )
-    summary = tuple(summary_lines(card_rows, evaluation, scopes=scopes))
-    return ReportCard(card_rows, control, summary, rules, sources, scopes)
+    summary_text = tuple(summary_lines(card_rows, evaluation, scopes=scopes))
+    return ReportCard(card_rows, control, summary_text, rules, sources, scopes)
 
 
 def _title(method: str, summary: MethodSummary | None) -> str:
