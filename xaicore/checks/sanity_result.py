@@ -247,7 +247,8 @@ class SanityResult:
                 normalizations=np.array([self.params["normalizations"][k] for k in KINDS]),
             )
             paths.append(out / "sanity_maps.npz")
-            np.savez_compressed(paths[1], **arrays)
+            # mypy matches **arrays against allow_pickle (a bool); no map is named so
+            np.savez_compressed(paths[1], **arrays)  # type: ignore[arg-type]
         return paths
 
 
