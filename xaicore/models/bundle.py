@@ -131,7 +131,8 @@ class ModelBundle:
     unavailable: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    preprocess: Preprocess | None = None
+    # None at construction means a straight resize, which __post_init__ sets: once built, always a Preprocess
+    preprocess: Preprocess = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.preprocess is None:
@@ -239,7 +240,7 @@ class ModelBundle:
         if x.shape[1] != 3:
             raise ParameterError("Images must have three colour channels (RGB).")
         x = x.to(device=self.device, dtype=torch.float32)
-        x = self.preprocess.apply_tensor(x)  # type: ignore[union-attr]
+        x = self.preprocess.apply_tensor(x)
         return x.contiguous()
 
     @torch.no_grad()

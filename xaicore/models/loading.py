@@ -389,7 +389,7 @@ def assemble_bundle(
         fingerprint=digest,
         unavailable={**reasons, **dict(unavailable or {})},
         source=source,
-        preprocess=preprocess,
+        preprocess=preprocess,  # type: ignore[arg-type]  # None: the bundle makes a straight resize
     )
 
 

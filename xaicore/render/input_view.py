@@ -110,7 +110,7 @@ def input_view(bundle: ModelBundle, image: np.ndarray, *, display_side: int = DI
     array = np.asarray(image, dtype=np.float32)
     if array.ndim != 3 or array.shape[-1] != 3:
         raise ParameterError("The image must have shape (height, width, 3).")
-    framing = bundle.preprocess.frame(array.shape[0], array.shape[1])  # type: ignore[union-attr]
+    framing = bundle.preprocess.frame(array.shape[0], array.shape[1])
     model_input = bundle.to_input(array)[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32)
     grayscale = bool(getattr(bundle.model, "grayscale", False))
     shown = model_input
