@@ -79,7 +79,7 @@ def combine_results(parts: Sequence[ExplainResult]) -> ExplainResult:
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """A compressed ``.npz`` file holding ``arrays`` by name."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # mypy matches **arrays against allow_pickle
     return buffer.getvalue()
 
 
