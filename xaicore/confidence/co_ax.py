@@ -14,7 +14,6 @@ dashboard) keeps every finished row when the run is interrupted.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +152,6 @@ def ax_co_scores(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     baseline: str = "black",
-    model: nn.Module | None = None,
 ) -> AxScores:
     """AX with one explainer on a batch of model inputs ``(N, 3, H, W)``.
 
@@ -167,24 +165,21 @@ def ax_co_scores(
     for variant in variants:
         if variant not in VARIANTS:
             raise ParameterError(f"Unknown AX variant {variant!r}; use one of {', '.join(VARIANTS)}.")
-    net = bundle.model if model is None else model
+    net = bundle.model
     n = inputs.shape[0]
     labels = list(true_labels) if true_labels is not None else [None] * n
     if len(labels) != n:
         raise ParameterError("Give one true label (or None) per image.")
-    guard = bundle.lock if model is None else contextlib.nullcontext()
-    with guard, torch.no_grad():
+    with bundle.lock, torch.no_grad():
         clean = _logits(net, inputs)
     predicted = clean.argmax(dim=1)
     known = torch.tensor([lab is not None for lab in labels], device=inputs.device)
     given = torch.tensor([lab if lab is not None else 0 for lab in labels], device=inputs.device, dtype=torch.long)
     co_target = torch.where(known, given, predicted)
-    result = attribute(
-        bundle, inputs, method=method, target=predicted, seed=seed, params=params, baseline=baseline, model=model
-    )
+    result = attribute(bundle, inputs, method=method, target=predicted, seed=seed, params=params, baseline=baseline)
     heat = ax_heatmap(result.values.detach().to(inputs.dtype))
     stacked = torch.cat([ax_inputs(inputs, heat, variant=v) for v in variants])
-    with guard, torch.no_grad():
+    with bundle.lock, torch.no_grad():
         perturbed = _logits(net, stacked)
     scores = co_score(
         perturbed, clean.repeat(len(variants), 1), co_target.repeat(len(variants)), num_classes=clean.shape[1]

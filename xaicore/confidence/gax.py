@@ -45,7 +45,6 @@ difference of their frames (:meth:`GaxHistory.change`), no recomputation needed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -438,14 +437,15 @@ def run_gax(
     history_budget: int = HISTORY_BUDGET_BYTES,
     batch_size: int | None = None,
     progress: Callable[[int, int, np.ndarray], None] | None = None,
-    model: nn.Module | None = None,
 ) -> GaxResult:
     """Optimize a GAX heatmap for each image until its CO score reaches ``target_co``.
 
     Parameters
     ----------
     bundle:
-        The model (its ``model`` is run under ``bundle.lock`` unless ``model`` is given).
+        The model, run under ``bundle.lock``; the compute dtype follows its parameters (for a
+        float64 run, a :meth:`~xaicore.models.bundle.ModelBundle.private_copy` whose model was
+        made ``double()``).
     images:
         One (H, W, 3) array in [0, 1] or a batch (N, H, W, 3) / (N, 3, H, W); resized to the
         model's input size.
@@ -473,9 +473,6 @@ def run_gax(
     progress:
         Called at each check with (step, max_steps, CO scores of the images in the batch being
         optimized, as a numpy array).
-    model:
-        Run this network instead of ``bundle.model`` (e.g. a private float64 copy); the compute
-        dtype follows its parameters.
 
     Returns
     -------
@@ -496,7 +493,7 @@ def run_gax(
     )
     if history_dtype not in HISTORY_SCALES:
         raise ParameterError("history_dtype must be torch.int8, torch.int16 or torch.float16.")
-    net = bundle.model if model is None else model
+    net = bundle.model
     dtype = next(net.parameters()).dtype
     x = bundle.to_input(images).to(dtype)
     if bool(((x < 0) | (x > 1)).any()):
@@ -513,10 +510,9 @@ def run_gax(
     if batch_size is not None and batch_size < 1:
         raise ParameterError("batch_size must be at least 1 (or None for all images at once).")
     started = time.perf_counter()
-    lock = bundle.lock if model is None else contextlib.nullcontext()
 
     def chunk(start: int, stop: int) -> list[tuple[GaxImageResult, int]]:
-        with lock:
+        with bundle.lock:
             with torch.no_grad():
                 clean = net(x[start:stop])
             part = None if given is None else given[start:stop]

@@ -4,16 +4,16 @@ GAX).
 
 Every method gets its own generator, seeded from ``(seed, method name)``, so its result does
 not depend on which other methods run alongside. The baseline is built from that generator
-too. The shared model is run under ``bundle.lock``; a private copy passed as ``model`` is the
-caller's to guard.
+too. The bundle's model is run under ``bundle.lock``; to explain other weights (a randomized
+model, say), explain a :meth:`~xaicore.models.bundle.ModelBundle.private_copy`, which has its
+own model and lock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -94,27 +94,17 @@ def _check_baseline(kind: str) -> None:
         raise ParameterError(f"Unknown baseline {kind!r}; choose one of {', '.join(BASELINE_KINDS)}.")
 
 
-def _cam_layer(bundle: ModelBundle, model: nn.Module) -> nn.Module:
+def _cam_layer(bundle: ModelBundle) -> nn.Module:
     try:
-        return model.get_submodule(bundle.cam_layer)
+        return bundle.model.get_submodule(bundle.cam_layer)
     except AttributeError as exc:
         raise MethodUnavailable(f"The model has no layer named {bundle.cam_layer!r} for CAM methods.") from exc
-
-
-@contextlib.contextmanager
-def _guard(bundle: ModelBundle, model: nn.Module) -> Iterator[None]:
-    if model is bundle.model:
-        with bundle.lock:
-            yield
-    else:
-        yield
 
 
 def _make_call(
     bundle: ModelBundle,
     spec: MethodSpec,
     *,
-    model: nn.Module,
     inputs: torch.Tensor,
     target: torch.Tensor,
     seed: int,
@@ -123,21 +113,20 @@ def _make_call(
 ) -> MethodCall:
     generator = method_generator(seed, spec.name, inputs.device)
     return MethodCall(
-        model=model,
+        model=bundle.model,
         inputs=inputs,
         target=target,
         baseline=make_baseline(baseline, inputs, generator=generator),
         generator=generator,
         params=params,
-        layer=_cam_layer(bundle, model) if spec.needs_layer else None,
+        layer=_cam_layer(bundle) if spec.needs_layer else None,
     )
 
 
-def _prepare_inputs(bundle: ModelBundle, inputs: torch.Tensor, model: nn.Module) -> torch.Tensor:
+def _prepare_inputs(bundle: ModelBundle, inputs: torch.Tensor) -> torch.Tensor:
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 3:
         raise ParameterError("Inputs must be a tensor of images shaped (N, 3, H, W); see ModelBundle.to_input.")
-    device = next(model.parameters()).device
-    return inputs.detach().to(device=device, dtype=torch.float32).contiguous()
+    return inputs.detach().to(device=bundle.device, dtype=torch.float32).contiguous()
 
 
 def attribute_many(
@@ -149,7 +138,6 @@ def attribute_many(
     seed: int = 0,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     baseline: str = "black",
-    model: nn.Module | None = None,
 ) -> dict[str, Attribution]:
     """Several methods on one batch, sharing passes (see :mod:`xaicore.explainers.shared`).
 
@@ -172,11 +160,9 @@ def attribute_many(
         Method name -> parameter overrides.
     baseline:
         Baseline kind, see :data:`xaicore.explainers.baselines.BASELINE_KINDS`.
-    model:
-        A private copy (e.g. randomized) to explain instead of ``bundle.model``.
     """
     specs = resolve_methods(list(methods))
-    outcomes = _run(bundle, inputs, specs, target=target, seed=seed, params=params, baseline=baseline, model=model)
+    outcomes = _run(bundle, inputs, specs, target=target, seed=seed, params=params, baseline=baseline)
     results: dict[str, Attribution] = {}
     for name, outcome in outcomes.items():
         if outcome.error is not None:
@@ -194,14 +180,13 @@ def attribute(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     baseline: str = "black",
-    model: nn.Module | None = None,
 ) -> Attribution:
     """One method on a batch: attributions (N, 3, H, W) in input resolution, delta if any.
 
     Raises :class:`MethodUnavailable` for methods in ``bundle.unavailable``,
-    :class:`ParameterError` for bad targets, parameters or baselines. ``model`` (a private
-    copy of ``bundle.model``) is explained instead of the shared model when given; the CAM
-    layer is looked up by ``bundle.cam_layer`` in whichever model is used.
+    :class:`ParameterError` for bad targets, parameters or baselines. The bundle's model is
+    run under its lock; explain a :meth:`~xaicore.models.bundle.ModelBundle.private_copy` to
+    explain changed weights.
     """
     spec = get_method(method)
     result = attribute_many(
@@ -212,7 +197,6 @@ def attribute(
         seed=seed,
         params={spec.name: dict(params or {})},
         baseline=baseline,
-        model=model,
     )
     return result[spec.name]
 
@@ -236,7 +220,6 @@ def _run(
     seed: int,
     params: Mapping[str, Mapping[str, Any]] | None,
     baseline: str,
-    model: nn.Module | None,
     progress: Progress | None = None,
     on_outcome: OnOutcome | None = None,
     cheapest_first: bool = False,
@@ -244,10 +227,9 @@ def _run(
     """Every spec's outcome, in the order of ``specs``. ``cheapest_first`` runs them in order of
     their work units (the shared passes first in any case); ``on_outcome`` hears of each as it
     finishes, the methods that cannot run at all first."""
-    model = bundle.model if model is None else model
     _check_baseline(baseline)
     resolved = _resolve_params(specs, params)
-    x = _prepare_inputs(bundle, inputs, model)
+    x = _prepare_inputs(bundle, inputs)
     t = bundle.resolve_targets(target, n=x.shape[0], device=x.device)
     outcomes: dict[str, Outcome] = {}
     calls: dict[str, MethodCall] = {}
@@ -261,7 +243,7 @@ def _run(
             continue
         try:
             calls[spec.name] = _make_call(
-                bundle, spec, model=model, inputs=x, target=t, seed=seed, params=resolved[spec.name], baseline=baseline
+                bundle, spec, inputs=x, target=t, seed=seed, params=resolved[spec.name], baseline=baseline
             )
         except XaiError as exc:
             outcomes[spec.name] = Outcome(None, exc, 0.0)
@@ -274,7 +256,7 @@ def _run(
         def report(done: int, _total: int, title: str) -> None:
             progress(done + skipped, len(specs), title)  # type: ignore[misc]
 
-        with _guard(bundle, model):
+        with bundle.lock:
             outcomes.update(run_methods(calls, progress=None if progress is None else report, on_outcome=on_outcome))
     return {spec.name: outcomes[spec.name] for spec in specs}
 
@@ -415,7 +397,6 @@ def explain(
         seed=seed,
         params=resolved,
         baseline=baseline,
-        model=None,
         progress=progress,
         on_outcome=finished,
         cheapest_first=True,

@@ -48,7 +48,6 @@ to 1e-5) and does less work per masked image than a plain forward pass:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -65,7 +64,7 @@ from torch import nn
 from xaicore.errors import ParameterError, UnknownNameError
 from xaicore.explainers.baselines import BLUR_SIGMA_FRACTION, make_baseline
 from xaicore.models import inference
-from xaicore.models.bundle import ModelBundle, fingerprint
+from xaicore.models.bundle import ModelBundle
 from xaicore.models.rewrite import split_normalization
 from xaicore.runtime.device import run_chunked
 from xaicore.runtime.provenance import Provenance
@@ -349,7 +348,6 @@ def insertion_deletion(
     fraction: float = 1.0,
     background: str | torch.Tensor = "black",
     batch_size: int | None = None,
-    model: nn.Module | None = None,
     random_control: bool = True,
     seed: int = 0,
     optimize: bool = True,
@@ -359,7 +357,8 @@ def insertion_deletion(
     Parameters
     ----------
     bundle:
-        The model bundle; its ``model`` is used (under its lock) unless ``model`` is given.
+        The model bundle; its ``model`` is run under its lock (measure a
+        :meth:`~xaicore.models.bundle.ModelBundle.private_copy` for other weights).
     inputs:
         (N, 3, H, W) images in pixel space [0, 1] at the model's input size.
     attributions:
@@ -377,8 +376,6 @@ def insertion_deletion(
         Masked images per forward pass (halved on out-of-memory); default 64 on CPU, 256 on GPU.
         An inference copy with its fully connected head apart runs that head on the features
         of up to ``max(batch_size, HEAD_ROWS)`` images per worker.
-    model:
-        Run this module instead of ``bundle.model`` (a private copy, say).
     random_control, seed:
         Add the curves of a random pixel order drawn from a generator seeded with ``seed``.
     optimize:
@@ -418,13 +415,12 @@ def insertion_deletion(
         names.append(RANDOM)
     ranks = torch.stack([pixel_ranks(s) for s in scores])  # (M, N, P)
 
-    net = bundle.model if model is None else model
     batch = batch_size or _default_batch(device)
     if batch < 1:
         raise ParameterError(f"batch_size must be at least 1; got {batch_size}.")
-    lock = bundle.lock if model is None else contextlib.nullcontext()
+    steps_t = torch.as_tensor(steps, device=device)
     probs, how = _curve_probabilities(
-        net, x, bg, ranks, torch.as_tensor(steps, device=device), tgt, batch, lock=lock, optimize=optimize
+        bundle.model, x, bg, ranks, steps_t, tgt, batch, lock=bundle.lock, optimize=optimize
     )
     probs = probs.to(torch.float64).cpu().numpy()  # the one host transfer
 
@@ -456,7 +452,7 @@ def insertion_deletion(
     }
     provenance = Provenance(
         model_name=bundle.name,
-        model_fingerprint=bundle.fingerprint if model is None else fingerprint(model),
+        model_fingerprint=bundle.fingerprint,
         seed=int(seed),
         device=str(device),
         preprocessing=bundle.preprocess.record(),

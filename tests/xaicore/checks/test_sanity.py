@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -98,11 +97,11 @@ def test_same_seeds_same_values_other_seeds_other_values(bundle, image, both):
     assert not np.allclose(other.values["ssim_abs"], again.values["ssim_abs"])
 
 
-def _randomized_model(bundle, layers, seed):
-    model = copy.deepcopy(bundle.model)
+def _randomized_bundle(bundle, layers, seed):
+    private = bundle.private_copy()
     for name in layers:
-        reinitialize(model.get_submodule(name), generator=torch.Generator().manual_seed(layer_seed(seed, name)))
-    return model
+        reinitialize(private.module(name), generator=torch.Generator().manual_seed(layer_seed(seed, name)))
+    return private
 
 
 def test_randomized_prediction_policy_explains_the_randomized_models_class(bundle, image):
@@ -114,11 +113,11 @@ def test_randomized_prediction_policy_explains_the_randomized_models_class(bundl
     x = bundle.to_input(image)
     steps = result.steps
     for t in range(len(steps)):
-        model = _randomized_model(bundle, steps[: t + 1], 3)
+        randomized = _randomized_bundle(bundle, steps[: t + 1], 3)
         with torch.no_grad():
-            predicted = int(model(x).argmax())
+            predicted = int(randomized.model(x).argmax())
         assert result.step_targets[0, 0, t, 0] == predicted
-        raw = attribute(bundle, x, method="saliency", target=predicted, model=model).values[0].numpy()
+        raw = attribute(randomized, x, method="saliency", target=predicted).values[0].numpy()
         trained = attribute(bundle, x, method="saliency", target=int(result.targets[0])).values[0].numpy()
         expected = structural_similarity(
             normalize_reference(raw, "abs").astype(np.float64),

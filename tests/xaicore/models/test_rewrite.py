@@ -102,8 +102,8 @@ def test_split_normalization_leaves_autocast_models_whole():
 
 
 def test_gax_with_the_rewrite_equals_gax_on_the_plain_model(monkeypatch):
-    bundle = load_default_bundle(device="cpu")
-    model = copy.deepcopy(bundle.model).double().eval()
+    double = load_default_bundle(device="cpu").private_copy()
+    double.model.double().eval()
     images = np.random.default_rng(3).random((2, 64, 64, 3))
     used = []
     real = gax._step_network
@@ -114,9 +114,9 @@ def test_gax_with_the_rewrite_equals_gax_on_the_plain_model(monkeypatch):
         return chosen
 
     monkeypatch.setattr(gax, "_step_network", spy)
-    fast = gax.run_gax(bundle, images, target_co=math.inf, max_steps=12, model=model)
+    fast = gax.run_gax(double, images, target_co=math.inf, max_steps=12)
     monkeypatch.setattr(gax, "_step_network", lambda net, x, clean: net)
-    plain = gax.run_gax(bundle, images, target_co=math.inf, max_steps=12, model=model)
+    plain = gax.run_gax(double, images, target_co=math.inf, max_steps=12)
     assert used == [True]
     for a, b in zip(fast.images, plain.images):
         np.testing.assert_array_equal(a.co_curve, b.co_curve)
