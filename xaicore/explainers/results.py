@@ -37,8 +37,8 @@ def attribution_flags(raw: np.ndarray | torch.Tensor, *, batch_dims: int = 1) ->
         return (flat == 0).all(dim=-1), ~torch.isfinite(flat).all(dim=-1)
     values = np.asarray(raw)
     lead = values.shape[:batch_dims]
-    flat = values.reshape(*lead, math.prod(values.shape[batch_dims:]))
-    return ~flat.any(axis=-1), ~np.isfinite(flat).all(axis=-1)
+    rows = values.reshape(*lead, math.prod(values.shape[batch_dims:]))
+    return ~rows.any(axis=-1), ~np.isfinite(rows).all(axis=-1)
 
 
 def attribution_status(raw: np.ndarray | torch.Tensor, *, batch_dims: int = 1) -> np.ndarray:
