@@ -335,9 +335,9 @@ def _relevance_shares(
         if not own:
             continue
         rest = [n for n in range(len(labels)) if labels[n] != cls]
-        on_object[:, c] = _share(positive[:, c], masks[own].any(axis=0), total[:, c])
+        on_object[:, c] = _share(positive[:, c], np.asarray(masks[own].any(axis=0)), total[:, c])
         if rest:
-            on_others[:, c] = _share(positive[:, c], masks[rest].any(axis=0), total[:, c])
+            on_others[:, c] = _share(positive[:, c], np.asarray(masks[rest].any(axis=0)), total[:, c])
     return on_object, on_others
 
 

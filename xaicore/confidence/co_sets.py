@@ -13,7 +13,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,7 @@ def iter_co_rows(
     baseline: str = "black",
     batch_size: int = 16,
     skipped: dict[str, str] | None = None,
-) -> Iterator[CoBatch]:
+) -> Generator[CoBatch, None, None]:
     """Yield one :class:`CoBatch` per batch of images and method, lazily and in order.
 
     Methods the model cannot run yield empty batches; their reasons go into ``skipped`` when a
@@ -230,7 +230,9 @@ def iter_co_rows(
                 yield CoBatch(start, stop, method, ())
                 continue
 
-            def score(a: int, b: int, method: str = method) -> AxScores:
+            def score(
+                a: int, b: int, method: str = method, inputs: torch.Tensor = inputs, labels: list = labels
+            ) -> AxScores:
                 return ax_co_scores(
                     bundle,
                     inputs[a:b],

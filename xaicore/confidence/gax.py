@@ -39,8 +39,9 @@ steps, often a few hundredths, keeps its shape), ``int16`` with scale 1/32767, o
 scale 1/127 (half the memory, but a change of a few hundredths then takes only a handful of
 levels and shows as speckle). When all steps of one image would exceed ``history_budget`` bytes
 (300 steps of a 224 x 224 image in float16 take 90 MB), only every ``stride``-th step is kept,
-with ``stride`` the smallest that fits (3 there); the final heatmap is always kept. The CO curve keeps every step. The change between two kept steps is the
-difference of their frames (:meth:`GaxHistory.change`), no recomputation needed.
+with ``stride`` the smallest that fits (3 there); the final heatmap is always kept. The CO curve
+keeps every step. The change between two kept steps is the difference of their frames
+(:meth:`GaxHistory.change`), no recomputation needed.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class GaxImageResult:
         return {
             "frames": self.history.frames,
             "steps": self.history.steps,
-            "scale": np.float64(self.history.scale),
+            "scale": np.asarray(self.history.scale, dtype=np.float64),
             "co": self.co_curve,
             "heatmap": self.heatmap,
             "image": self.image,
@@ -223,7 +224,7 @@ class GaxResult:
             suffix = "" if len(self.images) == 1 else f"_{i}"
             arrays.update({f"{key}{suffix}": value for key, value in image.arrays().items()})
         npz = out / "gax_history.npz"
-        np.savez_compressed(npz, **arrays)
+        np.savez_compressed(npz, **arrays)  # type: ignore[arg-type]  # numpy's stubs match **arrays to allow_pickle
         js = out / "gax.json"
         js.write_text(json.dumps(self.record(), indent=2))
         return js, npz

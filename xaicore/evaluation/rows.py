@@ -523,7 +523,7 @@ def _scores(
                 if "deletion" in settings.metrics:
                     out[curves.method][i]["deletion_auc"] = float(curves.deletion_auc[i])
     wanted = [m for m in LOCALIZATION if m in settings.metrics]
-    masks = [_mask_at(getattr(item, "mask", None), bundle, tuple(x.shape[-2:])) for item in chunk]
+    masks = [_mask_at(getattr(item, "mask", None), bundle, (int(x.shape[-2]), int(x.shape[-1]))) for item in chunk]
     if wanted and any(m is not None for m in masks):
         maps_np = {m: v.detach().cpu().numpy() for m, v in usable.items()}
         for method, values in maps_np.items():
@@ -658,11 +658,7 @@ def summarize(rows: Iterable[EvalRow], settings: EvalSettings, *, device: str = 
             for name in settings.metrics:
                 if name == "runtime":
                     continue
-                pairs = [
-                    (r, control[r.image])
-                    for r in ok
-                    if control[r.image] is not None and control[r.image].status == "ok"
-                ]
+                pairs = [(r, c) for r in ok if (c := control[r.image]) is not None and c.status == "ok"]
                 diffs = paired_differences(
                     [_number(getattr(r, FIELDS[name])) for r, _ in pairs],
                     [_number(getattr(c, FIELDS[name])) for _, c in pairs],

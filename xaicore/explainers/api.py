@@ -278,7 +278,9 @@ def _reason(error: BaseException, title: str) -> str:
 
 
 def _method_result(spec: MethodSpec, outcome: Outcome, *, target: int, params: dict[str, Any]) -> MethodResult:
-    common = dict(method=spec.name, title=spec.title, target=target, params=params, runtime_s=outcome.runtime_s)
+    common: dict[str, Any] = dict(
+        method=spec.name, title=spec.title, target=target, params=params, runtime_s=outcome.runtime_s
+    )
     if outcome.error is not None:
         status = Status.UNAVAILABLE if isinstance(outcome.error, MethodUnavailable) else Status.FAILED
         return MethodResult(status=status, attribution=None, reason=_reason(outcome.error, spec.title), **common)

@@ -150,7 +150,9 @@ def _guided_backprop(call: MethodCall) -> Attribution:
 def _gradcam(call: MethodCall) -> Attribution:
     def compute(c: MethodCall) -> Attribution:
         raw = cam.layer_cam(c.model, _layer(c), c.inputs, c.target)
-        return Attribution(cam.upsample_cam(raw, relu=bool(c.params["relu"]), size=tuple(c.inputs.shape[-2:])))
+        return Attribution(
+            cam.upsample_cam(raw, relu=bool(c.params["relu"]), size=(int(c.inputs.shape[-2]), int(c.inputs.shape[-1])))
+        )
 
     return over_image_chunks(call, compute)
 

@@ -146,7 +146,7 @@ class ExplainResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         npz = out / "attributions.npz"
-        np.savez_compressed(npz, **self.attributions())
+        np.savez_compressed(npz, **self.attributions())  # type: ignore[arg-type]  # numpy's stubs match **arrays to allow_pickle
         js = out / "explain.json"
         js.write_text(json.dumps(self.record(), indent=2))
         return npz, js

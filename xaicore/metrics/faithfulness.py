@@ -422,17 +422,17 @@ def insertion_deletion(
     probs, how = _curve_probabilities(
         bundle.model, x, bg, ranks, steps_t, tgt, batch, lock=bundle.lock, optimize=optimize
     )
-    probs = probs.to(torch.float64).cpu().numpy()  # the one host transfer
+    curves_np = probs.to(torch.float64).cpu().numpy()  # the one host transfer
 
     ranks_np = ranks.view(len(names), n, h, w).cpu().numpy()
     flags = torch.stack(no_signal).cpu().numpy()
     curves = tuple(
         Curves(
             method=name,
-            insertion=probs[m, :, 0],
-            deletion=probs[m, :, 1],
-            insertion_auc=trapezoid_auc(probs[m, :, 0], fractions),
-            deletion_auc=trapezoid_auc(probs[m, :, 1], fractions),
+            insertion=curves_np[m, :, 0],
+            deletion=curves_np[m, :, 1],
+            insertion_auc=trapezoid_auc(curves_np[m, :, 0], fractions),
+            deletion_auc=trapezoid_auc(curves_np[m, :, 1], fractions),
             rank=ranks_np[m],
             no_signal=flags[m],
             control=random_control and m == len(names) - 1,

@@ -360,9 +360,10 @@ def forward_logits(
             raise ParameterError("Give total only with a function making the inputs, not with a tensor.")
         batch, total = inputs, len(inputs)
 
-        def make(start: int, stop: int) -> torch.Tensor:
+        def sliced(start: int, stop: int) -> torch.Tensor:
             return batch[start:stop]
 
+        make: Callable[[int, int], torch.Tensor] = sliced
     elif total is None:
         raise ParameterError("Give total, the number of inputs the function makes.")
     else:
