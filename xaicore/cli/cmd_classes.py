@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)
-    methods = methods_for(args.methods, bundle.unavailable)
+    methods = methods_for(args.methods, bundle)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     result = compare_classes(
         bundle,

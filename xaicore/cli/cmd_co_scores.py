@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     image_set = read_image_set(args.data, bundle, seed=args.seed, limit=args.limit)
     for notice in getattr(image_set, "notices", ()):
         print(f"note: {notice}")
-    methods = methods_for(args.methods, bundle.unavailable)
+    methods = methods_for(args.methods, bundle)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
 
     def progress(done: int, total: int, method: str) -> None:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)
-    methods = methods_for(args.methods, bundle.unavailable)
+    methods = methods_for(args.methods, bundle)
     explained = explain(
         bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline
     )

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     image = read_image_arg(args.image)
     bundle = load_model_arg(args)
-    methods = methods_for(args.methods, bundle.unavailable)
+    methods = methods_for(args.methods, bundle)
 
     def progress(done: int, total: int, message: str) -> None:
         print(f"\r[{done}/{total}] {message[:70]:<70}", end="", file=sys.stderr, flush=True)

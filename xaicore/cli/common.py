@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from xaicore.models.bundle import ModelBundle
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def methods_for(text: str | None, unavailable: Mapping[str, str]) -> list[str]:
+def methods_for(text: str | None, bundle: ModelBundle) -> list[str]:
     """Method names from ``--methods``; ``all`` leaves out the ones this model cannot run.
 
     Without ``--methods`` (``None``): the registry's single-pass methods.
@@ -60,10 +63,9 @@ def methods_for(text: str | None, unavailable: Mapping[str, str]) -> list[str]:
         from xaicore.explainers.registry import single_pass_methods
 
         return single_pass_methods()
-    methods = parse_methods(text)
     if text.strip().lower() == "all":
-        methods = [m for m in methods if m not in unavailable]
-    return methods
+        return bundle.available_methods()
+    return parse_methods(text)
 
 
 # --- model options -------------------------------------------------------------------------
