@@ -230,6 +230,8 @@ def prepare(
         raise ShareError("Give both --cert and --key, or neither for a self-signed certificate.")
     if cert is None:
         cert, key = _self_signed(folder, listen if listen not in ("0.0.0.0", "::") else socket.gethostname())
+    if key is None:  # not reached: both or neither were given (checked above)
+        raise ShareError("Give both --cert and --key, or neither for a self-signed certificate.")
     password, generated = _password(password_file)
     htpasswd = folder / "htpasswd"
     htpasswd.write_text(f"{user}:{_hash(password)}\n", encoding="utf-8")

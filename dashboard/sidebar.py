@@ -17,9 +17,9 @@ can call :func:`receive_upload` directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import streamlit as st
 
@@ -94,8 +94,12 @@ def _model_section() -> None:
     menu = _model_menu()
     st.session_state[state.MODEL_KEY] = None
     choice = st.selectbox(
-        "Model", list(menu), format_func=menu.get, **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu))
+        "Model",
+        list(menu),
+        format_func=cast(Callable[[Any], str], menu.get),  # the options are the menu's keys
+        **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu)),
     )
+    bundle: ModelBundle | None
     if choice == DEFAULT_MODEL:
         bundle = state.shared_model(DEFAULT_MODEL)
     elif choice == UPLOAD_MODEL:

@@ -138,7 +138,8 @@ def freeze(value: Any) -> Hashable:
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
     if isinstance(value, (set, frozenset)):
-        return tuple(sorted(freeze(v) for v in value))
+        members: list[Any] = [freeze(v) for v in value]  # plain values: comparable
+        return tuple(sorted(members))
     if isinstance(value, np.generic):
         return value.item()
     return value

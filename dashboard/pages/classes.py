@@ -53,6 +53,7 @@ def _uploaded_mask(bundle, image) -> tuple[np.ndarray, int] | None:
             return None
         last = st.session_state.get(MASK)
         if last is None or last[0] != upload.file_id:
+            found: np.ndarray | str
             try:
                 found = load_mask(upload.getvalue(), size=image.array.shape[:2], name=upload.name)
             except XaiError as exc:
@@ -99,6 +100,7 @@ def main() -> None:
     if len(methods) == 0 or len(classes) < 2:
         st.info("Choose at least one method and two classes.")
         return
+    mask_labels: tuple[int, ...] | None
     if uploaded is not None:
         masks, mask_labels, mask_source = uploaded[0][None], (uploaded[1],), "upload"
     elif image.masks is not None and image.mask_labels:

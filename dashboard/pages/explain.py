@@ -12,6 +12,7 @@ themselves (on a slow model, the single-pass ones); the rest wait for Run, with 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import streamlit as st
 
@@ -327,7 +328,13 @@ def _enlarged(result, item, rendered, alpha: float, over_image: bool = True) -> 
 
 def _downloads(result, *, view: str, channel: str, alpha: float, percentile: float, over_image: bool) -> None:
     stem = f"explain-{result.image_hash[:8]}-class{result.target}"
-    drawn = {"view": view, "channel": channel, "alpha": alpha, "percentile": percentile, "over_image": over_image}
+    drawn: dict[str, Any] = {
+        "view": view,
+        "channel": channel,
+        "alpha": alpha,
+        "percentile": percentile,
+        "over_image": over_image,
+    }
     a, b, c = st.columns(3)
     a.download_button(
         "Grid (PNG)",

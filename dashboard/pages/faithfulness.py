@@ -11,6 +11,8 @@ without running the model.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -19,7 +21,7 @@ from dashboard import explanations, sidebar, state
 from dashboard.render import tiles as render
 from dashboard.render.faithfulness import fitted_range, mark_color, marked, preview_caption
 from xaicore.explainers.registry import get_method, single_pass_methods
-from xaicore.explainers.results import Status
+from xaicore.explainers.results import ExplainResult, Status
 from xaicore.metrics.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
 
 PREFIX = "faith.w."
@@ -41,7 +43,7 @@ def _default_methods(available: list[str]) -> list[str]:
     return [name for name in single_pass_methods() if name in available]
 
 
-def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) -> dict[str, object]:
+def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) -> dict[str, ExplainResult]:
     """Each method's stored explanation (the Explain page's keys), the missing ones from one ``explain`` call."""
     params = {name: get_method(name).resolve_params(None) for name in methods}
     keys = explanations.keys(bundle, image, methods, params=params, seed=seed, baseline=EXPLAIN_BASELINE, target=target)
@@ -70,7 +72,7 @@ def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) 
             on_result=finished,
         )
         bar.empty()
-    return found
+    return cast(dict[str, ExplainResult], found)  # the missing ones were all filled in
 
 
 def _curves(
@@ -82,7 +84,7 @@ def _curves(
     for name, result in explained.items():
         item = result.methods[0]
         if item.status is Status.OK:
-            usable[name] = item.attribution[None]
+            usable[name] = cast(np.ndarray, item.attribution)[None]  # an OK result has its map
         else:
             skipped[name] = render.status_line(item)
     key = state.result_key(

@@ -9,6 +9,9 @@ pages for the same model, when present in the store, join the card (the latest o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+from typing import Any, cast
+
 import streamlit as st
 
 from dashboard import sidebar, state, uploads, wording
@@ -20,7 +23,7 @@ from xaicore.confidence.co_sets import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
 from xaicore.data.imagesets import ImageSet, generated_test_set, load_image_set, relabel
 from xaicore.evaluation.report import RULES, TEST_NAMES, build_report
-from xaicore.evaluation.rows import METRICS, Evaluation, evaluate, make_settings, rows_csv, summarize
+from xaicore.evaluation.rows import METRICS, EvalRow, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
 from xaicore.explainers.registry import get_method, single_pass_methods
@@ -121,7 +124,7 @@ def _settings(bundle, image_set: ImageSet, data: str):
     metrics = st.multiselect(
         "Metrics",
         list(METRICS),
-        format_func=METRIC_TITLES.get,
+        format_func=cast(Callable[[Any], str], METRIC_TITLES.get),  # every metric has a title
         **state.kept(W + "metrics", default=list(METRICS), options=list(METRICS)),
     )
     with st.expander("Settings"):
@@ -130,7 +133,9 @@ def _settings(bundle, image_set: ImageSet, data: str):
             "Class explained",
             ["label", "predicted"],
             **state.kept(W + "target", default="label", options=["label", "predicted"]),
-            format_func={"label": "True class when known", "predicted": "Predicted class"}.get,
+            format_func=cast(
+                Callable[[Any], str], {"label": "True class when known", "predicted": "Predicted class"}.get
+            ),  # every option has a title
         )
         step = b.number_input(
             "Curve step (fraction of the pixels)",
@@ -193,7 +198,7 @@ def _run(bundle, image_set: ImageSet, settings, kept: list) -> Evaluation:
     return evaluation
 
 
-def _latest(kind: type, fingerprint: str):
+def _latest(kind: type[Any], fingerprint: str):
     """The most recently stored result of ``kind`` for the model ``fingerprint``, or None."""
     found = None
     for _key, value in state.result_store().items():
@@ -206,8 +211,9 @@ def _image_name(result) -> str:
     """The name of the one image ``result`` was computed on when it is the sidebar's image (its
     store key names the image's hash), else "" (the card then says "from one image")."""
     image = state.current_image()
-    for key, value in state.result_store().items():
+    for store_key, value in state.result_store().items():
         if value is result:
+            key = cast(tuple[Hashable, ...], store_key)  # result_key() tuples
             parts = dict(key[1]) if len(key) > 1 and isinstance(key[1], tuple) else {}
             if image is not None and parts.get("image") == image.hash:
                 return image.name
@@ -333,8 +339,9 @@ def main() -> None:
     run = a.button("Run", type="primary", key="report.act.run", width="stretch")
     b.button("Stop", key="report.act.stop", width="stretch", help="Stops after the batch in flight; its rows stay.")
 
+    rows: tuple[EvalRow, ...]
     evaluation, summary, rows = None, None, ()
-    if settings is not None:
+    if settings is not None and image_set is not None:  # settings come only with an image set
         key = state.result_key("evaluation", settings=settings.record())
         evaluation = state.get_result(key)
         if evaluation is None:

@@ -10,6 +10,9 @@ fragment and only redraw the stored maps and charts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import streamlit as st
 
 from dashboard import sidebar, state, wording
@@ -149,7 +152,7 @@ def _results(result) -> None:
         metric = b.selectbox(
             "Measure",
             METRICS,
-            format_func=sanity_render.METRIC_TITLES.get,
+            format_func=cast(Callable[[Any], str], sanity_render.METRIC_TITLES.get),  # every option has a title
             **state.kept(W + "metric", default=list(METRICS)[0], options=list(METRICS)),
         )
         fig = sanity_render.similarity_figure(result, mode=mode, metric=metric)

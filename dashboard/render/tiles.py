@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +29,7 @@ def status_line(result: MethodResult) -> str:
     return line
 
 
-def unavailable_methods(unavailable: dict[str, str]) -> None:
+def unavailable_methods(unavailable: Mapping[str, str]) -> None:
     """List the methods the model cannot run, each with its reason, in a closed expander.
 
     Pages offer only the available methods; this says why the others are missing. Draws
