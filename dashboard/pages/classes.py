@@ -12,14 +12,13 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import sidebar, state
+from dashboard import sidebar, state, widgets
 from dashboard.render import sanity as sanity_render
 from dashboard.render import tiles as render
 from dashboard.safe_text import plain
 from xaicore.checks.discriminative import compare_classes
 from xaicore.data.images import load_mask
 from xaicore.errors import XaiError
-from xaicore.explainers.registry import get_method, single_pass_methods
 
 W = "classes.w."
 METHODS = W + "methods"
@@ -76,19 +75,7 @@ def main() -> None:
     if bundle is None or image is None:
         st.info("Choose a model and an image in the sidebar.")
         return
-    available = bundle.available_methods()
-    methods = st.multiselect(
-        "Methods",
-        available,
-        format_func=lambda n: get_method(n).title,
-        **state.kept(
-            METHODS,
-            default=[m for m in single_pass_methods() if m in available],
-            options=available,
-            scope=bundle.fingerprint,
-        ),
-    )
-    render.unavailable_methods(bundle.unavailable)
+    methods = widgets.choose_methods(METHODS, bundle)
     classes_key = f"{W}classes.{bundle.fingerprint[:12]}.{image.hash[:12]}"  # defaults follow model and image
     classes = st.multiselect(
         "Classes",

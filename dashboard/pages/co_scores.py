@@ -11,7 +11,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import sidebar, state, uploads, wording
+from dashboard import sidebar, state, uploads, widgets, wording
 from dashboard.render import tiles as render
 from dashboard.safe_text import plain
 from xaicore.confidence.co_ax import VARIANTS
@@ -266,14 +266,7 @@ def main() -> None:
         "when known, else the predicted one."
     )
     image_set, set_key = _image_set(bundle)
-    available = bundle.available_methods()
-    methods = st.multiselect(
-        "Methods",
-        available,
-        format_func=lambda n: get_method(n).title,
-        **state.kept(METHODS, default=[m for m in FAST if m in available], options=available, scope=bundle.fingerprint),
-    )
-    render.unavailable_methods(bundle.unavailable)
+    methods = widgets.choose_methods(METHODS, bundle, default=FAST)
     variants = st.multiselect(
         "AX variants", list(VARIANTS), **state.kept("co.w.variants", default=list(VARIANTS), options=list(VARIANTS))
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import explanations, sidebar, state
+from dashboard import explanations, sidebar, state, widgets
 from dashboard.render import model_input
 from dashboard.render import tiles as render
 from xaicore.explainers import cost
@@ -377,15 +377,8 @@ def main() -> None:
         render.predictions_table(state.predictions(bundle, image))
         st.caption(f"Explaining class {target}: {bundle.labels[target]}")
 
-    available = bundle.available_methods()
     # A new model starts with all the methods it can run.
-    selected = st.multiselect(
-        "Methods",
-        available,
-        format_func=lambda n: get_method(n).title,
-        **state.kept(METHODS, default=available, options=available, scope=bundle.fingerprint),
-    )
-    render.unavailable_methods(bundle.unavailable)
+    selected = widgets.choose_methods(METHODS, bundle, default=bundle.available_methods())
 
     settings, run_col = st.columns([3, 1])
     with settings:

@@ -17,10 +17,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import explanations, sidebar, state
+from dashboard import explanations, sidebar, state, widgets
 from dashboard.render import tiles as render
 from dashboard.render.faithfulness import fitted_range, mark_color, marked, preview_caption
-from xaicore.explainers.registry import get_method, single_pass_methods
+from xaicore.explainers.registry import get_method
 from xaicore.explainers.results import ExplainResult, Status
 from xaicore.metrics.faithfulness import BACKGROUNDS, KINDS, RANDOM, insertion_deletion
 
@@ -36,11 +36,6 @@ RANDOM_TITLE = "Random order (control)"
 
 def _title(method: str) -> str:
     return RANDOM_TITLE if method == RANDOM else get_method(method).title
-
-
-def _default_methods(available: list[str]) -> list[str]:
-    """Single-pass methods: quick enough to measure on every image change."""
-    return [name for name in single_pass_methods() if name in available]
 
 
 def _explanations(bundle, image, target: int, methods: list[str], *, seed: int) -> dict[str, ExplainResult]:
@@ -284,14 +279,7 @@ def main() -> None:
     if bundle is None or image is None or target is None:
         st.info("Choose a model and an image in the sidebar.")
         return
-    available = bundle.available_methods()
-    selected = st.multiselect(
-        "Methods",
-        available,
-        format_func=lambda n: get_method(n).title,
-        **state.kept(METHODS, default=_default_methods(available), options=available, scope=bundle.fingerprint),
-    )
-    render.unavailable_methods(bundle.unavailable)
+    selected = widgets.choose_methods(METHODS, bundle)
     st.caption(f"Class {target}: {bundle.labels[target]}. Maps use each method's default parameters, black baseline.")
     c1, c2, c3, c4 = st.columns(4)
     step_pct = c1.number_input(

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import streamlit as st
 
-from dashboard import sidebar, state, uploads, wording
+from dashboard import sidebar, state, uploads, widgets, wording
 from dashboard.render import tiles as render
 from dashboard.safe_text import plain
 from xaicore.checks.discriminative import ClassesResult
@@ -26,7 +26,7 @@ from xaicore.evaluation.report import RULES, TEST_NAMES, build_report
 from xaicore.evaluation.rows import METRICS, EvalRow, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers import cost
 from xaicore.explainers.methods import FORWARD_UNITS
-from xaicore.explainers.registry import get_method, single_pass_methods
+from xaicore.explainers.registry import get_method
 from xaicore.metrics.faithfulness import forward_passes
 
 W = "report.w."
@@ -108,19 +108,7 @@ def _image_set(bundle) -> tuple[ImageSet | None, str]:
 
 
 def _settings(bundle, image_set: ImageSet, data: str):
-    available = bundle.available_methods()
-    methods = st.multiselect(
-        "Methods",
-        available,
-        format_func=lambda n: get_method(n).title,
-        **state.kept(
-            W + "methods",
-            default=[n for n in single_pass_methods() if n in available],
-            options=available,
-            scope=bundle.fingerprint,
-        ),
-    )
-    render.unavailable_methods(bundle.unavailable)
+    methods = widgets.choose_methods(W + "methods", bundle)
     metrics = st.multiselect(
         "Metrics",
         list(METRICS),

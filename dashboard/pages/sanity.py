@@ -15,12 +15,11 @@ from typing import Any, cast
 
 import streamlit as st
 
-from dashboard import sidebar, state, wording
+from dashboard import sidebar, state, widgets, wording
 from dashboard.render import sanity as sanity_render
 from dashboard.render import tiles as render
 from xaicore.checks.sanity import DEFAULT_THRESHOLD, METRICS, run_sanity
 from xaicore.explainers import cost
-from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.metrics.similarity import NORMALIZATIONS
 
 MODES = {"both": "Both", "cascading": "Cascading", "independent": "Independent"}
@@ -34,20 +33,8 @@ METHODS = W + "methods"
 
 
 def _settings(bundle) -> dict:
-    available = bundle.available_methods()
-    # A new model starts with its single-pass methods.
-    methods = st.multiselect(
-        "Methods",
-        available,
-        format_func=lambda n: get_method(n).title,
-        **state.kept(
-            METHODS,
-            default=[m for m in single_pass_methods() if m in available],
-            options=available,
-            scope=bundle.fingerprint,
-        ),
-    )
-    render.unavailable_methods(bundle.unavailable)
+
+    methods = widgets.choose_methods(METHODS, bundle)
     a, b, c = st.columns(3)
     mode = a.radio(
         "Randomization",
