@@ -15,7 +15,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from xaicore.errors import ModelNotAvailable
+from xaicore.errors import ModelNotAvailable, ParameterError
 from xaicore.models.bundle import ModelBundle, PixelSpaceModel, fingerprint
 from xaicore.models.layers import forward_order, last_conv_layer
 from xaicore.models.preprocess import Preprocess
@@ -116,8 +116,11 @@ def fold_batch_norm(net: ShapesNet) -> ShapesNet:
     for index in range(1, conv_count() + 1):
         conv = cast(nn.Conv2d, net.features.get_submodule(f"conv{index}"))
         bn = cast(nn.BatchNorm2d, net.features.get_submodule(f"bn{index}"))
-        # built with batch_norm=True: every convolution has a bias and every BatchNorm running statistics
-        assert conv.bias is not None and bn.running_mean is not None and bn.running_var is not None
+        if conv.bias is None or bn.running_mean is None or bn.running_var is None:
+            raise ParameterError(
+                f"conv{index} cannot be folded: give a ShapesNet built with batch_norm=True (convolutions "
+                "with biases, batch norms with running statistics)."
+            )
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         state[f"features.conv{index}.weight"] = conv.weight * scale.view(-1, 1, 1, 1)
         state[f"features.conv{index}.bias"] = (conv.bias - bn.running_mean) * scale + bn.bias

@@ -75,6 +75,13 @@ def test_forward_is_the_registered_modules_applied_in_order():
     assert sum(isinstance(m, nn.MaxPool2d) for m in leaves) == 4
 
 
+def test_folding_refuses_a_network_without_what_it_folds():
+    net = init_network(len(shapes.CLASSES), seed=4, batch_norm=True).eval()
+    net.features.conv2.bias = None
+    with pytest.raises(ParameterError, match="conv2 cannot be folded"):
+        default.fold_batch_norm(net)
+
+
 @pytest.mark.parametrize("blocks", [default.BLOCKS, ((8, 8), (16,), (16, 16, 16), (32,))])
 def test_folding_batch_norm_keeps_the_function_and_drops_the_layers(blocks, monkeypatch):
     monkeypatch.setattr(default, "BLOCKS", blocks)
