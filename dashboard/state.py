@@ -388,6 +388,6 @@ def guarded(what: str = "page") -> Iterator[None]:
         yield
     except XaiError as exc:
         st.error(plain(exc))
-    except Exception:
+    except Exception:  # the browser must never see a traceback
         LOG.exception("unexpected error in %s", what)
         st.error(UNEXPECTED)

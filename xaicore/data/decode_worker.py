@@ -74,7 +74,7 @@ def load_image_isolated(
             "max_bytes": max_bytes,
             "max_decode_bytes": max_decode_bytes,
         }
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # our own module, with the same interpreter
             [sys.executable, "-m", "xaicore.data.decode_worker", json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

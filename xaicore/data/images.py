@@ -429,7 +429,7 @@ def _open_checked(
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(_unidentified_message(data, subject)) from exc
-    except Exception as exc:
+    except Exception as exc:  # Pillow raises many types on damaged headers
         raise ImageLoadError(f"{subject} is damaged: its header could not be read ({_short(exc)}).") from exc
     try:
         width, height = im.size
@@ -502,7 +502,7 @@ def _guarded(fn: Callable[[], T], subject: str) -> T:
         ) from exc
     except MemoryError as exc:
         raise ImageLoadError(f"{subject} is too large to decode in the memory available.") from exc
-    except Exception as exc:
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError ...
         text = _short(exc)
         if "truncated" in text.lower():
             raise ImageLoadError(f"{subject} is truncated: the image data ends early.") from exc

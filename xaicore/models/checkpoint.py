@@ -466,7 +466,7 @@ def _open(source: bytes | str | Path) -> IO[bytes]:
     if isinstance(source, (bytes, bytearray)):
         return io.BytesIO(source)
     try:
-        return open(source, "rb")
+        return open(source, "rb")  # closed by the caller's with-block
     except OSError as exc:
         raise CheckpointError(f"There is no readable file at {source}.") from exc
 

@@ -160,7 +160,7 @@ def load_default_bundle(*, device: torch.device | str | None = None) -> ModelBun
         state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise ModelNotAvailable(f"The default model's weights {WEIGHTS_PATH} are missing. {_RETRAIN}") from exc
-    except Exception as exc:
+    except Exception as exc:  # any failure to unpickle safely means a damaged file
         raise ModelNotAvailable(f"The default model's weights {WEIGHTS_PATH} cannot be read. {_RETRAIN}") from exc
     labels = tuple(str(c) for c in card["classes"])
     try:

@@ -304,7 +304,7 @@ class _Recorder(TorchFunctionMode):
         self.functional: Counter[str] = Counter()
         self.binary: Counter[str] = Counter()
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # torch's protocol
         kwargs = kwargs or {}
         kind = _FUNCTIONAL.get(func)
         if kind is not None and self.inside == 0:

@@ -362,7 +362,7 @@ def load_pretrained(net: nn.Module, weights: WeightsEnum, arch: str, *, timeout:
     path = fetch_weights(weights, arch, timeout=timeout)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # any failure to read means a damaged cache file
         raise ModelNotAvailable(
             f"The cached weights file {path} could not be read ({type(exc).__name__}); "
             "delete it and download it again, or use weights=None."

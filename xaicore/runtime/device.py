@@ -61,7 +61,7 @@ def run_chunked(
         stop = min(total, start + size)
         try:
             parts.append(fn(start, stop))
-        except Exception as exc:
+        except Exception as exc:  # only OOM is handled, everything else re-raised
             if not is_oom(exc):
                 raise
             if torch.cuda.is_available():
