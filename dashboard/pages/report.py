@@ -243,6 +243,7 @@ def _shown_columns(table: list[dict]) -> list[str]:
 
 
 _VERDICT_TESTS = {f"{test} verdict": test for test in TEST_NAMES}
+NOT_JUDGED = "—"  # a row the tests do not judge (the random control)
 
 
 def shown_table(card) -> tuple[list[dict], list[str]]:
@@ -255,7 +256,12 @@ def shown_table(card) -> tuple[list[dict], list[str]]:
         titles[key] = wording.column_title(key) + (f" ({scope})" if scope else "")
     order = [titles.get(c) or wording.column_title(c) for c in _shown_columns(table)]
     table = [{k: v for k, v in line.items() if k != "method"} for line in table]  # "title" is shown as "method"
-    return wording.plain_columns(table, titles), order
+    shown = wording.plain_columns(table, titles)
+    verdict_titles = [titles[key] for key in _VERDICT_TESTS if titles[key] in order]
+    for line in shown:  # the random control is not judged: a dash, not an empty "None"
+        for title in verdict_titles:
+            line.setdefault(title, NOT_JUDGED)
+    return shown, order
 
 
 def _show(card, evaluation_rows, summary) -> None:

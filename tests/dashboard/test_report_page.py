@@ -97,6 +97,8 @@ def test_a_run_shows_the_summary_the_table_and_downloads(finished):
         "insertion AUC 95% interval",
     }
     assert not [c for c in table.columns if "verdict" in c or "_" in c or c.endswith(" CI")]  # no raw names
+    control = table.iloc[-1]
+    assert control["faithfulness (over 4 images)"] == "—"  # the control has no verdict: a dash, not None
     text = "\n".join(m.value for m in at.markdown)
     assert "Data-set evaluation of test model on 4 images." in text
     assert "On faithfulness" in text or "On localization" in text
