@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from xaicore.explainers.results import ExplainResult, MethodResult, Prediction
+from xaicore.explainers.results import COMPLETENESS_TOLERANCE, ExplainResult, MethodResult, Prediction
 from xaicore.render import heatmaps
 
 
@@ -24,9 +24,28 @@ def status_line(result: MethodResult) -> str:
     line = f"{result.runtime_s * 1000:.0f} ms · {result.status.value}"
     if result.reason:
         line += f": {result.reason}"
-    if result.delta is not None and np.isfinite(result.delta):
-        line += f" · convergence delta {result.delta:.2g}"
+    completeness = completeness_text(result)
+    if completeness:
+        line += f" · {completeness}"
     return line
+
+
+def completeness_text(result: MethodResult) -> str:
+    """How well the attributions add up to what the method promises, in words, with the
+    reference named: ``completeness error 2.3% of f(x) - f(black)``; above 1% it says what that
+    means. Empty for a method that promises no such sum."""
+    if result.delta is None or not np.isfinite(result.delta):
+        return ""
+    error = result.relative_error
+    if error is None:
+        return f"completeness error {result.delta:.2g} ({result.reference} is zero, so the error has no scale)"
+    text = f"completeness error {error:.1%} of {result.reference}"
+    if result.incomplete:
+        text += (
+            f": above {COMPLETENESS_TOLERANCE:.0%}, the attributions do not add up to {result.reference}; "
+            "compare their sizes with care"
+        )
+    return text
 
 
 def unavailable_methods(unavailable: Mapping[str, str]) -> None:

@@ -116,11 +116,23 @@ def format_table(record: dict[str, Any]) -> str:
     lines = [
         f"target: {record['target']} ({record['target_label']})   "
         f"top prediction: {top['label']} ({top['probability']:.1%})   baseline: {record['baseline']}",
-        f"{'method':<22}{'status':<17}{'ms':>8}  {'delta':>10}  note",
+        f"{'method':<22}{'status':<17}{'ms':>8}  {'complete':>9}  note",
     ]
     for m in record["methods"]:
-        delta = "" if m["convergence_delta"] is None else f"{m['convergence_delta']:.3g}"
         note = m["reason"] or (f"shared with {', '.join(m['shared_with'])}" if m["shared_with"] else "")
-        lines.append(f"{m['title']:<22}{m['status']:<17}{m['runtime_s'] * 1e3:>8.1f}  {delta:>10}  {note}")
+        lines.append(f"{m['title']:<22}{m['status']:<17}{m['runtime_s'] * 1e3:>8.1f}  {_completeness(m):>9}  {note}")
+    if any(m["completeness"] for m in record["methods"]):
+        lines.append("complete: |sum of the attributions - reference| / |reference|; the references:")
+        complete = [m for m in record["methods"] if m["completeness"]]
+        lines.extend(f"  {m['title']}: {m['completeness']['reference']}" for m in complete)
     lines.append(f"total: {record['total_runtime_s']:.2f} s")
     return "\n".join(lines)
+
+
+def _completeness(method: dict[str, Any]) -> str:
+    figures = method["completeness"]
+    if not figures:
+        return ""
+    if figures["relative_error"] is None:
+        return f"{figures['error']:.2g} abs"
+    return f"{figures['relative_error']:.2%}" + ("!" if figures["above_tolerance"] else "")

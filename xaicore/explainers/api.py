@@ -277,7 +277,9 @@ def _reason(error: BaseException, title: str) -> str:
     return f"{title} failed: {type(error).__name__}: {error}"
 
 
-def _method_result(spec: MethodSpec, outcome: Outcome, *, target: int, params: dict[str, Any]) -> MethodResult:
+def _method_result(
+    spec: MethodSpec, outcome: Outcome, *, target: int, params: dict[str, Any], baseline: str
+) -> MethodResult:
     common: dict[str, Any] = dict(
         method=spec.name, title=spec.title, target=target, params=params, runtime_s=outcome.runtime_s
     )
@@ -294,10 +296,14 @@ def _method_result(spec: MethodSpec, outcome: Outcome, *, target: int, params: d
             "The attribution contains NaN or infinite values (a numerical error in the model or method)."
         ),
     }.get(status, "")
+    expected = attribution.expected  # type: ignore[union-attr]
     return MethodResult(
         status=status,
         attribution=values,
         delta=None if delta is None else float(delta.reshape(-1)[0]),
+        expected=None if expected is None else float(expected.reshape(-1)[0]),
+        reference=attribution.reference.format(baseline=baseline),  # type: ignore[union-attr]
+        details={k: float(v.reshape(-1)[0]) for k, v in attribution.details.items()},  # type: ignore[union-attr]
         reason=reason,
         shared_with=outcome.shared_with,
         **common,
@@ -387,7 +393,9 @@ def explain(
     items: dict[str, MethodResult] = {}
 
     def finished(name: str, outcome: Outcome) -> None:
-        items[name] = _method_result(by_name[name], outcome, target=target_index, params=resolved[name])
+        items[name] = _method_result(
+            by_name[name], outcome, target=target_index, params=resolved[name], baseline=baseline
+        )
         if on_result is not None:
             on_result(replace(shell, methods=(items[name],), total_runtime_s=time.perf_counter() - started))
 

@@ -21,13 +21,16 @@ from xaicore.explainers.gradients import chunk_size, grad_leaf
 from xaicore.explainers.registry import Attribution
 from xaicore.runtime.device import run_chunked
 
+REFERENCE = "f(x) - f({baseline})"
+SHAP_REFERENCE = "f(x) - mean f(references around {baseline})"
+
 
 def deeplift(model: nn.Module, inputs: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor) -> Attribution:
     """DeepLift attribution and signed convergence delta for each image."""
     values, delta = DeepLift(model).attribute(
         grad_leaf(inputs), baselines=baseline.detach(), target=target, return_convergence_delta=True
     )
-    return Attribution(values=values.detach(), delta=delta.detach())
+    return _complete(values, delta, reference=REFERENCE)
 
 
 def deeplift_shap(
@@ -50,7 +53,7 @@ def deeplift_shap(
 
     # captum runs inputs and references together: twice the images per chunk
     values, delta = run_chunked(run, count * n, chunk=max(1, chunk_size(inputs[0]) // 2), combine=combine)
-    return Attribution(values=values / count, delta=delta / count)
+    return _complete(values / count, delta / count, reference=SHAP_REFERENCE)
 
 
 def deeplift_and_shap(
@@ -96,4 +99,14 @@ def deeplift_and_shap(
         run, count * n, chunk=max(1, chunk_size(inputs[0]) // 2), combine=combine
     )
     k = count - 1
-    return Attribution(values=dl, delta=dl_delta), Attribution(values=shap / k, delta=shap_delta / k)
+    return (
+        _complete(dl, dl_delta, reference=REFERENCE),
+        _complete(shap / k, shap_delta / k, reference=SHAP_REFERENCE),
+    )
+
+
+def _complete(values: torch.Tensor, delta: torch.Tensor, *, reference: str) -> Attribution:
+    # captum's delta is sum(values) - (f(x) - f(b)), linear in the pairs averaged: the amount
+    # the attributions should add up to is their sum less the delta
+    values = values.detach()
+    return Attribution.complete(values, values.flatten(1).sum(1) - delta.detach(), reference=reference)

@@ -99,4 +99,6 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, epsilon
                 "LRP cannot handle a layer that this model uses more than once in one forward pass."
             ) from exc
         raise
-    return Attribution(values=values.detach(), delta=-delta.detach())
+    # captum's delta is f(x) - sum(relevance)
+    values = values.detach()
+    return Attribution.complete(values, values.flatten(1).sum(1) + delta.detach(), reference="f(x)")

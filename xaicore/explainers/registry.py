@@ -9,7 +9,7 @@ touches global state (randomness comes from ``call.generator``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +112,54 @@ class MethodCall:
 
 @dataclass(frozen=True)
 class Attribution:
-    """A method's raw output: attributions shaped like the inputs, and DeepLift/IG's delta."""
+    """A method's raw output: attributions shaped like the inputs and, for the methods that
+    promise completeness (the attributions of an image add up to a known amount), how well.
+
+    ``expected`` (N,) is that amount, ``reference`` names it in words with ``{baseline}`` for
+    the baseline's name (``"f(x) - f({baseline})"``, ``"f(x)"``), and ``delta`` (N,) is the signed
+    error ``sum(values) - expected``. ``details`` holds per-image figures a method reports
+    beside its map (N,) each: the steps Integrated Gradients used, the relevance LRP's biases
+    absorbed.
+    """
 
     values: torch.Tensor
     delta: torch.Tensor | None = None
+    expected: torch.Tensor | None = None
+    reference: str = ""
+    details: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def complete(
+        cls,
+        values: torch.Tensor,
+        expected: torch.Tensor,
+        *,
+        reference: str,
+        details: Mapping[str, torch.Tensor] | None = None,
+    ) -> Attribution:
+        """``values`` with their completeness error against ``expected`` (N,), named ``reference``."""
+        values = values.detach()
+        expected = expected.detach().to(values.dtype)
+        delta = values.flatten(1).sum(1) - expected
+        return cls(values=values, delta=delta, expected=expected, reference=reference, details=dict(details or {}))
+
+    @classmethod
+    def cat(cls, parts: Sequence[Attribution]) -> Attribution:
+        """The parts of one batch (computed over consecutive chunks of images) joined in order."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def joined(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+            return None if any(t is None for t in tensors) else torch.cat(list(tensors))  # type: ignore[arg-type]
+
+        keys = set(parts[0].details).intersection(*(p.details for p in parts[1:]))
+        return cls(
+            values=torch.cat([p.values for p in parts]),
+            delta=joined([p.delta for p in parts]),
+            expected=joined([p.expected for p in parts]),
+            reference=parts[0].reference,
+            details={k: torch.cat([p.details[k] for p in parts]) for k in sorted(keys)},
+        )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import torch
 
 from xaicore.runtime.provenance import Provenance
 
+COMPLETENESS_TOLERANCE = 0.01  # above this share of its reference, a completeness error is called out
+
 
 class Status(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() and f-strings from 'Status.OK' to 'ok'
     """What became of one method's attribution."""
@@ -85,6 +87,37 @@ class MethodResult:
     delta: float | None = None
     reason: str = ""
     shared_with: tuple[str, ...] = ()
+    expected: float | None = None
+    reference: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def relative_error(self) -> float | None:
+        """``|delta| / |expected|``: the completeness error as a share of the amount the
+        attributions should add up to (``reference``); ``None`` for a method that promises no
+        such sum, or when that amount is zero (the error then has no scale)."""
+        if self.delta is None or self.expected is None or self.expected == 0 or not math.isfinite(self.expected):
+            return None
+        return abs(self.delta) / abs(self.expected)
+
+    def completeness(self) -> dict[str, Any] | None:
+        """The completeness figures as a JSON-ready dict, ``None`` for a method without them."""
+        if self.delta is None or self.expected is None:
+            return None
+        return {
+            "reference": self.reference,
+            "expected": self.expected,
+            "sum": self.expected + self.delta,
+            "error": self.delta,
+            "relative_error": self.relative_error,
+            "above_tolerance": self.incomplete,
+        }
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether the completeness error is above :data:`COMPLETENESS_TOLERANCE` of its reference."""
+        error = self.relative_error
+        return error is not None and error > COMPLETENESS_TOLERANCE
 
     def record(self) -> dict[str, Any]:
         """JSON-ready summary (without the array)."""
@@ -97,6 +130,8 @@ class MethodResult:
             "params": self.params,
             "runtime_s": self.runtime_s,
             "convergence_delta": self.delta,
+            "completeness": self.completeness(),
+            "details": dict(self.details),
             "shared_with": list(self.shared_with),
         }
 

@@ -61,8 +61,9 @@ def test_every_method_is_registered_with_description_and_flags() -> None:
 def test_parameters_are_validated() -> None:
     spec = get_method("integrated_gradients")
     assert spec.resolve_params({"steps": "8"}) == {"steps": 8}
+    assert spec.resolve_params({"steps": 0}) == {"steps": 0}  # chosen automatically
     with pytest.raises(ParameterError):
-        spec.resolve_params({"steps": 0})
+        spec.resolve_params({"steps": -1})
     with pytest.raises(ParameterError):
         spec.resolve_params({"samples": 3})
     relu = get_method("gradcam")
