@@ -239,27 +239,34 @@ def typical_scene_seed(
     methods: Sequence[str],
     lowest: str = "gradcam",
     highest: str = "guided_backprop",
+    lowest_at_most: float = 1.0,
     size: int = 64,
-    tries: int = 200,
+    tries: int = 256,
+    batch_size: int = 32,
 ) -> int:
     """The first seed from ``start`` on whose scene of classes ``pair`` shows the aggregate's ordering.
 
     The rule the shipped scene samples follow: with :func:`xaicore.data.shapes.generate_scene`
     (``seed``, ``size``, ``classes=pair``), ``lowest`` has the lowest class-map SSIM among
-    ``methods`` and ``highest`` the highest, and the model's two most probable classes are the
-    scene's two classes (it sees both objects). Raises :class:`ParameterError` when none of
-    ``tries`` seeds does.
+    ``methods``, at most ``lowest_at_most``, and ``highest`` the highest; and the model's two most
+    probable classes are the scene's two classes (it sees both objects). Candidates are measured
+    ``batch_size`` seeds at a time. Raises :class:`ParameterError` when none of ``tries`` seeds does.
     """
     from xaicore.data.shapes import generate_scene
 
-    for seed in range(start, start + tries):
-        scene = generate_scene(seed=seed, size=size, classes=pair)
-        inputs = bundle.to_input(scene.image)
-        top2 = set(torch.topk(bundle.logits(inputs)[0], k=2).indices.tolist())
-        if top2 != set(scene.labels):
-            continue
-        result = discriminativeness_over_scenes(bundle, [scene], methods=methods)
-        order = result.ordered()
-        if order[0] == lowest and order[-1] == highest:
-            return seed
+    for first in range(start, start + tries, batch_size):
+        seeds = range(first, min(start + tries, first + batch_size))
+        scenes = [generate_scene(seed=seed, size=size, classes=pair) for seed in seeds]
+        top2 = torch.topk(bundle.logits(bundle.to_input(np.stack([s.image for s in scenes]))), k=2).indices
+        sees_both = [set(row) == set(pair) for row in top2.tolist()]
+        result = discriminativeness_over_scenes(bundle, scenes, methods=methods, batch_size=batch_size)
+        ssim = result.ssim
+        ok = (
+            np.array(sees_both)
+            & (np.argmin(ssim, axis=0) == result.methods.index(lowest))
+            & (np.argmax(ssim, axis=0) == result.methods.index(highest))
+            & (result.values(lowest) <= lowest_at_most)
+        )
+        if ok.any():
+            return seeds[int(np.argmax(ok))]
     raise ParameterError(f"No scene of classes {pair} from seed {start} on ({tries} tries) shows the ordering.")
