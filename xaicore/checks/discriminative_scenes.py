@@ -242,7 +242,7 @@ def typical_scene_seed(
     lowest_at_most: float = 1.0,
     size: int = 64,
     tries: int = 256,
-    batch_size: int = 32,
+    batch_size: int = 16,
 ) -> int:
     """The first seed from ``start`` on whose scene of classes ``pair`` shows the aggregate's ordering.
 

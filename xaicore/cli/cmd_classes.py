@@ -109,7 +109,7 @@ def _run_scenes(args: argparse.Namespace) -> int:
     if args.scenes < 2:
         raise ParameterError("--scenes needs at least 2 scenes for an interval; 200 is a good number.")
     bundle = load_model_arg(args)
-    scenes = generate_scenes(args.scenes, seed=args.scene_seed, size=max(bundle.input_size))
+    scenes = generate_scenes(args.scenes, seed=args.scene_seed, size=64)  # resized to the model input, as uploads
     result = discriminativeness_over_scenes(
         bundle,
         scenes,
