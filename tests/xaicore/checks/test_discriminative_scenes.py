@@ -131,3 +131,10 @@ def test_cli_classes_over_scenes(tmp_path, monkeypatch, capsys, bundle):
     assert main(["classes", "scene: circle + square", "--scenes", "5", "--out", str(tmp_path)]) == 2
     assert main(["classes", "--scenes", "1", "--out", str(tmp_path)]) == 2
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_typical_scene_seed_says_when_no_seed_fits(bundle):
+    from xaicore.checks.discriminative_scenes import typical_scene_seed
+
+    with pytest.raises(ParameterError, match=r"No scene of classes \(0, 1\) from seed 5 on \(3 tries\)"):
+        typical_scene_seed(bundle, (0, 1), start=5, methods=METHODS, lowest_at_most=-2.0, tries=3, size=32)
