@@ -8,7 +8,9 @@ two class maps by its mean and Student t interval (:func:`xaicore.metrics.interv
 
 Per scene, the value is exactly the one :func:`xaicore.checks.discriminative.compare_classes`
 gives for that scene with its two objects' classes (same normalization, same SSIM settings);
-only the batching differs, which moves float32 attributions in the last bits.
+only the batching differs, which moves float32 attributions in the last bits. For stochastic
+methods (SmoothGrad, GradientShap, DeepLiftShap) the noise is drawn per batch from ``seed``, so
+their per-scene values depend on ``batch_size``; the single-pass methods' do not.
 
 :func:`typical_scene_seed` is the documented rule by which the shipped scene samples
 (:data:`xaicore.data.samples.SCENE_SEEDS`) were chosen: they show the ordering measured on the
