@@ -43,11 +43,12 @@ from torch import nn
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
 from zennit.core import Composite
 
-from xaicore.errors import ParameterError
+from xaicore.errors import MethodUnavailable, ParameterError
 from xaicore.explainers import gradients
 from xaicore.explainers.registry import Attribution
 from xaicore.models.bundle import PixelSpaceModel
 from xaicore.models.canonizers import canonizers_for, registered
+from xaicore.models.safety import LRP_PASSTHROUGH, LRP_RULES
 from xaicore.runtime.device import run_chunked
 
 COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1")
@@ -64,6 +65,19 @@ def input_bounds(model: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, to
             low, high = model.normalize(ones * 0), model.normalize(ones)
         return torch.minimum(low, high).to(like.dtype), torch.maximum(low, high).to(like.dtype)
     return ones * 0, ones
+
+
+def refuse_unhandled_layers(net: nn.Module) -> None:
+    """:class:`MethodUnavailable` naming the first leaf layer LRP has no rule for (the safety
+    audit's table, :data:`~xaicore.models.safety.LRP_RULES`): zennit would let relevance flow
+    through it as a plain gradient, which is not conserved."""
+    handled = LRP_RULES | set(LRP_PASSTHROUGH)
+    for name, module in net.named_modules():
+        if name and not list(module.children()) and type(module) not in handled:
+            raise MethodUnavailable(
+                f"LRP has no propagation rule for the {type(module).__name__} layer {name!r} of this model; "
+                "use DeepLift or Integrated Gradients instead."
+            )
 
 
 def make_composite(
@@ -103,6 +117,7 @@ def lrp(
     net, normalize = (model.net, model.normalize) if isinstance(model, PixelSpaceModel) else (model, None)
     with torch.no_grad():
         z = normalize(inputs) if normalize is not None else inputs
+    refuse_unhandled_layers(net)
     work = copy.deepcopy(net).eval()
     rules = make_composite(
         composite,
