@@ -30,7 +30,9 @@ JITTER_HELP = "standard deviation of the jitter added to the baseline"
 # prints the measured "passes"; docs/benchmarks.md).
 DEEPLIFT_UNITS = 3.0  # the image and its reference forward, and the rescaled backward pass
 FORWARD_UNITS = 0.4  # one batched forward pass without a backward pass
-LRP_UNITS = 3.0
+# zennit's LRP per composite, copy and batch-norm trace included: measured 2.6 / 3.0 / 5.9 on the
+# default model, 3.6 for epsilon_plus_flat on ResNet-18 at 224x224 (CPU, docs/benchmarks.md)
+LRP_UNITS = {"epsilon_plus_flat": 3.0, "epsilon_gamma_box": 3.5, "epsilon_alpha2_beta1": 6.0}
 
 
 def over_image_chunks(call: MethodCall, compute: Callable[[MethodCall], Attribution]) -> Attribution:
@@ -360,7 +362,7 @@ def _occlusion(call: MethodCall) -> Attribution:
         ),
     ),
     hook_based=True,
-    units=lambda _p, _size: LRP_UNITS,
+    units=lambda p, _size: LRP_UNITS[p["composite"]],
 )
 def _lrp(call: MethodCall) -> Attribution:
     return lrp.lrp(
