@@ -54,6 +54,7 @@ from xaicore.runtime.device import run_chunked
 COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1")
 BIASES = ("exclude", "include")
 REFERENCE = "f(x)"
+SAME_FUNCTION_RTOL = 1e-4  # merged batch norms change the score by float rounding only
 
 
 def input_bounds(model: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +120,8 @@ def lrp(
         z = normalize(inputs) if normalize is not None else inputs
     refuse_unhandled_layers(net)
     work = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        plain = work(z[:1])[0, target[0]]
     rules = make_composite(
         composite,
         epsilon=epsilon,
@@ -134,8 +137,20 @@ def lrp(
             chunk=gradients.chunk_size(z[0]),
             combine=lambda parts: (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])),
         )
+    _check_same_function(plain, score[0])
     details = {"bias_relevance": score - relevance.flatten(1).sum(1)} if biases == "include" else None
     return Attribution.complete(relevance, score, reference=REFERENCE, details=details)
+
+
+def _check_same_function(plain: torch.Tensor, canonized: torch.Tensor) -> None:
+    """The canonized network must compute the model's score (up to the rounding of merged
+    weights); a merge the tracing got wrong would explain another function."""
+    if not torch.isclose(canonized, plain.to(canonized.dtype), rtol=SAME_FUNCTION_RTOL, atol=1e-6):
+        raise MethodUnavailable(
+            f"LRP's canonical form of this model scores the first image {float(canonized):.6g} instead of "
+            f"{float(plain):.6g} (batch norm merged into a layer whose output is also used elsewhere?); "
+            "use DeepLift or Integrated Gradients instead."
+        )
 
 
 def _relevance(net: nn.Module, z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

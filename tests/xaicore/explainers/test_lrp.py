@@ -16,6 +16,7 @@ from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from tests.helpers.explain_models import hooks_left, images, init_weights
 from xaicore.data.shapes import generate
+from xaicore.errors import MethodUnavailable
 from xaicore.explainers import lrp
 from xaicore.explainers.api import attribute
 from xaicore.models import zoo
@@ -261,4 +262,30 @@ def test_canonizers_are_undone_when_the_pass_fails() -> None:
     with pytest.raises(RuntimeError, match="stop"), registered(composite, net):
         assert hasattr(net.layer1[0], "canonizer_sum")  # the block's sum is a module now
         raise RuntimeError("stop")
+    _assert_unchanged(net, x, before)
+
+
+class _SharedConvOutput(nn.Module):
+    """A convolution whose output feeds a batch norm and, unnormalized, a second path: merging
+    the batch norm into the convolution would change the second path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(2 * 4 * 4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        both = torch.cat([self.relu(self.bn(h)), h], dim=1)
+        return self.fc(torch.flatten(both, 1))
+
+
+def test_a_canonical_form_that_computes_something_else_is_refused() -> None:
+    net = _random_batch_norm(init_weights(_SharedConvOutput(), seed=2), seed=4).eval()
+    x = images(1, (4, 4), seed=3)
+    before = _snapshot(net, x)
+    with pytest.raises(MethodUnavailable, match="canonical form"):
+        _lrp(net, x, torch.tensor([0]))
     _assert_unchanged(net, x, before)
