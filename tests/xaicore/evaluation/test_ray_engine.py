@@ -7,12 +7,11 @@ at the end; the teardown checks that none of its processes is left.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 
 import pytest
 import ray
 
+from tests.helpers.local_ray import local_ray
 from tests.xaicore.cli.test_cli_evaluate import random_default_bundle
 from tests.xaicore.evaluation.test_evaluate import shapes_bundle
 from xaicore.data.evalsets import scene_set
@@ -24,27 +23,12 @@ from xaicore.evaluation.rows import evaluate, make_settings
 from xaicore.evaluation.store import ROWS_FILE, evaluate_in_folder
 
 STEP = 0.1
-STARTUP_LIMIT_S = 60.0  # a few seconds when the machine is idle; generous for a shared CI runner
 
 
-def _session_processes(session_dir: str) -> list[str]:
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [line for line in listing.splitlines() if session_dir in line and "ps -eo" not in line]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    started = time.perf_counter()
-    ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False)
-    startup_s = time.perf_counter() - started
-    session_dir = ray._private.worker._global_node.get_session_dir_path()  # this session's processes name it
-    assert startup_s < STARTUP_LIMIT_S
-    yield startup_s
-    ray.shutdown()
-    deadline = time.monotonic() + 20
-    while _session_processes(session_dir) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _session_processes(session_dir) == []  # no raylet, GCS or worker of this session is left
+@pytest.fixture(scope="module", autouse=True)
+def ray_startup_s():
+    with local_ray() as startup_s:
+        yield startup_s
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +63,7 @@ def _batches_done(messages):
     return sorted(m for m in messages if m.endswith(" done"))
 
 
-def test_the_rows_summary_and_report_equal_the_local_engine_s(local_ray, bundle, scenes, tmp_path):
+def test_the_rows_summary_and_report_equal_the_local_engine_s(bundle, scenes, tmp_path):
     settings = _settings(bundle, scenes)
     local = evaluate(bundle, scenes, settings)
     messages = []
@@ -109,7 +93,7 @@ def test_the_rows_summary_and_report_equal_the_local_engine_s(local_ray, bundle,
     assert sorted((r["image"], r["method"]) for r in stored) == sorted(r.key for r in local.rows)
 
 
-def test_a_stopped_run_resumes_with_only_the_missing_rows(local_ray, bundle, scenes, tmp_path):
+def test_a_stopped_run_resumes_with_only_the_missing_rows(bundle, scenes, tmp_path):
     settings = _settings(bundle, scenes)
     whole = evaluate(bundle, scenes, settings)
     one_at_a_time = RayEngine(actors=1, in_flight=1)
@@ -137,7 +121,7 @@ def test_a_stopped_run_resumes_with_only_the_missing_rows(local_ray, bundle, sce
     assert len(keys) == len(set(keys)) == 6 * 4  # no duplicate, no half row
 
 
-def test_an_actor_killed_mid_run_is_restarted_and_its_batches_sent_again(local_ray, bundle, tmp_path):
+def test_an_actor_killed_mid_run_is_restarted_and_its_batches_sent_again(bundle, tmp_path):
     images = generated_test_set(6, seed=2)
     settings = _settings(
         bundle, images, methods=["saliency", "gradcam"], metrics=["insertion", "deletion"], batch_size=1, params={}
@@ -161,7 +145,7 @@ def test_an_actor_killed_mid_run_is_restarted_and_its_batches_sent_again(local_r
     assert len(keys) == len(set(keys)) == 6 * 3
 
 
-def test_the_command_on_ray_writes_the_files_of_the_local_command(local_ray, tmp_path, monkeypatch, capsys):
+def test_the_command_on_ray_writes_the_files_of_the_local_command(tmp_path, monkeypatch, capsys):
     import xaicore.models.loading as loading
     from xaicore.cli.main import main
 
@@ -182,3 +166,17 @@ def test_engine_options_are_checked():
         RayEngine(actors=0)
     with pytest.raises(ParameterError, match="in_flight"):
         RayEngine(in_flight=0)
+
+
+def test_the_benchmark_times_the_local_engine_and_ray_with_one_and_two_actors(bundle):
+    import torch
+
+    from xaicore.bench.common import BenchContext, workloads
+
+    figures = workloads()["evaluate"].run(BenchContext(bundle=bundle, device=torch.device("cpu"), batch=1, repeats=1))
+    assert figures["images"] == 4 and figures["ray_cpus"] == 2 and figures["ray_gpus"] == 0
+    for engine in ("local", "ray_1_actor", "ray_2_actors"):
+        entry = figures[engine]
+        assert entry["images_per_s"] == pytest.approx(4 / entry["wall_s"])
+        assert 0 < entry["first_batch_s"] < entry["wall_s"] and entry["steady_images_per_s"] > 0
+    assert figures["ray_1_actor"]["rows_equal_local"] and figures["ray_2_actors"]["rows_equal_local"]
