@@ -13,6 +13,8 @@ from xaicore.data.evalsets import scene_set
 from xaicore.evaluation import ray_engine
 from xaicore.evaluation.rows import evaluate, make_settings
 
+pytestmark = pytest.mark.slow  # a real Ray and its actors
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_startup_s():

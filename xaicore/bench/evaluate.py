@@ -55,7 +55,7 @@ def _run_local(ctx: BenchContext, images: Any, settings: EvalSettings) -> tuple[
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     n = BATCHES * ctx.batch
-    images = generated_test_set(n, seed=0, size=max(ctx.bundle.input_size))
+    images = generated_test_set(n, seed=0)  # 64x64, brought to the model's input like any image
     settings = make_settings(
         ctx.bundle,
         images,

@@ -23,6 +23,7 @@ from xaicore.evaluation.rows import evaluate, make_settings
 from xaicore.evaluation.store import ROWS_FILE, evaluate_in_folder
 
 STEP = 0.1
+pytestmark = pytest.mark.slow  # each run starts actors, each importing PyTorch: seconds apiece
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -110,7 +111,7 @@ def test_a_stopped_run_resumes_with_only_the_missing_rows(bundle, scenes, tmp_pa
         scenes,
         settings,
         tmp_path,
-        engine=RayEngine(actors=2),
+        engine=RayEngine(actors=1),
         progress=lambda done, total, message: messages.append(message),
     )
     assert _batches_done(messages) == ["images 3-4 done", "images 5-6 done"]  # the first batch is not recomputed
@@ -153,7 +154,10 @@ def test_the_command_on_ray_writes_the_files_of_the_local_command(tmp_path, monk
     monkeypatch.setattr(loading, "load_model", lambda name, **kwargs: model)
     common = ["generated:4", "--methods", "saliency,gradcam", "--metrics", "insertion,deletion", "--step", "0.2"]
     assert main(["evaluate", *common, "--batch", "2", "--out", str(tmp_path / "local")]) == 0
-    assert main(["evaluate", *common, "--batch", "2", "--engine", "ray", "--out", str(tmp_path / "ray")]) == 0
+    assert (
+        main(["evaluate", *common, "--batch", "2", "--engine", "ray", "--actors", "1", "--out", str(tmp_path / "ray")])
+        == 0
+    )
     capsys.readouterr()
     for name in ("rows.csv", "summary.csv", "report.md"):
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "local" / name).read_text()
