@@ -21,6 +21,7 @@ from xaicore.evaluation.rows import EvalSettings, Evaluation, evaluate, make_set
 
 METHODS = ("saliency", "gradcam")
 BATCHES = 4
+ACTOR_COUNTS = (1, 2)
 STEP = 0.05
 
 
@@ -54,6 +55,11 @@ def _run_local(ctx: BenchContext, images: Any, settings: EvalSettings) -> tuple[
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
+    return measure(ctx, actor_counts=ACTOR_COUNTS)
+
+
+def measure(ctx: BenchContext, *, actor_counts: tuple[int, ...]) -> dict[str, Any]:
+    """The figures of the module docstring, for Ray pools of each size in ``actor_counts``."""
     n = BATCHES * ctx.batch
     images = generated_test_set(n, seed=0)  # 64x64, brought to the model's input like any image
     settings = make_settings(
@@ -67,13 +73,15 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     local, figures = _run_local(ctx, images, settings)
     out: dict[str, Any] = {"images": n, "methods": ", ".join(METHODS), "local": figures}
     try:
-        out.update(_run_ray(ctx, images, settings, local))
+        out.update(_run_ray(ctx, images, settings, local, actor_counts))
     except EngineUnavailable as exc:
         out["ray"] = str(exc)
     return out
 
 
-def _run_ray(ctx: BenchContext, images: Any, settings: EvalSettings, local: Evaluation) -> dict[str, Any]:
+def _run_ray(
+    ctx: BenchContext, images: Any, settings: EvalSettings, local: Evaluation, actor_counts: tuple[int, ...]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     started = time.perf_counter()
     with ray_session() as ray:
@@ -81,7 +89,7 @@ def _run_ray(ctx: BenchContext, images: Any, settings: EvalSettings, local: Eval
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0.0))
         out["ray_cpus"], out["ray_gpus"] = float(resources.get("CPU", 0.0)), gpus
-        for actors in (1, 2):
+        for actors in actor_counts:
             share = min(1.0, gpus / actors)  # one GPU each, or an even share of the ones there are
             clock = _Clock()
             evaluation = RayEngine(actors=actors, gpus_per_actor=share)(ctx.bundle, images, settings, progress=clock)
