@@ -26,7 +26,13 @@ def session_processes(session_dir: str) -> list[str]:
 @contextmanager
 def local_ray() -> Iterator[float]:
     started = time.perf_counter()
-    ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",  # a new instance, never a cluster that another `ray start` left on this machine
+        num_cpus=2,
+        object_store_memory=200 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     startup_s = time.perf_counter() - started
     session_dir = ray._private.worker._global_node.get_session_dir_path()  # its processes name it
     try:

@@ -101,8 +101,10 @@ def ray_session(
     options: dict[str, Any] = {"log_to_driver": False}
     if address:
         options["address"] = address
-    else:
-        options.update(include_dashboard=False, num_cpus=num_cpus, object_store_memory=object_store_memory)
+    else:  # "local": a new instance, even where `ray start` left a cluster that ray.init() would join
+        options.update(
+            address="local", include_dashboard=False, num_cpus=num_cpus, object_store_memory=object_store_memory
+        )
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
