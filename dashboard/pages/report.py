@@ -393,7 +393,8 @@ def main() -> None:
         if settings is not None:
             st.info(
                 f"Press Run to evaluate {wording.plural(len(settings.methods), 'method')} on "
-                f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}."
+                f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}"
+                + (" in this process; on Ray, add the start of Ray and its actors." if where else ".")
             )
         return
     names = {
