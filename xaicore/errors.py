@@ -45,3 +45,7 @@ class DuplicateNameError(XaiError):
 
 class OutOfMemory(XaiError):
     """Work did not fit in memory even with a batch of one image."""
+
+
+class ReviewStoreError(XaiError):
+    """The review database cannot be opened, read or written (locked, read-only, damaged)."""
