@@ -162,17 +162,26 @@ def default_db_path() -> Path:
 
 
 class ReviewStore:
-    """The review database at ``path`` (created with its folder when missing).
+    """The review database at ``path`` (created with its folder when missing, unless ``create``
+    is false).
 
-    Raises :class:`~xaicore.errors.ReviewStoreError` when the file cannot be opened or is not a
-    review database.
+    Raises :class:`~xaicore.errors.ReviewStoreError` when the file cannot be opened, is not a
+    review database, or is missing and ``create`` is false.
     """
 
-    def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        create: bool = True,
+    ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         if busy_timeout_s <= 0:
             raise ParameterError("busy_timeout_s must be positive.")
         self.busy_timeout_s = float(busy_timeout_s)
+        if not create and not self.path.is_file():
+            raise ReviewStoreError(f"There is no review database at {str(self.path)!r}.")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
