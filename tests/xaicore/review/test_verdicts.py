@@ -94,6 +94,8 @@ def test_another_case_or_other_parameters_are_other_maps(tmp_path):
     store.record(other, _map(), reviewer="ada", judgement="unsure")
     store.record(CASE, _map(seed=1), reviewer="ada", judgement="unsure")
     assert store.cases() == (CASE, other)
+    store.record(CaseRef("elsewhere", "b.png", "00" * 32), _map(), reviewer="bob", judgement="unsure")
+    assert store.judged(CASE.source) == {CASE.name: frozenset({"ada"})}
     assert len(store.maps(CASE)) == 2 and len(store.maps(other)) == 1
     assert [v.judgement.value for v in store.latest(other)] == ["unsure"]
 
