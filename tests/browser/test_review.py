@@ -19,8 +19,8 @@ from PIL import Image
 
 from tests.browser.conftest import App, Server, started_server
 from xaicore.data.shapes import generate
-from xaicore.review.cases import CASES_ROOT_ENV
-from xaicore.review.verdicts import DB_ENV, ReviewStore
+from xaicore.review.config import CASES_ROOT_ENV, DB_ENV
+from xaicore.review.verdicts import ReviewStore
 
 pytestmark = pytest.mark.browser
 
@@ -206,7 +206,7 @@ def test_two_sessions_judging_one_case_at_once_lose_nothing(browser, review_env)
             (CASE_NAMES[0], "Ada", "plausible", "ada's view"),
             (CASE_NAMES[0], "Bob", "not plausible", "bob's view"),
         ]
-        bob.page.reload()
+        bob.page.goto(server.url + "/")  # a new session of the same browser
         bob.wait_idle()
         bob.open_page("Review")
         _sign_in(bob, "Bob")

@@ -24,7 +24,6 @@ import datetime as _dt
 import enum
 import io
 import json
-import os
 import sqlite3
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,12 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xaicore.errors import ParameterError, ReviewStoreError
+from xaicore.review.config import DB_ENV, default_db_path
 
 if TYPE_CHECKING:  # not imported at run time: reading and writing verdicts needs no torch
     from xaicore.explainers.results import ExplainResult, Prediction
 
-DB_ENV = "XAI_REVIEW_DB"
-"""Environment variable naming the review database file (read by :func:`default_db_path`)."""
 SCHEMA_VERSION = 1
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 MAX_REVIEWER_CHARS = 100
@@ -149,16 +147,6 @@ class StoredMap:
     def latest(self) -> tuple[Verdict, ...]:
         """The newest verdict of each reviewer, reviewers in the order they first judged."""
         return _latest_per_reviewer(self.verdicts)
-
-
-def default_db_path() -> Path:
-    """Where verdicts are kept unless told otherwise: ``$XAI_REVIEW_DB``, else
-    ``$XDG_DATA_HOME/xaicore/reviews.sqlite3`` (``~/.local/share`` when that is not set)."""
-    given = os.environ.get(DB_ENV, "").strip()
-    if given:
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
-    return Path(base) / "xaicore" / "reviews.sqlite3"
 
 
 class ReviewStore:
@@ -285,6 +273,19 @@ class ReviewStore:
         with self._read() as db:
             rows = db.execute(query + " ORDER BY m.id", args).fetchall()
         return tuple(_stored_map(row, tuple(verdicts.get(int(row[0]), ()))) for row in rows)
+
+    def judged(self, source: str) -> dict[str, frozenset[str]]:
+        """For the cases of the list ``source``: case name -> the reviewers who judged a map of it."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT DISTINCT c.name, v.reviewer FROM verdicts v JOIN maps m ON m.id = v.map_id "
+                "JOIN cases c ON c.id = m.case_id WHERE c.source = ?",
+                (source,),
+            ).fetchall()
+        found: dict[str, set[str]] = {}
+        for name, reviewer in rows:
+            found.setdefault(name, set()).add(reviewer)
+        return {name: frozenset(names) for name, names in found.items()}
 
     def count(self) -> int:
         """How many verdicts the database holds."""

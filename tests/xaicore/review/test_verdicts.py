@@ -18,7 +18,8 @@ import pytest
 from xaicore.errors import ParameterError, ReviewStoreError
 from xaicore.explainers.api import explain
 from xaicore.explainers.results import Prediction
-from xaicore.review.verdicts import DB_ENV, CaseRef, Judgement, ReviewedMap, ReviewStore, default_db_path
+from xaicore.review.config import DB_ENV, default_db_path
+from xaicore.review.verdicts import CaseRef, Judgement, ReviewedMap, ReviewStore
 
 CASE = CaseRef(source="/data/chest", name="a/case-1.png", sha256="ab" * 32)
 
