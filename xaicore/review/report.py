@@ -203,7 +203,7 @@ def pdf_bytes(report: ReviewReport) -> bytes:
     metadata = {"Title": "Review report", "Creator": "xaicore", "CreationDate": None}
     with PdfPages(buffer, metadata=metadata) as pdf:
         for number, page in enumerate(report.pages, start=1):
-            figure = Figure(figsize=(8.27, 11.69))
+            figure = Figure(figsize=_A4)
             _draw_page(figure, report, page, number)
             pdf.savefig(figure)
     return buffer.getvalue()
@@ -301,6 +301,21 @@ li.verdict { margin: 0.2em 0; }
 """
 
 _COLUMNS = 3
+_A4 = (8.27, 11.69)  # inches
+
+
+def tile_box(k: int, cells: int) -> tuple[float, float, float, float]:
+    """Where the ``k``-th picture of a PDF page with ``cells`` pictures (the model input first,
+    then one per map) lies: (left, bottom, width, height) as fractions of the page, square on it."""
+    rows = -(-cells // _COLUMNS)
+    top, bottom = 0.88, 0.09
+    row_h = (top - bottom) / max(rows, 2)
+    width = 0.27
+    row, column = divmod(k, _COLUMNS)
+    left = 0.05 + column * (width + 0.045)
+    side = min(width, row_h * 0.5 * _A4[1] / _A4[0])
+    height = side * _A4[0] / _A4[1]
+    return left, top - row * row_h - height, side, height
 
 
 def _draw_page(figure: Any, report: ReviewReport, page: CasePage, number: int) -> None:
@@ -317,21 +332,14 @@ def _draw_page(figure: Any, report: ReviewReport, page: CasePage, number: int) -
         if item.earlier:
             lines.append(f"({_earlier(item.earlier)})")
         cells.append((item.title, item.tile, item.colorbar, lines))
-    rows = -(-len(cells) // _COLUMNS)
-    top, bottom = 0.88, 0.09
-    row_h = (top - bottom) / max(rows, 2)
-    width = 0.27
     for k, (title, picture, bar, lines) in enumerate(cells):
-        row, column = divmod(k, _COLUMNS)
-        left = 0.05 + column * (width + 0.045)
-        y_top = top - row * row_h
-        side = min(width, row_h * 0.5 * 11.69 / 8.27)  # a square tile on the A4 page
-        axes = figure.add_axes((left, y_top - side * 8.27 / 11.69, side, side * 8.27 / 11.69))
+        left, bottom, side, height = tile_box(k, len(cells))
+        axes = figure.add_axes((left, bottom, side, height))
         axes.imshow(picture, interpolation="nearest")
         axes.set_axis_off()
-        y = y_top - side * 8.27 / 11.69 - 0.004
+        y = bottom - 0.004
         if bar is not None:
-            bar_h = side * bar.shape[0] / bar.shape[1] * 8.27 / 11.69
+            bar_h = side * bar.shape[0] / bar.shape[1] * _A4[0] / _A4[1]
             bar_axes = figure.add_axes((left, y - bar_h, side, bar_h))
             bar_axes.imshow(bar, interpolation="bilinear")
             bar_axes.set_axis_off()
