@@ -416,11 +416,20 @@ def _case_id(db: sqlite3.Connection, case: CaseRef) -> int:
 
 
 def _map_id(db: sqlite3.Connection, case_id: int, m: ReviewedMap, when: str) -> int:
+    """The map's row, written the first time it is judged (the caller holds the write lock, so
+    looking first and inserting after cannot race; the arrays are compressed only when new)."""
     identity = (case_id, m.model_fingerprint, m.method, m.params_text, int(m.seed), m.baseline, int(m.target))
-    db.execute(
+    found = db.execute(
+        "SELECT id FROM maps WHERE case_id = ? AND model_fingerprint = ? AND method = ? AND params = ? "
+        "AND seed = ? AND baseline = ? AND target = ?",
+        identity,
+    ).fetchone()
+    if found is not None:
+        return int(found[0])
+    cursor = db.execute(
         "INSERT INTO maps(case_id, model_fingerprint, method, params, seed, baseline, target, model_name, title, "
         "target_label, predictions, status, provenance, image, attribution, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             *identity,
             m.model_name,
@@ -434,12 +443,7 @@ def _map_id(db: sqlite3.Connection, case_id: int, m: ReviewedMap, when: str) -> 
             when,
         ),
     )
-    row = db.execute(
-        "SELECT id FROM maps WHERE case_id = ? AND model_fingerprint = ? AND method = ? AND params = ? "
-        "AND seed = ? AND baseline = ? AND target = ?",
-        identity,
-    ).fetchone()
-    return int(row[0])
+    return int(cursor.lastrowid or 0)
 
 
 def _verdict(row: Sequence[Any]) -> Verdict:
