@@ -83,3 +83,20 @@ def test_the_launcher_hands_the_review_options_to_the_server(tmp_path, monkeypat
     assert os.environ[CASES_ROOT_ENV] == str(tmp_path / "cases")
     with pytest.raises(SystemExit, match="not a folder"):
         launch.review_environment(None, "missing")
+
+
+def test_an_uploaded_zip_is_a_case_list_without_its_unsafe_entries(review_env):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("b/scan-10.png", "b/scan-9.png", "../escape.png"):
+            archive.writestr(name, (review_env / "cases" / "case-1.png").read_bytes())
+    at = support.open_page(support.start(), "pages/review.py")
+    at.radio(key="review.w.source").set_value("Upload a zip").run()
+    at.file_uploader(key="review.act.zip").set_value(("ward.zip", buffer.getvalue(), "application/zip"))
+    at.run()
+    assert not at.exception and support.errors(at) == []
+    assert _case_box(at).options == ["1 of 2: b/scan-9.png", "2 of 2: b/scan-10.png"]
+    assert any("unsafe paths" in c and "escape.png" in c for c in support.captions(at))
