@@ -49,3 +49,7 @@ class OutOfMemory(XaiError):
 
 class EngineUnavailable(XaiError):
     """A distributed engine (Ray) is not installed, cannot be reached, or lost its workers for good."""
+
+
+class ReviewStoreError(XaiError):
+    """The review database cannot be opened, read or written (locked, read-only, damaged)."""
