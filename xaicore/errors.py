@@ -45,3 +45,7 @@ class DuplicateNameError(XaiError):
 
 class OutOfMemory(XaiError):
     """Work did not fit in memory even with a batch of one image."""
+
+
+class RewriteMismatch(MethodUnavailable):
+    """An exact rewrite of a model did not reproduce the model's outputs, so it is not used."""
