@@ -382,18 +382,41 @@ def with_relu_max_pools(net: nn.Module) -> nn.Module | None:
     returning indices) replaced by :class:`ReluMaxPool2d`; ``None`` when it has none.
 
     The copy has its own modules but shares ``net``'s parameters and buffers (no weights are
-    copied); ``net`` itself is not changed. Pooling done with functional calls
+    copied) and each module's forward and backward hooks (a hook added to or removed from
+    ``net`` later acts on the copy too, and a ReLU network runs the hooks of the pooling it
+    replaces); ``net`` itself is not changed. Pooling done with functional calls
     (``F.max_pool2d``) is not seen (the hook safety audit marks DeepLift unavailable there).
     """
     if not any(_rewritable_pool(m) for m in net.modules()):
         return None
-    shared = {id(t): t for t in itertools.chain(net.parameters(), net.buffers())}
+    shared: dict[int, Any] = {id(t): t for t in itertools.chain(net.parameters(), net.buffers())}
+    for module in net.modules():
+        shared.update({id(hooks): hooks for hooks in _hook_dicts(module)})
     rewritten = copy.deepcopy(net, memo=shared)
     for name, module in list(rewritten.named_modules()):
         if name and _rewritable_pool(module):
             parent, _, child = name.rpartition(".")
-            setattr(rewritten.get_submodule(parent), child, ReluMaxPool2d.replacing(module))
+            replacement = ReluMaxPool2d.replacing(module)
+            for attr in _HOOK_DICTS:
+                if isinstance(getattr(module, attr, None), dict):
+                    setattr(replacement, attr, getattr(module, attr))
+            setattr(rewritten.get_submodule(parent), child, replacement)
     return rewritten
+
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def _hook_dicts(module: nn.Module) -> list[dict]:
+    return [d for d in (getattr(module, attr, None) for attr in _HOOK_DICTS) if isinstance(d, dict)]
 
 
 REWRITE_TOLERANCE = 1e-5
