@@ -36,7 +36,7 @@ SHAP_REFERENCE = "f(x) - mean f(references around {baseline})"
 def deeplift(model: nn.Module, inputs: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor) -> Attribution:
     """DeepLift attribution and signed convergence delta for each image, computed on ``model``
     with its max-poolings written as ReLU networks (checked equal to ``model`` first)."""
-    exact = relu_max_pool_copy(model, torch.cat([inputs[:1], baseline[:1]]).detach())
+    exact = relu_max_pool_copy(model, inputs[:1].detach())
     values, delta = DeepLift(exact).attribute(
         grad_leaf(inputs), baselines=baseline.detach(), target=target, return_convergence_delta=True
     )
