@@ -253,6 +253,17 @@ def _adaptive_windows(length: int, size: int) -> torch.Tensor:
     return torch.tensor(rows)
 
 
+def _as_unfold(table: torch.Tensor, length: int) -> tuple[int, int] | None:
+    """``(kernel, stride)`` when ``table`` lists exactly the windows ``Tensor.unfold(-1,
+    kernel, stride)`` reads from an axis of ``length``; ``None`` otherwise."""
+    count, kernel = table.shape
+    stride = int(table[1, 0] - table[0, 0]) if count > 1 else 1
+    if stride < 1 or (length - kernel) // stride + 1 != count:
+        return None
+    unfolded = torch.arange(count).view(-1, 1) * stride + torch.arange(kernel).view(1, -1)
+    return (kernel, stride) if torch.equal(table, unfolded) else None
+
+
 class ReluMaxPool2d(nn.Module):
     """Max-pooling computed as a network of ReLU modules, equal to the pooling it replaces up
     to float rounding (a few units in the last place).
@@ -302,7 +313,7 @@ class ReluMaxPool2d(nn.Module):
             levels = (math.ceil(math.log2(self.kernel[0])), math.ceil(math.log2(self.kernel[1])))
         self.rows = nn.ModuleList(nn.ReLU() for _ in range(levels[0]))
         self.columns = nn.ModuleList(nn.ReLU() for _ in range(levels[1]))
-        self._tables: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        self._tables: dict[tuple[int, int, torch.device], torch.Tensor | tuple[int, int]] = {}
 
     @classmethod
     def replacing(cls, pool: nn.Module) -> ReluMaxPool2d:
@@ -313,10 +324,13 @@ class ReluMaxPool2d(nn.Module):
             return cls(pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
         raise ParameterError(f"{type(pool).__name__} is not a 2-D max-pooling this rewrite knows.")
 
-    def _table(self, axis: int, length: int, device: torch.device) -> torch.Tensor:
+    def _windows(self, axis: int, length: int, device: torch.device) -> torch.Tensor | tuple[int, int]:
+        """The positions each window reads along ``axis`` (outputs, kernel), or ``(kernel,
+        stride)`` where the windows are those of ``Tensor.unfold`` (no padding or dilation,
+        none past the end), which reads them as a view, without a copy. Kept per length."""
         key = (axis, length, device)
-        table = self._tables.get(key)
-        if table is None:
+        found = self._tables.get(key)
+        if found is None:
             if self.adaptive:
                 size = self.output_size[axis]
                 table = _adaptive_windows(length, length if size is None else int(size))
@@ -329,29 +343,32 @@ class ReluMaxPool2d(nn.Module):
                     dilation=self.dilation[axis],
                     ceil_mode=self.ceil_mode,
                 )
-            table = table.to(device)
-            self._tables[key] = table
-        return table
+            found = _as_unfold(table, length) or table.to(device)
+            self._tables[key] = found
+        return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._pool_last_axis(x, self._table(1, x.shape[-1], x.device), self.columns)
-        x = self._pool_last_axis(x.transpose(-1, -2), self._table(0, x.shape[-2], x.device), self.rows)
+        x = self._pool_last_axis(x, self._windows(1, x.shape[-1], x.device), self.columns)
+        x = self._pool_last_axis(x.transpose(-1, -2), self._windows(0, x.shape[-2], x.device), self.rows)
         return x.transpose(-1, -2)
 
     @staticmethod
-    def _pool_last_axis(x: torch.Tensor, table: torch.Tensor, relus: nn.ModuleList) -> torch.Tensor:
-        windows = x.index_select(-1, table.flatten()).unflatten(-1, table.shape)  # (..., outputs, kernel)
+    def _pool_last_axis(x: torch.Tensor, layout: torch.Tensor | tuple[int, int], relus: nn.ModuleList) -> torch.Tensor:
+        if isinstance(layout, tuple):
+            windows = x.unfold(-1, *layout)  # (..., outputs, kernel), a view
+        else:
+            windows = x.index_select(-1, layout.flatten()).unflatten(-1, layout.shape)
+        width = windows.shape[-1]
         for relu in relus:
-            width = windows.shape[-1]
-            if width == 1:
+            if windows.shape[-1] == 1:
                 break
-            half = width // 2
+            half = windows.shape[-1] // 2
             a, b = windows[..., 0 : 2 * half : 2], windows[..., 1 : 2 * half : 2]
             top = b + relu(a - b)
-            windows = torch.cat([top, windows[..., 2 * half :]], dim=-1) if width % 2 else top
+            windows = torch.cat([top, windows[..., 2 * half :]], dim=-1) if windows.shape[-1] % 2 else top
         if windows.shape[-1] != 1:
             raise ParameterError(
-                f"A max-pooling window of {table.shape[-1]} values is wider than this rewrite reduces "
+                f"A max-pooling window of {width} values is wider than this rewrite reduces "
                 f"({2 ** len(relus)} at most)."
             )
         return windows.squeeze(-1)

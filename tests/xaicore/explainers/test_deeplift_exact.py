@@ -117,6 +117,20 @@ def test_deeplift_is_complete_on_torchvision_networks(arch):
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
 
 
+def test_adaptive_max_pooling_is_rewritten_and_complete():
+    """captum has no DeepLift rule for AdaptiveMaxPool2d; as a ReLU network it needs none."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d((3, 2)), nn.Flatten(), nn.Linear(24, 3))
+    net = init_weights(net, seed=8).eval()
+    _, unavailable = make_hook_safe(net, input_size=(11, 9))
+    assert "deeplift" not in unavailable and "deeplift_shap" not in unavailable
+    x = images(2, (11, 9), seed=9)
+    baseline = torch.zeros_like(x)
+    target = torch.tensor([0, 2])
+    out = deeplift.deeplift(net, x, baseline, target)
+    torch.testing.assert_close(out.expected, _scores(net, x, target) - _scores(net, baseline, target))
+    assert bool((_relative(out) <= TOLERANCE).all()), _relative(out)
+
+
 # ------------------------------------------------------- hand-weighted conv -> ReLU -> max-pool
 #
 # A 1x1 convolution reads the red channel, z = R - 0.4, then ReLU, a 2x2 max-pooling over the

@@ -26,7 +26,7 @@ def _values(shape: tuple[int, ...], seed: int, *, ties: bool, dtype: torch.dtype
     return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype) * scale
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
@@ -55,7 +55,7 @@ def test_relu_max_pool_equals_max_pool2d(kernel, stride, dilation, pad_share, ce
     assert float((got - expected).abs().max()) <= 4 * eps * scale
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     out=st.tuples(st.one_of(st.none(), st.integers(1, 7)), st.one_of(st.none(), st.integers(1, 7))),
     size=st.tuples(st.integers(1, 13), st.integers(1, 13)),
