@@ -102,14 +102,15 @@ def main() -> None:
     x = torch.cat([bundle.to_input(p) for p in pictures])
     with torch.no_grad():
         target = bundle.model(x).argmax(1)
-    report("default", bundle.model, x, target, ("black", "blur"), shap_refs=args.references, repeats=7, errors=not args.timing_only)
+    errors = not args.timing_only
+    report("default", bundle.model, x, target, ("black", "blur"), shap_refs=args.references, repeats=7, errors=errors)
 
     resnet = load_model("resnet18", weights=None, device="cpu", input_size=args.resnet_size)
     pictures, _ = generate(args.resnet_images, seed=4, size=args.resnet_size)
     x = torch.from_numpy(pictures).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
         target = resnet.model(x).argmax(1)
-    report("resnet18", resnet.model, x, target, ("black",), shap_refs=args.resnet_references, repeats=3, errors=not args.timing_only)
+    report("resnet18", resnet.model, x, target, ("black",), shap_refs=args.resnet_references, repeats=3, errors=errors)
 
 
 if __name__ == "__main__":
