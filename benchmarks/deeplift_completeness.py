@@ -94,7 +94,10 @@ def main() -> None:
     parser.add_argument("--references", type=int, default=8)
     parser.add_argument("--resnet-references", type=int, default=4)
     parser.add_argument("--timing-only", action="store_true", help="skip the completeness figures")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     bundle = load_default_bundle(device="cpu")
