@@ -348,9 +348,12 @@ class ReluMaxPool2d(nn.Module):
         return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # b + (a - b) is then a again, as the pooling's own result would be
         x = self._pool_last_axis(x, self._windows(1, x.shape[-1], x.device), self.columns)
         x = self._pool_last_axis(x.transpose(-1, -2), self._windows(0, x.shape[-2], x.device), self.rows)
-        return x.transpose(-1, -2)
+        return x.transpose(-1, -2).to(dtype)
 
     @staticmethod
     def _pool_last_axis(x: torch.Tensor, layout: torch.Tensor | tuple[int, int], relus: nn.ModuleList) -> torch.Tensor:

@@ -133,3 +133,15 @@ def test_a_rewrite_that_disagrees_is_refused(monkeypatch):
     with pytest.raises(RewriteMismatch, match="differ from the model's") as info:
         relu_max_pool_copy(model, torch.rand(1, 3, 16, 16))
     assert isinstance(info.value, MethodUnavailable)
+
+
+def test_a_model_in_bf16_autocast_keeps_its_outputs():
+    model = make_bundle(TinyConvNet(seed=9), input_size=(16, 16), cam_layer="net.features.3").model
+    model.autocast_dtype = torch.bfloat16
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(10))
+    exact = relu_max_pool_copy(model, x[:1])  # within 1e-5, or it would raise
+    with torch.no_grad():
+        torch.testing.assert_close(exact(x), model(x), rtol=0, atol=1e-5 * float(model(x).abs().max()))
+    pool = ReluMaxPool2d(2)
+    h = torch.randn(1, 2, 6, 6, generator=torch.Generator().manual_seed(11)).bfloat16()
+    assert torch.equal(pool(h), F.max_pool2d(h, 2))
