@@ -266,16 +266,20 @@ def _as_unfold(table: torch.Tensor, length: int) -> tuple[int, int] | None:
 
 class ReluMaxPool2d(nn.Module):
     """Max-pooling computed as a network of ReLU modules, equal to the pooling it replaces up
-    to float rounding (a few units in the last place).
+    to float rounding (``b + (a - b)`` is rounded: a few units in the last place of the values a
+    window compares; half-precision input is compared in float32).
 
     Each window's values are gathered along the width (index tables, so padding, stride,
-    dilation and ``ceil_mode`` are handled by which positions each window reads) and reduced by
+    dilation and ``ceil_mode`` are handled by which positions each window reads; a view from
+    ``Tensor.unfold`` where there is no padding or dilation) and reduced by
     a balanced tree of pairwise maxima, ``max(a, b) = b + relu(a - b)``; the same is then done
     along the height (max-pooling is separable). Every level of each tree has its own
     ``nn.ReLU`` module, run once per forward pass, so DeepLift's rescale rule applies to each
     and the attributions add up to the change of the output exactly. ``b + relu(a - b)`` is
-    symmetric in ``a`` and ``b`` under that rule: with ``m`` the ReLU's multiplier, ``a``
-    receives ``m`` of its change and ``b`` the rest, as the mirrored form would give them.
+    symmetric in ``a`` and ``b`` under that rule: with ``m`` the ReLU's multiplier, the maximum
+    takes ``m`` of the change of ``a`` and ``1 - m`` of the change of ``b``, as the mirrored form
+    ``a + relu(b - a)`` would (its multiplier is ``1 - m``: the two ReLUs' changes differ by
+    exactly the change of ``a - b``).
 
     Parameters
     ----------
