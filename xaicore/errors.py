@@ -53,3 +53,7 @@ class EngineUnavailable(XaiError):
 
 class ReviewStoreError(XaiError):
     """The review database cannot be opened, read or written (locked, read-only, damaged)."""
+
+
+class RewriteMismatch(MethodUnavailable):
+    """An exact rewrite of a model did not reproduce the model's outputs, so it is not used."""

@@ -5,8 +5,9 @@ plain forward+backward pass (the unit), each method's time through :func:`attrib
 units of that pass, all methods together through :func:`explain` (shared passes), and a plain
 reference: captum's classes (zennit's attributor for LRP) with their default settings (one call per method, no shared
 passes, occlusion one perturbation per forward pass), and for SmoothGrad / GradientShap a
-loop over samples of captum's Saliency fed with the same noise. The reference runs on a
-private copy of the model. ``equal`` says whether a method's map matches its reference within
+loop over samples of captum's Saliency fed with the same noise; DeepLift and DeepLiftShap on
+the model with its max-poolings written as ReLU networks, as the product runs them. The
+reference runs on a private copy of the model. ``equal`` says whether a method's map matches its reference within
 1e-4 of the map's largest value. The single-pass methods are also timed on a batch, against
 the floor at that batch. ``time_to_tiles``: the Explain page's wait after choosing a new image
 (estimate, then tiles as they come): to the first tile, to the single-pass tiles, to the methods
@@ -50,6 +51,7 @@ from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.models import inference
 from xaicore.models.bundle import ModelBundle
 from xaicore.models.canonizers import canonizers_for
+from xaicore.models.rewrite import with_relu_max_pools
 
 IMAGE_SEED = 7
 TARGET_ALL_S = 3.0
@@ -75,6 +77,9 @@ def _sample_loop(model: torch.nn.Module, points: torch.Tensor, target: torch.Ten
 def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[str, Reference]:
     """Plain captum calls per method, with the same parameters and baselines as the defaults."""
     model = ref.model
+    # captum's DeepLift rule on the model with its max-poolings as ReLU networks, as the product
+    # runs it (the model itself where it has no max-pooling)
+    exact = with_relu_max_pools(model) or model
     layer = ref.module(ref.cam_layer)
     size = (x.shape[-2], x.shape[-1])
 
@@ -108,7 +113,7 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
         b, g = setup("deeplift_shap")
         p = defaults("deeplift_shap")
         refs = jittered_references(b, count=p["references"], noise=p["reference_noise"], generator=g)
-        return DeepLiftShap(model).attribute(x, baselines=refs[:, 0], target=target)
+        return DeepLiftShap(exact).attribute(x, baselines=refs[:, 0], target=target)
 
     def gradient_shap() -> torch.Tensor:
         b, g = setup("gradient_shap")
@@ -143,7 +148,7 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
 
     def deeplift() -> torch.Tensor:
         b, _ = setup("deeplift")
-        return DeepLift(model).attribute(x, baselines=b, target=target)
+        return DeepLift(exact).attribute(x, baselines=b, target=target)
 
     return {
         "saliency": lambda: Saliency(model).attribute(x, target=target, abs=True),

@@ -98,6 +98,9 @@ DEEPLIFT_HANDLED: frozenset[type[nn.Module]] = frozenset(
         nn.Softmax,
     }
 )
+#: Max-pooling types DeepLift runs as ReLU networks (:func:`xaicore.models.rewrite.relu_max_pool_copy`)
+#: although captum has no rule of its own for them.
+DEEPLIFT_REWRITTEN: frozenset[type[nn.Module]] = frozenset({nn.AdaptiveMaxPool2d})
 #: Leaf module types zennit's LRP composites (xaicore.explainers.lrp) handle: convolutions and
 #: linear layers get a rule, batch norm is merged into the layer before it or passed through,
 #: average pooling (and the canonizers' zennit ``Sum``) gets the proportional rule, max-pooling
@@ -447,7 +450,7 @@ def _guided_issues(a: ActivationAudit) -> list[str]:
 def _deeplift_issues(a: ActivationAudit) -> list[str]:
     issues = (
         _functional_issue(a.functional)
-        + _type_issue(a.nonlinear_modules, DEEPLIFT_HANDLED)
+        + _type_issue(a.nonlinear_modules, DEEPLIFT_HANDLED | DEEPLIFT_REWRITTEN)
         + _reuse_issue(a.reused, a.leaves, ACTIVATION_TYPES + POOL_TYPES)
     )
     if a.input_products:

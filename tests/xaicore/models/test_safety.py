@@ -320,7 +320,8 @@ def test_deeplift_completeness_on_safe_resnet(resnets, arch):
     n = 2 if arch == "resnet18" else 1  # small inputs keep captum's DeepLift cheap on the CPU
     x = _inputs(n)
     # Black baseline, the product's default. (With other baselines captum 0.9's max-pool rule
-    # loses part of the difference in ResNet's stem; the explainers report that as the delta.)
+    # loses part of the difference in ResNet's stem; the explainers run DeepLift with the stem's
+    # pooling as a ReLU network instead, tests/xaicore/explainers/test_deeplift_exact.py.)
     baseline = torch.zeros_like(x)
     target = torch.tensor([3, 5][:n])
     attr, delta = DeepLift(safe).attribute(x, baselines=baseline, target=target, return_convergence_delta=True)

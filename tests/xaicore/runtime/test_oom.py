@@ -162,7 +162,11 @@ def test_every_method_retries_in_smaller_batches_and_matches_the_unchunked_resul
     got = attribute(limited(bundle, limit), inputs, **kwargs)
     _close(got.values, expected.values)
     if expected.delta is not None:
-        _close(got.delta, expected.delta)
+        # DeepLift's delta is float rounding alone (max-poolings as ReLU networks): compared on
+        # the scale of the amount the attributions add up to, not on its own
+        _close(got.expected, expected.expected)
+        scale = float(expected.expected.abs().max())
+        np.testing.assert_allclose(got.delta.numpy(), expected.delta.numpy(), rtol=0, atol=1e-5 * scale)
     assert limit.refused, "the first batch should have been too big"
     assert limit.passed and max(limit.passed) <= 2
 
