@@ -411,21 +411,38 @@ def with_relu_max_pools(net: nn.Module) -> nn.Module | None:
     replaces); ``net`` itself is not changed. Pooling done with functional calls
     (``F.max_pool2d``) is not seen (the hook safety audit marks DeepLift unavailable there).
     """
-    if not any(_rewritable_pool(m) for m in net.modules()):
+    pools = [name for name, module in net.named_modules() if name and _rewritable_pool(module)]
+    if not pools:
         return None
-    shared: dict[int, Any] = {id(t): t for t in itertools.chain(net.parameters(), net.buffers())}
-    for module in net.modules():
-        shared.update({id(hooks): hooks for hooks in _hook_dicts(module)})
-    rewritten = copy.deepcopy(net, memo=shared)
-    for name, module in list(rewritten.named_modules()):
-        if name and _rewritable_pool(module):
-            parent, _, child = name.rpartition(".")
-            replacement = ReluMaxPool2d.replacing(module)
-            for attr in _HOOK_DICTS:
-                if isinstance(getattr(module, attr, None), dict):
-                    setattr(replacement, attr, getattr(module, attr))
-            setattr(rewritten.get_submodule(parent), child, replacement)
+    # only the modules on the path to a pooling are copied, shallowly (their own child table, the
+    # rest shared): nothing of the user's model is pickled or duplicated, whatever it holds
+    rewritten = _shallow_copy(net)
+    copies = {id(rewritten)}
+    for name in pools:
+        parent = rewritten
+        *path, child = name.split(".")
+        for part in path:
+            module = parent.get_submodule(part)
+            if id(module) not in copies:
+                module = _shallow_copy(module)
+                copies.add(id(module))
+                parent._modules[part] = module
+            parent = module
+        pool = parent.get_submodule(child)
+        replacement = ReluMaxPool2d.replacing(pool)
+        for attr in _HOOK_DICTS:
+            if isinstance(getattr(pool, attr, None), dict):
+                setattr(replacement, attr, getattr(pool, attr))
+        parent._modules[child] = replacement
     return rewritten
+
+
+def _shallow_copy(module: nn.Module) -> nn.Module:
+    """A new module object sharing ``module``'s parameters, buffers, hooks and attributes, with a
+    child table of its own (so replacing a child leaves ``module`` as it was)."""
+    clone = copy.copy(module)
+    clone._modules = dict(module._modules)
+    return clone
 
 
 _HOOK_DICTS = (
