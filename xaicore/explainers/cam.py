@@ -122,9 +122,12 @@ def channel_masks(activation: torch.Tensor) -> torch.Tensor:
 def score_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Raw Score-CAM map (N, 1, h, w), positive part: forward passes only.
 
-    The masks are scaled on the layer's grid and then upsampled (bilinear) to the input. The
-    ``N * C`` masked images are made a chunk at a time and go through the model in one
-    forward-only job (:func:`xaicore.models.inference.forward_logits`).
+    The masks are scaled on the layer's grid and then upsampled (bilinear) to the input, as
+    torchcam 0.5.0 does. The ``N * C`` masked images are made a chunk at a time and go through
+    the model in one forward-only job (:func:`xaicore.models.inference.forward_logits`). The
+    weights are the softmax over channels of the masked images' class scores (the unmasked
+    image's score, which the paper subtracts, cancels in the softmax); an image whose class
+    score is the same under every mask gets an all-zero map (no signal), not the mean activation.
     """
     activation = layer_activation(model, layer, inputs)
     n, channels = activation.shape[:2]
@@ -140,8 +143,13 @@ def score_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: 
         return target_scores(logits, target[torch.arange(start, stop, device=inputs.device) // channels])
 
     scores = forward_logits(model, masked, total=n * channels, batch_size=chunk_size(inputs[0]), reduce=score).values
-    weights = torch.softmax(scores.view(n, channels), dim=1)[:, :, None, None]
-    return _weighted(weights, activation)
+    scores = scores.view(n, channels)
+    weights = torch.softmax(scores, dim=1)
+    # a class score that no mask changes carries no evidence; the softmax would weigh every
+    # channel alike and draw the mean activation as if it did
+    constant = scores.amax(dim=1, keepdim=True) == scores.amin(dim=1, keepdim=True)
+    weights = torch.where(constant, torch.zeros_like(weights), weights)
+    return _weighted(weights[:, :, None, None], activation)
 
 
 def upsample_cam(cam: torch.Tensor, *, relu: bool, size: tuple[int, int]) -> torch.Tensor:
