@@ -205,9 +205,9 @@ LAYERCAM = _fused_map(cam.layercam_from_pass)
     "gradcam_pp",
     title="Grad-CAM++",
     description="""Grad-CAM with each channel weighted by its positive gradients, every position
-    counted with its own weight (Chattopadhay et al., eq. 19): better than Grad-CAM when a class
-    shows up in several places. Positive part only; as coarse as the layer, and it depends on the
-    layer.""",
+    counted with its own weight (Chattopadhay et al., eq. 19; torch-cam 0.5.0 skips that weight's
+    division): better than Grad-CAM when a class shows up in several places. Positive part only;
+    as coarse as the layer, and it depends on the layer.""",
     needs_layer=True,
     fused=GRADCAM_PP,
 )
