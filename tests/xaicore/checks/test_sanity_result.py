@@ -70,6 +70,7 @@ def test_csv_json_and_npz(tmp_path, both):
     )
     assert entry["verdict"]["status"] in ("pass", "fail")
     assert record["params"]["normalizations"]["abs"] == "abs"
+    assert record["params"]["cam_layer"] == "net.conv2"  # the CAM methods' layer is recorded
     with np.load(paths[1]) as npz:
         assert npz["randomized_abs"].shape == both.maps["abs"].shape
         np.testing.assert_array_equal(npz["trained_signed"], both.trained_maps["signed"])
