@@ -13,6 +13,7 @@ same option from the config file (``xai-dashboard --server.port 8600``).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from xaicore.review.config import CASES_ROOT_ENV, DB_ENV
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_PATH = PACKAGE_DIR / "app.py"
@@ -112,6 +115,18 @@ def build_command(
     return LaunchPlan(argv=argv, cwd=REPO_ROOT)
 
 
+def review_environment(review_db: str | None, cases_root: str | None) -> None:
+    """Hand the Review page's options to the server (and its children) through the environment:
+    absolute paths, so that they hold whatever folder the server runs in."""
+    if review_db:
+        os.environ[DB_ENV] = str(Path(review_db).expanduser().resolve())
+    if cases_root:
+        root = Path(cases_root).expanduser().resolve()
+        if not root.is_dir():
+            raise SystemExit(f"xai-dashboard: --cases-root {cases_root!r} is not a folder.")
+        os.environ[CASES_ROOT_ENV] = str(root)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xai-dashboard",
@@ -124,6 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     parser.add_argument(
+        "--review-db",
+        metavar="PATH",
+        help=f"the Review page's verdict database (default: ${DB_ENV}, else ~/.local/share/xaicore/reviews.sqlite3)",
+    )
+    parser.add_argument(
+        "--cases-root",
+        metavar="DIR",
+        help=f"the folder whose sub-folders the Review page may open as case lists (default: ${CASES_ROOT_ENV})",
+    )
+    parser.add_argument(
         "--share",
         action="store_true",
         help="serve on the network behind nginx with TLS and a password "
@@ -135,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xai-dashboard``; returns the server's exit code."""
     args, extra = _parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    review_environment(args.review_db, args.cases_root)
     if args.share:
         from dashboard import share
 

@@ -45,3 +45,11 @@ class DuplicateNameError(XaiError):
 
 class OutOfMemory(XaiError):
     """Work did not fit in memory even with a batch of one image."""
+
+
+class EngineUnavailable(XaiError):
+    """A distributed engine (Ray) is not installed, cannot be reached, or lost its workers for good."""
+
+
+class ReviewStoreError(XaiError):
+    """The review database cannot be opened, read or written (locked, read-only, damaged)."""

@@ -3,8 +3,9 @@
 Each method explains two or more classes of the sidebar's image; the maps are shown side by
 side with the SSIM between them (lower: more class-discriminative), and, where object masks
 exist (generated scenes, or a mask uploaded here), the share of positive relevance on each
-object. Finished results are kept in the session's result store; view controls sit in a
-fragment and only redraw the stored maps.
+object. These are one image's figures: a section below sets them against the mean and 95%
+interval over many generated two-object scenes, measured on request. Finished results are kept
+in the session's result store; view controls sit in a fragment and only redraw the stored maps.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from dashboard.render import sanity as sanity_render
 from dashboard.render import tiles as render
 from dashboard.safe_text import plain
 from xaicore.checks.discriminative import compare_classes
+from xaicore.checks.discriminative_scenes import discriminativeness_over_scenes
 from xaicore.data.images import load_mask
+from xaicore.data.shapes import generate_scenes
 from xaicore.errors import XaiError
+from xaicore.explainers import cost
 
 W = "classes.w."
 METHODS = W + "methods"
 MASK = "classes.mask"  # (file id, mask array or error) of the uploaded mask
+SCENE_SEED = 0  # the seed of the scenes the README's table is measured on
 
 
 def _default_classes(bundle, image) -> list[int]:
@@ -111,6 +116,51 @@ def main() -> None:
             )
         state.put_result(key, result)
     _results(result)
+    _over_scenes(bundle, methods, result)
+
+
+def _over_scenes(bundle, methods, single) -> None:
+    """This image's figures against the mean and 95% interval over generated scenes (on request)."""
+    st.subheader("One image, or many scenes")
+    st.markdown(
+        "The SSIM figures above come from **this one image**: a single example, not a measurement. "
+        "Which method comes out lowest changes from image to image; the mean over many generated "
+        "two-object scenes says what is typical."
+    )
+    field, _ = st.columns([1, 2])
+    count = int(
+        field.number_input(
+            "Generated two-object scenes",
+            min_value=20,
+            max_value=1000,
+            step=20,
+            **state.kept(W + "scenes", default=200),
+        )
+    )
+    key = state.result_key(
+        "classes_scenes", fingerprint=bundle.fingerprint, methods=tuple(methods), scenes=count, seed=SCENE_SEED
+    )
+    aggregate = state.get_result(key)
+    if aggregate is None:
+        seconds = cost.estimate(bundle, methods, images=2 * count).total_s
+        slot = st.empty()
+        with slot.container():
+            run = st.button(f"Measure over {count} scenes", key="classes.act.scenes")
+            st.caption(
+                f"Each scene's two objects are explained by every chosen method: about "
+                f"{cost.describe_seconds(seconds)} on this machine. Scenes of seed {SCENE_SEED}, as in the README."
+            )
+        if not run:
+            return
+        slot.empty()
+        with st.spinner(f"Explaining both classes of {count} scenes…"):
+            aggregate = discriminativeness_over_scenes(bundle, generate_scenes(count, seed=SCENE_SEED), methods=methods)
+        state.put_result(key, aggregate)
+    st.table(sanity_render.scenes_rows(aggregate, single), hide_index=True)
+    st.caption(
+        f"SSIM between the two class maps of each of {aggregate.n_scenes} generated scenes (seed {SCENE_SEED}), "
+        "averaged; 95% Student t interval over the scenes. Lower: more class-discriminative."
+    )
 
 
 @st.fragment
@@ -125,6 +175,10 @@ def _results(result) -> None:
             **state.kept(W + "view", default=next(iter(sanity_render.VIEWS)), options=list(sanity_render.VIEWS)),
         )
         over = o.toggle("Draw over the image", **state.kept(W + "over", default=False))
+        st.caption(
+            "Figures for this one image: a single example. *One image, or many scenes* below sets them "
+            "against the mean over many generated scenes."
+        )
         for method, title in zip(result.methods, result.titles, strict=True):
             tiles = sanity_render.class_tiles(result, method=method, view=view, over_image=over)
             st.markdown(f"**{title}** · SSIM between the maps {result.pair_ssim(method):.2f}")

@@ -5,10 +5,15 @@ into the session's result store at once (:func:`dashboard.state.keep_partial`), 
 change or any rerun keeps them: the partial card is shown and Run continues from there. A finished
 evaluation replaces them in the store. Results of the Sanity checks, Class discriminativeness and AX / CO
 pages for the same model, when present in the store, join the card (the latest of each).
+
+*Where to compute*: in this server's process, or on a Ray cluster (:mod:`xaicore.evaluation.ray_engine`)
+whose address the user gives (``XAI_RAY_ADDRESS`` fills it in; empty starts a Ray on this machine
+for the run); the rows and the progress come back batch by batch either way.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable
 from typing import Any, cast
 
@@ -22,6 +27,7 @@ from xaicore.checks.sanity import SanityResult
 from xaicore.confidence.co_sets import CoScoreResult
 from xaicore.data.evalsets import sample_set, scene_set
 from xaicore.data.imagesets import ImageSet, generated_test_set, load_image_set, relabel
+from xaicore.evaluation.ray_engine import RayEngine
 from xaicore.evaluation.report import RULES, TEST_NAMES, build_report
 from xaicore.evaluation.rows import METRICS, EvalRow, Evaluation, evaluate, make_settings, rows_csv, summarize
 from xaicore.explainers import cost
@@ -30,6 +36,8 @@ from xaicore.explainers.registry import get_method
 from xaicore.metrics.faithfulness import forward_passes
 
 W = "report.w."
+LOCAL, RAY = "This server", "A Ray cluster"
+ADDRESS_VARIABLE = "XAI_RAY_ADDRESS"
 GENERATED, SCENES, SAMPLES, UPLOAD = "Generated shapes", "Generated scenes (with masks)", "Samples", "Upload a zip"
 METRIC_TITLES = {
     "insertion": "Insertion AUC",
@@ -174,14 +182,32 @@ def _partial(key) -> list:
     return rows if isinstance(rows, list) else state.keep_partial(key, [])
 
 
-def _run(bundle, image_set: ImageSet, settings, kept: list) -> Evaluation:
+def _engine():
+    """Where the rows are computed: this process, or Ray at the address given (None: local)."""
+    with st.expander("Where to compute"):
+        where = st.radio(
+            "Compute on", [LOCAL, RAY], horizontal=True, **state.kept(W + "engine", default=LOCAL, options=[LOCAL, RAY])
+        )
+        if where == LOCAL:
+            return evaluate, ""
+        address = st.text_input(
+            "Ray address",
+            placeholder="auto, HOST:PORT or ray://HOST:10001",
+            help="The head of the Ray cluster (its nodes need xaicore installed). Empty: a Ray started on "
+            "this machine for the run. Each actor of the cluster loads the model once, on a GPU where there is one.",
+            **state.kept(W + "ray_address", default=os.environ.get(ADDRESS_VARIABLE, "")),
+        ).strip()
+        return RayEngine(address=address or None), f" on Ray ({address or 'this machine'})"
+
+
+def _run(bundle, image_set: ImageSet, settings, kept: list, engine, where: str) -> Evaluation:
     """Compute the rows not kept yet; each finished batch's rows are kept at once."""
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, message: str) -> None:
-        bar.progress(done / total, text=f"{message} ({done} of {wording.plural(total, 'image')} done)")
+        bar.progress(done / total, text=f"{message}{where} ({done} of {wording.plural(total, 'image')} done)")
 
-    evaluation = evaluate(bundle, image_set, settings, done_rows=list(kept), on_rows=kept.extend, progress=progress)
+    evaluation = engine(bundle, image_set, settings, done_rows=list(kept), on_rows=kept.extend, progress=progress)
     bar.empty()
     return evaluation
 
@@ -329,6 +355,7 @@ def main() -> None:
         return
     image_set, data = _image_set(bundle)
     settings = None if image_set is None else _settings(bundle, image_set, data)
+    engine, where = _engine()
     a, b = st.columns(2)
     run = a.button("Run", type="primary", key="report.act.run", width="stretch")
     b.button("Stop", key="report.act.stop", width="stretch", help="Stops after the batch in flight; its rows stay.")
@@ -341,7 +368,7 @@ def main() -> None:
         if evaluation is None:
             kept = _partial(key)
             if run:
-                evaluation = _run(bundle, image_set, settings, kept)
+                evaluation = _run(bundle, image_set, settings, kept, engine, where)
                 state.put_result(key, evaluation)  # the kept rows go with it
             elif kept:
                 rows = tuple(kept)
@@ -366,7 +393,8 @@ def main() -> None:
         if settings is not None:
             st.info(
                 f"Press Run to evaluate {wording.plural(len(settings.methods), 'method')} on "
-                f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}."
+                f"{wording.plural(settings.n_images, 'image')}: {wording.estimate(_estimate_s(bundle, settings))}"
+                + (" in this process; on Ray, add the start of Ray and its actors." if where else ".")
             )
         return
     names = {

@@ -14,6 +14,7 @@ from plotly.colors import qualitative
 
 from dashboard import wording
 from xaicore.checks.discriminative import ClassesResult
+from xaicore.checks.discriminative_scenes import ScenesResult
 from xaicore.checks.sanity import SanityResult
 from xaicore.render import heatmaps
 
@@ -319,6 +320,23 @@ def classes_ssim_figure(result: ClassesResult) -> go.Figure:
         yaxis_range=[min(0.0, min(values) - 0.05), 1.1],
     )
     return fig
+
+
+def scenes_rows(aggregate: ScenesResult, single: ClassesResult | None = None) -> list[dict[str, str]]:
+    """One row of display text per method, lowest mean first: this image's SSIM (where ``single``
+    has the method), the mean over the generated scenes with its 95% interval, and the share of
+    scenes on which the method is lowest."""
+    rows = []
+    for row in aggregate.table():
+        ssim = row["ssim"]
+        line = {"method": row["title"]}
+        if single is not None:
+            line["this image"] = f"{single.pair_ssim(row['method']):.2f}" if row["method"] in single.methods else "-"
+        line[f"mean over {aggregate.n_scenes} scenes"] = f"{ssim['mean']:.2f}"
+        line["95% interval"] = f"{ssim['low']:.2f} to {ssim['high']:.2f}" if ssim["low"] is not None else "-"
+        line["lowest on"] = f"{row['lowest_share']:.0%} of scenes"
+        rows.append(line)
+    return rows
 
 
 def relevance_figure(result: ClassesResult) -> go.Figure | None:

@@ -25,12 +25,21 @@ def status_line(result: MethodResult) -> str:
     line = f"{result.runtime_s * 1000:.0f} ms · {result.status.value}"
     if result.reason:
         line += f": {result.reason}"
-    completeness = completeness_text(result)
-    if completeness:
-        line += f" · {completeness}"
+    for text in (completeness_text(result), bias_text(result)):
+        if text:
+            line += f" · {text}"
     if result.layer:
         line += f" · layer {result.layer}"
     return line
+
+
+def bias_text(result: MethodResult) -> str:
+    """The share of the reference the biases absorbed (LRP with biases included), in words;
+    empty when the method did not report it."""
+    absorbed = result.details.get("bias_relevance")
+    if absorbed is None or not result.expected or not np.isfinite(absorbed):
+        return ""
+    return f"the biases absorbed {absorbed / result.expected:.1%} of {result.reference}"
 
 
 def completeness_text(result: MethodResult) -> str:

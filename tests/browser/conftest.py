@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +76,9 @@ class Server:
 
 
 @contextmanager
-def started_server(log_name: str = "browser-server.log") -> Iterator[Server]:
-    """A dashboard server started as ``xai-dashboard`` starts it, stopped on exit."""
+def started_server(log_name: str = "browser-server.log", *, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """A dashboard server started as ``xai-dashboard`` starts it (with ``env`` added to the
+    environment), stopped on exit; a server the test killed itself is only reaped."""
     _require_chromium()
     OUTPUT.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -84,7 +86,12 @@ def started_server(log_name: str = "browser-server.log") -> Iterator[Server]:
     plan = launch.build_command(["--server.address", "127.0.0.1", "--server.port", str(port)])
     with log.open("w", encoding="utf-8") as sink:
         process = subprocess.Popen(
-            plan.argv, cwd=plan.cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            plan.argv,
+            cwd=plan.cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -99,7 +106,8 @@ def started_server(log_name: str = "browser-server.log") -> Iterator[Server]:
                 time.sleep(0.3)
         yield Server(url=f"http://127.0.0.1:{port}", port=port, log=log, pid=process.pid)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # the test may have killed the server already
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:

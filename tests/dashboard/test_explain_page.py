@@ -7,6 +7,7 @@ hand-built model is made the session's model through the sidebar's checkpoint ch
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -240,6 +241,27 @@ def test_ok_tile_equals_xaicore_heatmap_over_the_image():
     expected = heatmaps.heatmap_tile(values, mode="positive", image=image, alpha=0.4)
     np.testing.assert_array_equal(picture, expected.rgb)
     assert note == ""
+
+
+def test_status_line_names_the_bias_share_beside_the_completeness_error():
+    # LRP with biases included: the pixels got 5.0 of f(x) = 4.75, the biases -0.25
+    result = MethodResult(
+        method="lrp",
+        title="LRP",
+        status=Status.OK,
+        attribution=np.ones((3, 2, 2), np.float32),
+        target=0,
+        params={},
+        runtime_s=0.01,
+        delta=0.25,
+        expected=4.75,
+        reference="f(x)",
+        details={"bias_relevance": -0.25},
+    )
+    line = render.status_line(result)
+    assert "completeness error 5.3% of f(x)" in line
+    assert line.endswith("the biases absorbed -5.3% of f(x)")
+    assert render.bias_text(dataclasses.replace(result, details={})) == ""
 
 
 def test_unavailable_methods_are_listed_with_their_reason_and_not_offered():

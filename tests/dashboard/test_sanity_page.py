@@ -231,3 +231,33 @@ def test_classes_page_with_an_uploaded_mask_and_a_bad_one():
     assert len(at.get("plotly_chart")) == 2
     at.file_uploader(key="classes.act.mask").set_value(("mask.png", b"not an image", "image/png")).run()
     assert not at.exception and len(support.errors(at)) == 1
+
+
+def test_classes_page_sets_one_image_against_many_scenes(monkeypatch):
+    from xaicore.checks.discriminative_scenes import discriminativeness_over_scenes
+    from xaicore.data.shapes import generate_scenes
+
+    bundle = tiny_bundle(seed=3, num_classes=8)
+    at = support.use_model(support.start(), bundle)
+    scene = next(n for n in state.sample_names() if n.startswith("scene:"))
+    at.selectbox(key="xai.w.sample").set_value(scene).run()
+    at = support.open_page(at, CLASSES)
+    assert any("Figures for this one image: a single example" in c for c in support.captions(at))
+    assert _stored(at, "classes_scenes") == [] and len(at.table) == 0  # measured only on request
+    at.number_input(key="classes.w.scenes").set_value(20).run()
+    next(b for b in at.button if b.label == "Measure over 20 scenes").click().run()
+    assert not at.exception and support.errors(at) == []
+    (aggregate,) = _stored(at, "classes_scenes")
+    (single,) = _stored(at, "classes")
+    expected = discriminativeness_over_scenes(bundle, generate_scenes(20, seed=0), methods=single.methods)
+    np.testing.assert_allclose(aggregate.ssim, expected.ssim, atol=1e-9)
+    table = at.table[0].value
+    assert list(table.columns) == ["method", "this image", "mean over 20 scenes", "95% interval", "lowest on"]
+    first = expected.ordered()[0]
+    row = table.iloc[0]
+    assert row["method"] == expected.titles[expected.methods.index(first)]
+    assert row["this image"] == f"{single.pair_ssim(first):.2f}"
+    interval = expected.interval(first)
+    assert row["95% interval"] == f"{interval.low:.2f} to {interval.high:.2f}"
+    assert row["lowest on"] == f"{expected.lowest_share(first):.0%} of scenes"
+    assert not any(b.label.startswith("Measure over") for b in at.button)  # stored: shown, not asked again

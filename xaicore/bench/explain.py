@@ -3,10 +3,11 @@
 Measured in one process on one generated image at the model's input size: the time of one
 plain forward+backward pass (the unit), each method's time through :func:`attribute` and in
 units of that pass, all methods together through :func:`explain` (shared passes), and a plain
-reference: captum's classes with their default settings (one call per method, no shared
-passes, occlusion one perturbation per forward pass), for SmoothGrad / GradientShap a
-loop over samples of captum's Saliency fed with the same noise, torchcam's XGradCAM, LayerCAM
-and ScoreCAM for those, and Grad-CAM++'s eq. 19 over captum's layer gradients. The reference runs on a
+reference: captum's classes (zennit's attributor for LRP) with their default settings (one call per
+method, no shared passes, occlusion one perturbation per forward pass), for SmoothGrad /
+GradientShap a loop over samples of captum's Saliency fed with the same noise, torchcam's
+XGradCAM, LayerCAM and ScoreCAM for those, and Grad-CAM++'s eq. 19 over captum's layer
+gradients. The reference runs on a
 private copy of the model. ``equal`` says whether a method's map matches its reference within
 1e-4 of the map's largest value. The single-pass methods are also timed on a batch, against
 the floor at that batch. ``time_to_tiles``: the Explain page's wait after choosing a new image
@@ -28,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import (
-    LRP,
     Deconvolution,
     DeepLift,
     DeepLiftShap,
@@ -42,16 +42,19 @@ from captum.attr import (
     Saliency,
 )
 from torchcam.methods import LayerCAM, ScoreCAM, XGradCAM
+from zennit.attribution import Gradient
+from zennit.composites import EpsilonPlusFlat
 
 from xaicore.bench.common import BenchContext, Workload, best_time, pass_time, synchronize
 from xaicore.data.shapes import generate
-from xaicore.explainers import cost, lrp, shap, smoothgrad
+from xaicore.explainers import cost, shap, smoothgrad
 from xaicore.explainers.api import attribute, explain, method_generator
 from xaicore.explainers.baselines import jittered_references, make_baseline
 from xaicore.explainers.occlusion import auto_window
 from xaicore.explainers.registry import get_method, single_pass_methods
 from xaicore.models import inference
 from xaicore.models.bundle import ModelBundle
+from xaicore.models.canonizers import canonizers_for
 
 IMAGE_SEED = 7
 TARGET_ALL_S = 3.0
@@ -129,13 +132,19 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
         )
 
     def lrp_reference() -> torch.Tensor:
-        # captum's LRP cannot run on a model with Flatten by itself: the copy prepared by
-        # xaicore (shape-only layers passed through, same rules) is the plain equivalent
+        # zennit's own attributor with the default composite on the reference copy's inner
+        # network (normalized input), with the canonizers this model needs (zennit's
+        # ResNetCanonizer expects torchvision's blocks, which a bundle holds in hook-safe form)
         p = defaults("lrp")
         with torch.no_grad():
             z = model.normalize(x)
-        net = lrp.prepare_copy(model.net, epsilon=p["epsilon"], gamma=p["gamma"])
-        return LRP(net).attribute(z.requires_grad_(True), target=target)
+        net = model.net.eval()
+        composite = EpsilonPlusFlat(epsilon=p["epsilon"], zero_params="bias", canonizers=canonizers_for(net, z))
+        with Gradient(model=net, composite=composite) as attributor:
+            with torch.no_grad():
+                logits = net(z)
+            start = torch.zeros_like(logits).scatter_(1, target.view(-1, 1), logits.gather(1, target.view(-1, 1)))
+            return attributor(z, start)[1]
 
     def deeplift() -> torch.Tensor:
         b, _ = setup("deeplift")

@@ -1,4 +1,4 @@
-"""``xai bench [explain|sanity|gax|faithfulness|all]``: print benchmark figures."""
+"""``xai bench [explain|sanity|gax|faithfulness|evaluate|all]``: print benchmark figures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from xaicore.cli.common import add_model_options, check_out_file, model_options
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure workloads against the model's floor and a plain reference")
-    p.add_argument("workload", nargs="?", default="all", help="explain, sanity, gax, faithfulness or all")
+    p.add_argument(
+        "workload", nargs="?", default="all", help="explain, sanity, gax, faithfulness, evaluate (local vs Ray) or all"
+    )
     add_model_options(p)
     p.add_argument("--device", default=None, help="cpu or cuda (default: XAI_DEVICE, else cuda when present)")
     p.add_argument("--batch", type=int, default=16, help="batch size for the floor and batched workloads")

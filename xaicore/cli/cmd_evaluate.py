@@ -7,6 +7,9 @@ control), ``rows.csv``, and the report card ``report.json`` / ``report.md``. Rer
 DIR with the same settings to continue an interrupted run; other settings are refused (see
 :mod:`xaicore.evaluation.store`). ``--sanity``, ``--classes`` and ``--co`` add the results of
 ``xai sanity``, ``xai classes`` and ``xai co-scores`` to the report card.
+
+``--engine ray`` computes the same rows on a pool of Ray actors (:mod:`xaicore.evaluation.ray_engine`):
+a private local Ray by default, or the cluster named by ``--address`` (``auto`` or ``HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=Path, default=None, help="classes.json of `xai classes`, added to the report card")
     p.add_argument("--co", type=Path, default=None, help="CSV rows of `xai co-scores`, added to the report card")
     p.add_argument("--out", type=Path, required=True, help="output folder (rerun on it to resume)")
+    ray = p.add_argument_group("engine", "where the rows are computed (the same rows either way)")
+    ray.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local: in this process (default); ray: a pool of Ray actors that each load the model once",
+    )
+    ray.add_argument(
+        "--address",
+        default=None,
+        help="with --engine ray: 'auto' (the cluster this machine is part of) or HOST:PORT of a cluster's head; "
+        "default: start a local Ray for this run",
+    )
+    ray.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="with --engine ray: actors in the pool (default: one per GPU of the cluster, else one per CPU)",
+    )
     p.set_defaults(func=run)
 
 
@@ -124,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from xaicore.evaluation.store import evaluate_in_folder
 
     check_out_dir(args.out)
+    engine = _engine(args)
     bundle = load_model_arg(args)
     image_set = parse_data(args.data, class_names=bundle.labels, preprocess=bundle.preprocess, limit=args.limit)
     for notice in image_set.notices:
@@ -147,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {method} is left out: {reason}", file=sys.stderr)
     bar = ProgressBar()
     try:
-        evaluation = evaluate_in_folder(bundle, image_set, settings, args.out, progress=bar)
+        evaluation = evaluate_in_folder(bundle, image_set, settings, args.out, progress=bar, engine=engine)
     finally:
         bar.close()
     card = build_report(
@@ -167,6 +190,21 @@ def run(args: argparse.Namespace) -> int:
         "report.json, report.md"
     )
     return 0
+
+
+def _engine(args: argparse.Namespace):
+    """The engine ``--engine`` names, checked before any work."""
+    from xaicore.errors import ParameterError
+    from xaicore.evaluation.rows import evaluate
+
+    if args.engine == "local":
+        if args.address is not None or args.actors is not None:
+            raise ParameterError("--address and --actors go with --engine ray.")
+        return evaluate
+    from xaicore.evaluation.ray_engine import RayEngine, ray_module
+
+    ray_module()  # says how to install Ray when it is missing
+    return RayEngine(address=args.address, actors=args.actors)
 
 
 def _print_table(summary) -> None:

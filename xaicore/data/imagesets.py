@@ -25,7 +25,7 @@ import re
 import stat
 import zipfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
@@ -335,6 +335,17 @@ class _Zip:
 
     def close(self) -> None:
         self.zf.close()
+
+
+def open_archive(source: str | Path | bytes) -> AbstractContextManager[_Archive]:
+    """A folder, a zip file or zip bytes as an archive: ``paths()`` lists the relative POSIX paths
+    of its regular files (unsafe zip paths in ``ignored``, links and special files in
+    ``skipped``), ``read(path, limit)`` returns at most ``limit + 1`` bytes of one; closed on exit.
+
+    The same rules as :func:`load_image_set` (see this module's docstring); raises
+    :class:`~xaicore.errors.ImageLoadError` for a source that is neither a folder nor a zip.
+    """
+    return _open_source(source)
 
 
 @contextmanager

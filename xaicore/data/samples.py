@@ -5,7 +5,9 @@ Three kinds, listed in this order by :func:`list_samples`:
 - ``"shape: <class>"``: one generated image per class of the default model
   (:mod:`xaicore.data.shapes`), labelled with that class;
 - ``"scene: <class a> + <class b>"``: generated two-object scenes with one ground-truth mask
-  per object (for class-discriminativeness and localization);
+  per object (for class-discriminativeness and localization). Each shows the typical case
+  measured over 200 generated scenes (docs/benchmarks.md): :data:`SCENE_SEEDS` are the seeds
+  :func:`xaicore.checks.discriminative_scenes.typical_scene_seed` gives on the default model;
 - ``"photo: <name>"``: photographs that scikit-image ships inside its package. They are read
   from the package's own data folder with :func:`~xaicore.data.images.load_image`; the
   ``skimage.data`` fetchers are never called, so nothing is ever downloaded.
@@ -28,6 +30,15 @@ SHAPE_SEED = 20240611
 SCENE_SEED = 7001
 SAMPLE_SIZE = 64
 SCENE_COUNT = 4
+SCENE_SEED_STEP = 1000
+SCENE_GRADCAM_AT_MOST = 0.24
+SCENE_SEEDS = (7001, 8032, 9018, 10012)
+"""Seed of each scene sample, in the order of the class pairs, chosen by a rule so that each shows
+the ordering of the 200-scene aggregate: for the k-th pair, the first seed from
+``SCENE_SEED + SCENE_SEED_STEP * k`` on whose scene the default model ranks both objects' classes
+first and second, Grad-CAM has the lowest class-map SSIM of the six single-pass methods, at most
+:data:`SCENE_GRADCAM_AT_MOST` (its mean over 200 scenes is 0.237), and Guided Backprop the highest
+(:func:`xaicore.checks.discriminative_scenes.typical_scene_seed`; tested)."""
 
 # Bundled photographs: file in skimage's data folder -> description.
 PHOTOS: dict[str, tuple[str, str]] = {
@@ -115,7 +126,7 @@ def _catalogue() -> dict[str, Callable[[], Sample]]:
         builders[f"shape: {cls}"] = _shape_builder(index)
     for number, pair in enumerate(_scene_pairs()):
         a, b = (shapes.CLASSES[i] for i in pair)
-        builders[f"scene: {a} + {b}"] = _scene_builder(pair, SCENE_SEED + number)
+        builders[f"scene: {a} + {b}"] = _scene_builder(pair, SCENE_SEEDS[number])
     for key in PHOTOS:
         if photo_path(key).is_file():
             builders[f"photo: {key}"] = _photo_builder(key)

@@ -366,19 +366,33 @@ def iter_rows(
     done costs no model call. ``progress(done_images, total_images, message)`` is called before
     each method of a batch. Stop iterating at any time: every yielded row is final.
     """
-    items = _items(image_set)
-    _check_same(bundle, image_set, items, settings)
-    labels = _labels(bundle, image_set, items)
+    items, labels = checked_items(bundle, image_set, settings)
     known = set(done)
-    total = len(items)
-    for start in range(0, total, settings.batch_size):
-        stop = min(total, start + settings.batch_size)
-        pending = [m for m in settings.row_methods if any((i, m) not in known for i in range(start, stop))]
+    for start, stop, pending in batch_plan(settings, known):
         if not pending:
             yield RowBatch(start, stop, ())
             continue
-        rows = _batch_rows(bundle, items[start:stop], labels[start:stop], start, settings, pending, progress)
+        rows = batch_rows(bundle, items[start:stop], labels[start:stop], start, settings, pending, progress)
         yield RowBatch(start, stop, tuple(r for r in rows if r.key not in known))
+
+
+def checked_items(
+    bundle: ModelBundle, image_set: Any, settings: EvalSettings
+) -> tuple[tuple[Any, ...], list[int | None]]:
+    """The set's items and their labels as class indices of ``bundle``, after checking that
+    ``settings`` were made for this model and this set (:class:`ParameterError` otherwise)."""
+    items = _items(image_set)
+    _check_same(bundle, image_set, items, settings)
+    return items, _labels(bundle, image_set, items)
+
+
+def batch_plan(settings: EvalSettings, done: Iterable[tuple[int, str]] = ()) -> Iterator[tuple[int, int, list[str]]]:
+    """``(start, stop, pending methods)`` of every batch, in order; ``pending`` lists the
+    methods with a row missing from ``done`` (empty: the batch is complete)."""
+    known = done if isinstance(done, (set, frozenset)) else set(done)
+    for start in range(0, settings.n_images, settings.batch_size):
+        stop = min(settings.n_images, start + settings.batch_size)
+        yield start, stop, [m for m in settings.row_methods if any((i, m) not in known for i in range(start, stop))]
 
 
 def _check_same(bundle: ModelBundle, image_set: Any, items: Sequence[Any], settings: EvalSettings) -> None:
@@ -404,16 +418,18 @@ class _MethodMaps:
     reason: str = ""
 
 
-def _batch_rows(
+def batch_rows(
     bundle: ModelBundle,
     chunk: Sequence[Any],
     labels: Sequence[int | None],
     start: int,
     settings: EvalSettings,
     pending: Sequence[str],
-    progress: ProgressFn | None,
+    progress: ProgressFn | None = None,
 ) -> list[EvalRow]:
-    """Every row of the batch for the ``pending`` methods."""
+    """Every row of the batch of images ``start:start + len(chunk)`` for the ``pending`` methods
+    (``labels``: the chunk's labels from :func:`checked_items`). The rows depend only on these
+    arguments, so any process holding the same model computes the same rows."""
     n = len(chunk)
     x = torch.cat([bundle.to_input(np.asarray(item.array, dtype=np.float32)) for item in chunk])
     predicted = bundle.logits(x).argmax(dim=1)
@@ -732,8 +748,13 @@ def evaluate(
             progress(batch.stop, total, f"images {batch.start + 1}-{batch.stop} done")
         if should_stop is not None and batch.stop < total and should_stop():
             break
-    ordered = tuple(sorted(rows.values(), key=lambda r: (r.image, _method_order(settings, r.method))))
+    ordered = in_order(rows.values(), settings)
     return Evaluation(ordered, summarize(ordered, settings, device=str(bundle.device)), time.perf_counter() - started)
+
+
+def in_order(rows: Iterable[EvalRow], settings: EvalSettings) -> tuple[EvalRow, ...]:
+    """``rows`` by image, then in the order of ``settings.row_methods`` (the random control last)."""
+    return tuple(sorted(rows, key=lambda r: (r.image, _method_order(settings, r.method))))
 
 
 def _method_order(settings: EvalSettings, method: str) -> int:

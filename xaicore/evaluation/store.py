@@ -34,6 +34,9 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 ROWS_CSV = "rows.csv"
 
+# evaluate()'s signature: (bundle, image_set, settings, *, done_rows, on_rows, progress, should_stop)
+Engine = Callable[..., Evaluation]
+
 
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
@@ -137,16 +140,19 @@ def evaluate_in_folder(
     *,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    engine: Engine = evaluate,
 ) -> Evaluation:
     """Run (or resume) the evaluation in ``out_dir`` and write its summary files.
 
     Rows found in the folder are not computed again; every new batch of rows is appended to
     ``rows.jsonl`` as soon as it exists. The summary files are written when the run ends,
     also when ``should_stop`` ended it early (they then say ``"complete": false``).
+    ``engine`` computes the rows: :func:`~xaicore.evaluation.rows.evaluate` in this process
+    (default), or a :class:`~xaicore.evaluation.ray_engine.RayEngine`; both write the same rows.
     """
     folder = RunFolder.open(out_dir, settings)
     earlier = folder.read_rows()
-    evaluation = evaluate(
+    evaluation = engine(
         bundle,
         image_set,
         settings,

@@ -1,18 +1,37 @@
-"""Layer-wise Relevance Propagation (Bach et al. 2015) through captum's LRP.
+"""Layer-wise Relevance Propagation (Bach et al. 2015) with zennit's composites and canonizers.
 
-Rules: the gamma rule on convolutions (favours positive contributions, gives less noisy maps;
-``gamma=0`` turns it into the epsilon rule) and the epsilon rule on every other layer
-(captum's defaults for pooling, linear and batch-norm layers); ``epsilon`` stabilizes every
-denominator, the gamma rule's included (captum's own 1e-9 there leaves isolated extreme
-pixels). With the epsilon rule everywhere and a tiny epsilon, LRP on a ReLU network equals
-Input x Gradient (Ancona et al. 2018).
+The class score f(x) is passed back layer by layer; each layer shares the relevance of its
+outputs among its inputs by a rule. A *composite* chooses the rule per layer type (zennit's,
+by name in :data:`COMPOSITES`):
 
-Captum's LRP writes attributes onto the modules and, for the gamma rule, changes weights
-while it runs, so it works on a throw-away deep copy, never on the shared model. For a
-:class:`~xaicore.models.bundle.PixelSpaceModel` it explains the inner network on the
-normalized input, so the normalization does not distort relevance. Shape-only layers
-(``nn.Flatten``, ``nn.Unflatten``, ``nn.Identity``) are passed through; any other layer without a rule makes the
-method unavailable, with the reason.
+``epsilon_plus_flat`` (default)
+    flat rule on the first layer, z+ on the other convolutions, epsilon on linear layers:
+    zennit's recommended composite for image classifiers.
+``epsilon_gamma_box``
+    the z-box rule on the first convolution, bounded by the lowest and highest value the input
+    can take (the normalized images of all-0 and all-1 pixels, :func:`input_bounds`), gamma on
+    the other convolutions, epsilon on linear layers.
+``epsilon_alpha2_beta1``
+    alpha=2, beta=1 on convolutions (positive evidence counted twice, negative once), epsilon on
+    linear layers. Not conserving by design where a neuron has only positive or only negative
+    contributions.
+
+Residual sums and DenseNet's pooling get the proportional rule, batch norm is merged into the
+layer before it (:mod:`xaicore.models.canonizers`). Captum's LRP is not used any more: zennit
+serves every model captum's served (and ResNets, VGG with batch norm, DenseNet besides).
+
+**Biases.** A bias is an input the image does not control; with ``biases="include"`` (the rules
+as published) it takes its share of relevance, and the pixels' relevance adds up to f(x) minus
+what the biases absorbed, reported per image as ``details["bias_relevance"]`` (= f(x) - sum).
+With ``biases="exclude"`` (the default: zennit's ``zero_params="bias"``) the rules share each
+neuron's relevance among its inputs only, so relevance is conserved (sum = f(x) up to the
+stabilizers, the completeness figure) and the map accounts for the whole score.
+
+zennit hooks modules and its canonizers change them in place, so the method works on a
+throw-away deep copy of the network, never on the shared model, and removes everything from
+the copy on every path as well. For a :class:`~xaicore.models.bundle.PixelSpaceModel` it
+explains the inner network on the normalized input, so the normalization does not distort
+relevance.
 """
 
 from __future__ import annotations
@@ -20,85 +39,126 @@ from __future__ import annotations
 import copy
 
 import torch
-from captum.attr import LRP
-from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
-from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule
 from torch import nn
+from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlusFlat
+from zennit.core import Composite
 
-from xaicore.errors import MethodUnavailable
-from xaicore.explainers.gradients import grad_leaf
+from xaicore.errors import MethodUnavailable, ParameterError
+from xaicore.explainers import gradients
 from xaicore.explainers.registry import Attribution
 from xaicore.models.bundle import PixelSpaceModel
+from xaicore.models.canonizers import canonizers_for, registered
+from xaicore.models.safety import LRP_PASSTHROUGH, LRP_RULES
+from xaicore.runtime.device import run_chunked
 
-PASS_THROUGH = (nn.Flatten, nn.Unflatten, nn.Identity)
-
-
-class _PassThrough(nn.Module):
-    """A shape-only layer behind a no-op Dropout leaf, through which LRP passes relevance
-    unchanged (captum's IdentityRule cannot, as it keeps the output's shape). The wrapped
-    layer is held outside the module tree, so LRP does not look for a rule for it."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.gate = nn.Dropout(p=0.0)
-        self._layer = (layer,)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._layer[0](self.gate(x))
+COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1")
+BIASES = ("exclude", "include")
+REFERENCE = "f(x)"
+SAME_FUNCTION_RTOL = 1e-4  # merged batch norms change the score by float rounding only
 
 
-def _leaves(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in net.named_modules() if name and not list(m.children())]
+def input_bounds(model: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high), each (1, 3, 1, 1): the network's input for all-0 and all-1 pixels, the box
+    the z-box rule assumes (for a model without a normalization inside, 0 and 1)."""
+    ones = like.new_ones(1, like.shape[1], 1, 1)
+    if isinstance(model, PixelSpaceModel):
+        with torch.no_grad():
+            low, high = model.normalize(ones * 0), model.normalize(ones)
+        return torch.minimum(low, high).to(like.dtype), torch.maximum(low, high).to(like.dtype)
+    return ones * 0, ones
 
 
-def prepare_copy(net: nn.Module, *, epsilon: float, gamma: float) -> nn.Module:
-    """A deep copy of ``net`` with shape-only layers passed through and rules attached.
-
-    Raises :class:`MethodUnavailable` naming the first layer LRP has no rule for.
-    """
-    work = copy.deepcopy(net)
-    for name, module in _leaves(work):
-        if isinstance(module, PASS_THROUGH):
-            work.set_submodule(name, _PassThrough(module).train(module.training))
-    for name, module in _leaves(work):
-        kind = type(module)
-        if kind in SUPPORTED_NON_LINEAR_LAYERS:
-            continue
-        if kind not in SUPPORTED_LAYERS_WITH_RULES:
+def refuse_unhandled_layers(net: nn.Module) -> None:
+    """:class:`MethodUnavailable` naming the first leaf layer LRP has no rule for (the safety
+    audit's table, :data:`~xaicore.models.safety.LRP_RULES`): zennit would let relevance flow
+    through it as a plain gradient, which is not conserved."""
+    handled = LRP_RULES | set(LRP_PASSTHROUGH)
+    for name, module in net.named_modules():
+        if name and not list(module.children()) and type(module) not in handled:
             raise MethodUnavailable(
-                f"LRP has no propagation rule for the {kind.__name__} layer {name!r} of this model; "
+                f"LRP has no propagation rule for the {type(module).__name__} layer {name!r} of this model; "
                 "use DeepLift or Integrated Gradients instead."
             )
-        module.rule = _gamma_rule(gamma, epsilon) if kind is nn.Conv2d and gamma > 0 else EpsilonRule(epsilon=epsilon)
-    return work
 
 
-def _gamma_rule(gamma: float, epsilon: float) -> GammaRule:
-    # captum's gamma rule divides by z + 1e-9 sign(z); the same epsilon as the other layers
-    # keeps near-zero denominators from turning into isolated extreme pixels
-    rule = GammaRule(gamma=gamma)
-    rule.STABILITY_FACTOR = epsilon
-    return rule
+def make_composite(
+    name: str, *, epsilon: float, gamma: float, biases: str, bounds: tuple[torch.Tensor, torch.Tensor], canonizers: list
+) -> Composite:
+    """zennit's composite ``name`` with the given stabilizer, gamma and bias treatment."""
+    zero = "bias" if biases == "exclude" else None
+    if biases not in BIASES:
+        raise ParameterError(f"biases must be one of {', '.join(BIASES)}; got {biases!r}.")
+    if name == "epsilon_plus_flat":
+        return EpsilonPlusFlat(epsilon=epsilon, zero_params=zero, canonizers=canonizers)
+    if name == "epsilon_gamma_box":
+        low, high = bounds
+        return EpsilonGammaBox(
+            low=low, high=high, epsilon=epsilon, gamma=gamma, zero_params=zero, canonizers=canonizers
+        )
+    if name == "epsilon_alpha2_beta1":
+        return EpsilonAlpha2Beta1(epsilon=epsilon, zero_params=zero, canonizers=canonizers)
+    raise ParameterError(f"Unknown LRP composite {name!r}; choose one of {', '.join(COMPOSITES)}.")
 
 
-def lrp(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, epsilon: float, gamma: float) -> Attribution:
-    """LRP relevance (N, 3, H, W) and delta ``sum(relevance) - f(x)`` (signed like DeepLift's;
-    non-zero by design for the gamma rule and a larger epsilon)."""
-    if isinstance(model, PixelSpaceModel):
-        net = model.net
-        with torch.no_grad():
-            inputs = model.normalize(inputs)
-    else:
-        net = model
-    work = prepare_copy(net, epsilon=epsilon, gamma=gamma)
-    try:
-        values, delta = LRP(work).attribute(grad_leaf(inputs), target=target, return_convergence_delta=True)
-    except RuntimeError as exc:
-        if "more than once" in str(exc):
-            raise MethodUnavailable(
-                "LRP cannot handle a layer that this model uses more than once in one forward pass."
-            ) from exc
-        raise
-    # captum's delta is f(x) - sum(relevance)
-    values = values.detach()
-    return Attribution.complete(values, values.flatten(1).sum(1) + delta.detach(), reference="f(x)")
+def lrp(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    composite: str,
+    biases: str,
+    epsilon: float,
+    gamma: float,
+) -> Attribution:
+    """LRP relevance (N, 3, H, W) of class ``target`` (N,), with its completeness against f(x).
+
+    One prepared copy serves the whole batch, in memory-sized chunks (halved on OOM). With
+    ``biases="include"``, ``details["bias_relevance"]`` (N,) is f(x) - sum(relevance).
+    """
+    net, normalize = (model.net, model.normalize) if isinstance(model, PixelSpaceModel) else (model, None)
+    with torch.no_grad():
+        z = normalize(inputs) if normalize is not None else inputs
+    refuse_unhandled_layers(net)
+    work = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        plain = work(z[:1])[0, target[0]]
+    rules = make_composite(
+        composite,
+        epsilon=epsilon,
+        gamma=gamma,
+        biases=biases,
+        bounds=input_bounds(model, z),
+        canonizers=canonizers_for(work, z[:1]),
+    )
+    with registered(rules, work):
+        relevance, score = run_chunked(
+            lambda start, stop: _relevance(work, z[start:stop], target[start:stop]),
+            z.shape[0],
+            chunk=gradients.chunk_size(z[0]),
+            combine=lambda parts: (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])),
+        )
+    _check_same_function(plain, score[0])
+    details = {"bias_relevance": score - relevance.flatten(1).sum(1)} if biases == "include" else None
+    return Attribution.complete(relevance, score, reference=REFERENCE, details=details)
+
+
+def _check_same_function(plain: torch.Tensor, canonized: torch.Tensor) -> None:
+    """The canonized network must compute the model's score (up to the rounding of merged
+    weights); a merge the tracing got wrong would explain another function."""
+    if not torch.isclose(canonized, plain.to(canonized.dtype), rtol=SAME_FUNCTION_RTOL, atol=1e-6):
+        raise MethodUnavailable(
+            f"LRP's canonical form of this model scores the first image {float(canonized):.6g} instead of "
+            f"{float(plain):.6g} (batch norm merged into a layer whose output is also used elsewhere?); "
+            "use DeepLift or Integrated Gradients instead."
+        )
+
+
+def _relevance(net: nn.Module, z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One backward pass through the hooked ``net``: relevance at its input, and f(x) (N,)."""
+    leaf = gradients.grad_leaf(z)
+    with torch.enable_grad():
+        out = net(leaf)
+        score = out.gather(1, target.view(-1, 1).to(out.device)).squeeze(1)
+        start = torch.zeros_like(out).scatter_(1, target.view(-1, 1).to(out.device), score.detach().view(-1, 1))
+        (relevance,) = torch.autograd.grad(out, leaf, grad_outputs=start)
+    return relevance.detach(), score.detach()

@@ -98,25 +98,38 @@ DEEPLIFT_HANDLED: frozenset[type[nn.Module]] = frozenset(
         nn.Softmax,
     }
 )
-#: Leaf module types captum's LRP gives a default rule (epsilon) or treats as non-linear.
+#: Leaf module types zennit's LRP composites (xaicore.explainers.lrp) handle: convolutions and
+#: linear layers get a rule, batch norm is merged into the layer before it or passed through,
+#: average pooling (and the canonizers' zennit ``Sum``) gets the proportional rule, max-pooling
+#: routes relevance to the maximum, dropout is the identity in eval mode, and ReLU and Tanh pass
+#: relevance through. Other activations are refused: zennit would pass relevance through them
+#: unchanged, which for a shifted or non-monotone activation (sigmoid, SiLU, GELU...) is not
+#: what the model computes.
 LRP_RULES: frozenset[type[nn.Module]] = frozenset(
     {
+        nn.Conv1d,
+        nn.Conv2d,
+        nn.Conv3d,
+        nn.Linear,
+        nn.BatchNorm1d,
+        nn.BatchNorm2d,
+        nn.BatchNorm3d,
+        nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d,
         nn.MaxPool1d,
         nn.MaxPool2d,
         nn.MaxPool3d,
-        nn.Conv2d,
-        nn.AvgPool2d,
-        nn.AdaptiveAvgPool2d,
-        nn.Linear,
-        nn.BatchNorm2d,
-        nn.ReLU,
+        nn.AdaptiveMaxPool2d,
         nn.Dropout,
+        nn.ReLU,
         nn.Tanh,
     }
 )
-#: Shape-only leaves with no LRP default rule: the LRP method must give them captum's
-#: ``IdentityRule`` (relevance passes through unchanged), which is exact for them.
+#: Shape-only leaves: relevance passes through them unchanged, which is exact for them.
 LRP_PASSTHROUGH: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten, nn.Identity)
+#: Functional calls LRP's backward pass handles exactly: a ReLU's zero outputs carry no
+#: relevance anyway, and max-pooling routes it to the maximum as the module does.
+LRP_FUNCTIONAL_OK = frozenset({"relu", "max_pool"})
 
 METHOD_TITLES = {
     "guided_backprop": "Guided Backprop",
@@ -234,6 +247,11 @@ _SAFE_SWAPS: dict[type[nn.Module], tuple[type[nn.Module], str | None, tuple[str,
 }
 
 
+#: Block types whose residual sum LRP's canonizer turns into a zennit ``Sum`` module
+#: (xaicore.models.canonizers), by exact type: a subclass may compute something else.
+LRP_SPLIT_BLOCKS: tuple[type[nn.Module], ...] = (BasicBlock, Bottleneck, SafeBasicBlock, SafeBottleneck)
+
+
 def _turn_off_inplace(net: nn.Module) -> int:
     """Set ``inplace=False`` on every module that has the flag; returns how many changed."""
     changed = 0
@@ -284,6 +302,9 @@ class ActivationAudit:
     input_sums, input_products:
         Number of element-wise sums / products (or divisions, matrix products) of two tensors
         that both depend on the input: residual additions and gating.
+    split_sums:
+        How many of ``input_sums`` are the residual sums of :data:`LRP_SPLIT_BLOCKS`, made
+        directly in such a block's ``forward``: the ones LRP's canonizer splits.
     """
 
     functional: dict[str, int] = field(default_factory=dict)
@@ -292,6 +313,7 @@ class ActivationAudit:
     leaves: dict[str, str] = field(default_factory=dict)
     input_sums: int = 0
     input_products: int = 0
+    split_sums: int = 0
 
 
 class _Recorder(TorchFunctionMode):
@@ -301,6 +323,7 @@ class _Recorder(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.inside = 0  # depth of activation / non-linear pooling modules currently running
+        self.running: list[nn.Module] = []  # the modules whose forward is running, innermost last
         self.functional: Counter[str] = Counter()
         self.binary: Counter[str] = Counter()
 
@@ -312,6 +335,8 @@ class _Recorder(TorchFunctionMode):
         op = _BINARY.get(func)
         if op is not None and _both_input_dependent(args, kwargs):
             self.binary[op] += 1
+            if op == "sum" and self.running and type(self.running[-1]) in LRP_SPLIT_BLOCKS:
+                self.binary["split_sum"] += 1
         return func(*args, **kwargs)
 
 
@@ -347,10 +372,12 @@ def audit(net: nn.Module, example: torch.Tensor) -> ActivationAudit:
 
     def count(module: nn.Module, _inputs: object) -> None:
         calls[names[module]] += 1
+        recorder.running.append(module)
         if isinstance(module, tracked):
             recorder.inside += 1
 
     def leave(module: nn.Module, _inputs: object, _output: object) -> None:
+        recorder.running.pop()
         if isinstance(module, tracked):
             recorder.inside -= 1
 
@@ -375,6 +402,7 @@ def audit(net: nn.Module, example: torch.Tensor) -> ActivationAudit:
         leaves=leaves,
         input_sums=recorder.binary["sum"],
         input_products=recorder.binary["product"],
+        split_sums=recorder.binary["split_sum"],
     )
 
 
@@ -433,13 +461,16 @@ def _deeplift_issues(a: ActivationAudit) -> list[str]:
 def _lrp_issues(a: ActivationAudit) -> list[str]:
     allowed = {t.__name__ for t in LRP_RULES} | {t.__name__ for t in LRP_PASSTHROUGH}
     no_rule = sorted({t for t in a.leaves.values() if t not in allowed})
-    issues = _functional_issue(a.functional) + _reuse_issue(a.reused, a.leaves, None)
+    functional = {kind: n for kind, n in a.functional.items() if kind not in LRP_FUNCTIONAL_OK}
+    issues = _functional_issue(functional) + _reuse_issue(a.reused, a.leaves, None)
     if no_rule:
-        issues.append(f"captum has no LRP rule for its {_few(no_rule)} layers")
-    if a.input_sums:
+        issues.append(f"LRP has no rule for its {_few(no_rule)} layers")
+    unsplit = a.input_sums - a.split_sums
+    if unsplit:
         issues.append(
-            f"it adds input-dependent branches ({a.input_sums}x, e.g. residual connections), "
-            "which captum's LRP does not split, so relevance is not conserved"
+            f"it adds input-dependent branches ({unsplit}x, e.g. residual connections) outside torchvision's "
+            "ResNet blocks, and only those blocks' sums are split between their branches, so relevance would "
+            "not be conserved"
         )
     if a.input_products:
         issues.append(f"it multiplies input-dependent tensors together ({a.input_products}x)")

@@ -19,7 +19,7 @@ def bundle(default_bundle):
 
 
 def test_every_workload_is_registered() -> None:
-    assert {"explain", "sanity", "gax", "faithfulness", "precision"} <= set(workloads())
+    assert {"explain", "sanity", "gax", "faithfulness", "precision", "evaluate"} <= set(workloads())
 
 
 def test_saturating_floor_is_per_image_and_no_slower_than_batch_one(bundle) -> None:

@@ -151,70 +151,110 @@ def test_bad_arguments_are_refused(bundle, kwargs, match):
 
 
 # ---------------------------------------------------------------------- the literature, on the default model
+# Measured over 200 generated two-object scenes (seed 0), batched: about 7 s on one CPU thread for
+# the six single-pass methods. Margins below are several 95% t intervals wide (docs/benchmarks.md,
+# "Class-discriminativeness over 200 scenes").
 
 SIX = ("saliency", "input_x_gradient", "deconvolution", "guided_backprop", "gradcam", "guided_gradcam")
+SCENES, SCENE_SEED = 200, 0
 
 
 @pytest.fixture(scope="module")
-def scene_ssim():
-    """Mean SSIM between the two class maps over twelve generated two-object scenes."""
-    from xaicore.data.shapes import generate_scenes
+def default_bundle():
     from xaicore.models.loading import load_model
 
-    bundle = load_model("default", device="cpu")
-    results = [compare_classes(bundle, scene, methods=SIX) for scene in generate_scenes(12, seed=77)]
-    return {m: float(np.mean([r.pair_ssim(m) for r in results])) for m in SIX}
+    return load_model("default", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def over_scenes(default_bundle):
+    """Each method's class-map SSIM on the 200 generated scenes of seed 0."""
+    from xaicore.checks.discriminative_scenes import discriminativeness_over_scenes
+    from xaicore.data.shapes import generate_scenes
+
+    return discriminativeness_over_scenes(default_bundle, generate_scenes(SCENES, seed=SCENE_SEED), methods=SIX)
 
 
 @pytest.mark.slow
-def test_gradcam_is_the_most_class_discriminative_on_scenes(scene_ssim):
-    # Selvaraju et al. 2017: Grad-CAM localizes the class asked for.
-    assert min(scene_ssim, key=scene_ssim.get) == "gradcam"
-    assert scene_ssim["gradcam"] < 0.4
+def test_gradcam_is_the_most_class_discriminative_on_scenes(over_scenes):
+    # Selvaraju et al. 2017: Grad-CAM localizes the class asked for. Measured: 0.237 [0.199, 0.274],
+    # the next method (Deconvolution) 0.338 higher on the same scenes [0.302, 0.375].
+    assert over_scenes.ordered()[0] == "gradcam"
+    assert over_scenes.interval("gradcam").high < 0.35
+    for other in SIX:
+        if other != "gradcam":
+            assert over_scenes.difference("gradcam", other).high < -0.15, other
+    assert over_scenes.lowest_share("gradcam") >= 0.7  # measured 0.83
 
 
 @pytest.mark.slow
-def test_guided_backprop_draws_the_same_map_for_both_classes(scene_ssim):
-    assert scene_ssim["guided_backprop"] >= 0.9
-    assert scene_ssim["guided_backprop"] == max(scene_ssim.values())
+def test_guided_backprop_draws_the_same_map_for_both_classes(over_scenes):
+    # Measured 0.955 [0.948, 0.962]; 0.262 [0.242, 0.282] above the next (Guided Grad-CAM).
+    assert over_scenes.interval("guided_backprop").low >= 0.9
+    assert over_scenes.ordered()[-1] == "guided_backprop"
+    for other in SIX:
+        if other != "guided_backprop":
+            assert over_scenes.difference("guided_backprop", other).low > 0.15, other
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known disagreement with the literature (issue 3): on the default model Deconvolution keeps "
-    "class information (mean SSIM 0.57). Its backward pass ignores the forward ReLU masks, so what "
-    "reaches the convolutions through the linear layers depends only on the class; the default model's "
-    "1024-wide hidden layers do not wash that out. Retrained with VGG-16's head (two hidden layers of "
-    "4096) the same recipe gives 0.83 (24 epochs: 0.89 and 0.91 for two seeds); such a model (84 MB) "
-    "is too large to ship. With the head re-initialized it is 0.89-0.91 (tested below); recipes that keep "
-    "a 1024-wide head nearer its initialization reach 0.70-0.80. A default model that agrees turns this "
-    "into a failure to look at.",
-)
-def test_deconvolution_draws_the_same_map_for_both_classes(scene_ssim):
-    assert scene_ssim["deconvolution"] >= 0.9
+def test_deconvolution_is_far_less_class_discriminative_than_gradcam(over_scenes):
+    assert over_scenes.difference("deconvolution", "gradcam").low > 0.2  # measured 0.338 [0.302, 0.375]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
-def test_deconvolution_loses_the_class_when_the_head_is_random(scene_ssim, seed):
-    # The xfail's cause, checked: what keeps the class in Deconvolution's maps is the trained fully
-    # connected head. Re-initialized (as the cascading sanity check does, fc3 to fc1) it gives
-    # 0.89-0.91 over seeds 0-2 on the trained convolutions, as VGG-16's wide head does.
+def test_deconvolution_keeps_the_class_through_its_trained_head(over_scenes, seed):
+    # Accepted disagreement with the literature (docs/benchmarks.md, "Deconvolution's
+    # class-discriminativeness"): on the default model Deconvolution keeps class information
+    # (0.575 [0.557, 0.592]; near 1 on VGG-16). The measured mechanism: its backward pass ignores
+    # the forward ReLU masks, so what reaches the convolutions through the fully connected layers
+    # depends only on the class, and the trained 1024-wide head keeps it. Re-initialized (as the
+    # cascading sanity check does, fc3 to fc1), the same convolutions give 0.906 and 0.892.
+    from xaicore.checks.discriminative_scenes import discriminativeness_over_scenes
     from xaicore.data.shapes import generate_scenes
     from xaicore.models.loading import load_model
     from xaicore.models.randomization import LayerRandomizer
 
+    assert over_scenes.interval("deconvolution").high < 0.7
     private, randomizer = LayerRandomizer.from_bundle(load_model("default", device="cpu"))
     for layer in private.layers:
         if ".classifier." in layer:
             randomizer.randomize(layer, seed=seed)
-    results = [compare_classes(private, s, methods=("deconvolution",)) for s in generate_scenes(12, seed=77)]
-    random_head = float(np.mean([r.pair_ssim("deconvolution") for r in results]))
-    assert random_head >= 0.85
-    assert random_head >= scene_ssim["deconvolution"] + 0.25
+    scenes = generate_scenes(SCENES, seed=SCENE_SEED)
+    random_head = discriminativeness_over_scenes(private, scenes, methods=("deconvolution",)).interval("deconvolution")
+    assert random_head.low >= 0.85
+    assert random_head.low >= over_scenes.interval("deconvolution").high + 0.25
 
 
 @pytest.mark.slow
-def test_deconvolution_is_far_less_class_discriminative_than_gradcam(scene_ssim):
-    assert scene_ssim["deconvolution"] >= scene_ssim["gradcam"] + 0.4
+def test_the_shipped_scene_samples_show_the_typical_ordering(default_bundle):
+    # Each shipped scene is chosen by the rule of xaicore.data.samples.SCENE_SEEDS: re-run here, it
+    # gives the same seeds, and each sample shows Grad-CAM lowest and Guided Backprop highest.
+    from xaicore.checks.discriminative_scenes import discriminativeness_over_scenes, typical_scene_seed
+    from xaicore.data import samples
+
+    pairs = samples._scene_pairs()
+    chosen = [
+        typical_scene_seed(
+            default_bundle,
+            pair,
+            start=samples.SCENE_SEED + samples.SCENE_SEED_STEP * k,
+            methods=SIX,
+            lowest_at_most=samples.SCENE_GRADCAM_AT_MOST,
+        )
+        for k, pair in enumerate(pairs)
+    ]
+    assert tuple(chosen) == samples.SCENE_SEEDS
+    shipped = [samples.load_sample(n) for n in samples.list_samples() if n.startswith("scene: ")]
+    assert [s.mask_labels for s in shipped] == pairs
+    result = discriminativeness_over_scenes(default_bundle, [_as_scene(s) for s in shipped], methods=SIX)
+    assert all(np.argmin(result.ssim, axis=0) == SIX.index("gradcam"))
+    assert all(np.argmax(result.ssim, axis=0) == SIX.index("guided_backprop"))
+    assert all(result.values("gradcam") <= samples.SCENE_GRADCAM_AT_MOST)
+
+
+def _as_scene(sample):
+    from xaicore.data.shapes import Scene
+
+    return Scene(image=sample.image, labels=sample.mask_labels, masks=sample.masks)

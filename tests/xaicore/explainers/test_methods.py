@@ -135,10 +135,18 @@ def test_linear_path_methods_equal_difference_times_weight(linear, baseline: str
 
 def test_linear_lrp_is_input_times_weight(linear) -> None:
     bundle, x, w = linear
-    out = _attr(bundle, x, "lrp", params={"epsilon": 1e-9})
+    # the epsilon rule on the one linear layer, biases included: each pixel gets x * w, and the
+    # bias (-0.2) keeps its share, reported as the bias relevance
+    params = {"composite": "epsilon_alpha2_beta1", "biases": "include", "epsilon": 1e-9}
+    out = _attr(bundle, x, "lrp", params=params)
     torch.testing.assert_close(out.values, x * w, rtol=1e-5, atol=1e-7)
-    # the bias absorbs its share: relevance sums to f(x) - bias
-    assert float(out.delta[0]) == pytest.approx(0.2, abs=1e-5)
+    assert float(out.details["bias_relevance"][0]) == pytest.approx(-0.2, abs=1e-5)
+    assert float(out.delta[0]) == pytest.approx(0.2, abs=1e-5)  # sum - f(x) = -bias
+    # biases excluded: the whole score is shared in proportion to x * w
+    out = _attr(bundle, x, "lrp", params={**params, "biases": "exclude"})
+    share = (x * w).sum()
+    torch.testing.assert_close(out.values, x * w * (share - 0.2) / share, rtol=1e-5, atol=1e-7)
+    assert abs(float(out.delta[0])) < 1e-5
 
 
 def test_linear_occlusion_by_hand(linear) -> None:

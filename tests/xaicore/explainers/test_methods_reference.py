@@ -150,15 +150,6 @@ def test_gradcam_and_guided_gradcam_equal_captum() -> None:
     torch.testing.assert_close(attribute(bundle, x, method="guided_gradcam", target=target).values, guided)
 
 
-def test_lrp_with_epsilon_rules_equals_input_x_gradient(case) -> None:
-    bundle, x, target = case
-    lrp = attribute(bundle, x, method="lrp", target=target, params={"epsilon": 1e-9, "gamma": 0.0}).values
-    ixg = attribute(bundle, x, method="input_x_gradient", target=target).values
-    torch.testing.assert_close(lrp, ixg, rtol=1e-4, atol=1e-6)
-    gamma = attribute(bundle, x, method="lrp", target=target).values
-    assert not torch.allclose(gamma, ixg, rtol=1e-2, atol=1e-4)
-
-
 def test_lrp_conserves_relevance_through_the_normalization() -> None:
     net = TinyConvNet(seed=6)
     for m in net.modules():
@@ -169,10 +160,11 @@ def test_lrp_conserves_relevance_through_the_normalization() -> None:
     )
     x = images(2, (16, 16), seed=2)
     target = bundle.logits(x).argmax(1)
-    out = attribute(bundle, x, method="lrp", target=target, params={"epsilon": 1e-9, "gamma": 0.0})
+    out = attribute(bundle, x, method="lrp", target=target, params={"biases": "include"})
     scores = bundle.logits(x).gather(1, target.view(-1, 1)).squeeze(1)
     torch.testing.assert_close(out.values.sum((1, 2, 3)), scores, rtol=1e-4, atol=1e-5)
     assert out.delta.abs().max() < 1e-4
+    assert out.details["bias_relevance"].abs().max() < 1e-4
 
 
 def test_results_do_not_depend_on_the_chunk_size(case, monkeypatch) -> None:
@@ -181,6 +173,7 @@ def test_results_do_not_depend_on_the_chunk_size(case, monkeypatch) -> None:
         "integrated_gradients": {"steps": 9},
         "smoothgrad": {"samples": 7},
         "occlusion": {"window": 4, "stride": 2},
+        "lrp": {},
     }
     full = {m: attribute(bundle, x, method=m, target=target, seed=1, params=p).values for m, p in params.items()}
     monkeypatch.setattr(gradients, "chunk_size", lambda _sample: 3)

@@ -9,14 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from captum.attr import LRP, DeepLift, GuidedBackprop, Saliency
+from captum.attr import DeepLift, GuidedBackprop, Saliency
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
-from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from zennit.types import Activation, AvgPool, BatchNorm, Linear, MaxPool
 
 from xaicore.errors import ParameterError
+from xaicore.explainers import lrp
 from xaicore.models import zoo
 from xaicore.models.bundle import fingerprint
 from xaicore.models.safety import (
@@ -136,9 +137,9 @@ def test_plain_relu_model_has_every_method():
     assert unavailable == {}
 
 
-def test_functional_relu_marks_every_hook_method_unavailable():
+def test_functional_relu_marks_every_hook_method_but_lrp_unavailable():
     _, unavailable = make_hook_safe(_tiny(FunctionalRelu), input_size=(8, 8))
-    assert set(unavailable) == HOOK_METHODS
+    assert set(unavailable) == HOOK_METHODS - {"lrp"}
     for method, reason in unavailable.items():
         assert METHOD_TITLES[method] in reason
         assert "relu (1x)" in reason
@@ -153,6 +154,19 @@ def test_functional_relu_really_breaks_guided_backprop():
     torch.testing.assert_close(guided, plain)
     module_model = _frozen(_tiny(Plain))  # same weights, ReLU as a module: guidance does act
     assert not torch.allclose(GuidedBackprop(module_model).attribute(x, target=0), plain)
+
+
+def _lrp(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    target = torch.zeros(x.shape[0], dtype=torch.long)
+    return lrp.lrp(net, x, target, composite="epsilon_plus_flat", biases="exclude", epsilon=1e-6, gamma=0.25)
+
+
+def test_functional_relu_gives_lrp_the_same_map_as_the_module():
+    """A ReLU's zero outputs carry no relevance, so its plain gradient passes relevance exactly."""
+    x = _inputs(2, 8)
+    functional, module = _lrp(_tiny(FunctionalRelu), x), _lrp(_tiny(Plain), x)
+    torch.testing.assert_close(functional.values, module.values, rtol=1e-6, atol=1e-7)
+    assert functional.values.abs().sum() > 0
 
 
 def test_reused_relu_is_reported():
@@ -194,13 +208,12 @@ def test_residual_addition_rules_out_lrp_only():
 
 def test_residual_addition_really_breaks_lrp_conservation():
     x = _inputs(3, 8)
-    deltas = {}
+    errors = {}
     for skip in (False, True):
-        model = _frozen(_tiny(Residual, skip=skip))
-        _, delta = LRP(model).attribute(x, target=0, return_convergence_delta=True)
-        deltas[skip] = delta.abs().max().item()
-    assert deltas[False] < 1e-5  # bias-free ReLU net: epsilon-LRP conserves relevance
-    assert deltas[True] > 1e-2  # the shortcut's relevance is not split: not conserved
+        out = _lrp(_frozen(_tiny(Residual, skip=skip)), x)
+        errors[skip] = (out.delta / out.expected).abs().max().item()
+    assert errors[False] < 1e-3  # bias-free ReLU net: relevance is conserved
+    assert errors[True] > 0.5  # the sum's relevance goes to both branches whole: about doubled
 
 
 def test_gating_product_rules_out_deeplift_and_lrp():
@@ -209,10 +222,11 @@ def test_gating_product_rules_out_deeplift_and_lrp():
     assert "multiplies" in unavailable["deeplift"]
 
 
-def test_handled_type_tables_match_captum():
+def test_handled_type_tables_match_captum_and_zennit():
     assert frozenset(SUPPORTED_NON_LINEAR) == DEEPLIFT_HANDLED
-    captum_lrp = {t for t in SUPPORTED_LAYERS_WITH_RULES if t.__module__.startswith("torch.")}
-    assert frozenset(captum_lrp | set(SUPPORTED_NON_LINEAR_LAYERS)) == LRP_RULES
+    # every type LRP is offered for is one zennit's composites give a rule, or pass or route exactly
+    exact = (Linear, BatchNorm, AvgPool, MaxPool, Activation, nn.Dropout)
+    assert all(issubclass(t, exact) for t in LRP_RULES)
 
 
 def test_audit_leaves_no_hooks_and_restores_parameter_flags():
@@ -297,7 +311,7 @@ def test_safe_resnet_computes_the_same_and_keeps_its_weights(resnets, arch):
     assert not hasattr(blocks[0], "relu")
     assert any(getattr(m, "inplace", False) for m in original.modules())  # original untouched
     assert not any(getattr(m, "inplace", False) for m in safe.modules())
-    assert set(unavailable) == {"lrp"}  # residual additions
+    assert unavailable == {}  # LRP's canonizer splits the blocks' residual sums
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])

@@ -34,6 +34,11 @@ PARAMS = {
     "gradient_shap": {"samples": 3},
     "deeplift_shap": {"references": 2},
     "occlusion": {"window": 16, "stride": 16},
+    # With biases excluded, a neuron active only through its bias shares its relevance by
+    # near-zero contributions, where float rounding (which differs between batch sizes) moves
+    # up to 4e-4 of the map's maximum for these low-scoring targets; with biases included the
+    # chunked and whole-batch maps agree to 2e-7, which is what this test is about.
+    "lrp": {"biases": "include"},
 }
 
 
