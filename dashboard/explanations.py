@@ -1,7 +1,8 @@
 """One method's explanation of the sidebar's image, kept under one key for every page.
 
 A map is stored in the session's result store (:mod:`dashboard.state`) per (model fingerprint,
-image hash, method, parameters, seed, baseline, target): :func:`key`. The Explain page and the
+image hash, method, parameters, seed, baseline, target, and for the CAM methods the bundle's
+CAM layer): :func:`key`. The Explain page and the
 Faithfulness page read and write the same entries, so a map either computed is reused by the
 other. :func:`run` computes the missing ones in one :func:`xaicore.explainers.api.explain` call,
 with the image's predictions from :func:`dashboard.state.predictions` (no second forward pass
@@ -15,6 +16,7 @@ from typing import Any
 
 from dashboard import state
 from xaicore.explainers import api  # looked up at each call: tests replace api.explain
+from xaicore.explainers.registry import get_method
 from xaicore.explainers.results import ExplainResult
 from xaicore.models.bundle import ModelBundle
 
@@ -31,7 +33,8 @@ def key(
     baseline: str,
     target: int,
 ) -> tuple[Hashable, ...]:
-    """The store key of ``method``'s map of ``image`` by ``bundle`` with these (resolved) settings."""
+    """The store key of ``method``'s map of ``image`` by ``bundle`` with these (resolved) settings;
+    a CAM method's key names ``bundle.cam_layer`` (see :meth:`ModelBundle.with_cam_layer`)."""
     return state.result_key(
         KIND,
         fingerprint=bundle.fingerprint,
@@ -41,6 +44,7 @@ def key(
         seed=seed,
         baseline=baseline,
         target=target,
+        layer=bundle.cam_layer if get_method(method).needs_layer else None,
     )
 
 

@@ -29,6 +29,7 @@ VIEWS = {"all": "All (signed)", "positive": "Positive only"}
 DISPLAYS = {"overlay": "Over the image", "heatmap": "Heatmap only"}
 PER_ROW = 4
 METHODS = "explain.w.methods"
+CAM_LAYER = "explain.w.cam_layer"
 
 
 def _number_format(default: int | float) -> dict:
@@ -382,7 +383,7 @@ def main() -> None:
 
     settings, run_col = st.columns([3, 1])
     with settings:
-        seed_col, baseline_col = st.columns(2)
+        seed_col, baseline_col, layer_col = st.columns([2, 2, 3])
         seed = int(
             seed_col.number_input(
                 "Seed", min_value=0, max_value=2**31 - 1, step=1, **state.kept("explain.w.seed", default=0)
@@ -394,6 +395,9 @@ def main() -> None:
             help="Reference image for methods that compare against one.",
             **state.kept("explain.w.baseline", default=BASELINE_KINDS[0], options=list(BASELINE_KINDS)),
         )
+        if any(get_method(name).needs_layer for name in selected):  # the CAM methods' maps and keys name it
+            with layer_col:
+                bundle = bundle.with_cam_layer(widgets.choose_cam_layer(CAM_LAYER, bundle))
     with run_col:
         auto = st.toggle("Run automatically", **state.kept("explain.w.auto", default=True))
         run = st.button("Run", type="primary", key="explain.act.run", width="stretch")

@@ -20,13 +20,16 @@ from xaicore.render import heatmaps
 
 
 def status_line(result: MethodResult) -> str:
-    """One line under a tile: runtime and status, with xaicore's reason when there is one."""
+    """One line under a tile: runtime and status, with xaicore's reason when there is one, and
+    the layer a CAM method used."""
     line = f"{result.runtime_s * 1000:.0f} ms · {result.status.value}"
     if result.reason:
         line += f": {result.reason}"
     for text in (completeness_text(result), bias_text(result)):
         if text:
             line += f" · {text}"
+    if result.layer:
+        line += f" · layer {result.layer}"
     return line
 
 

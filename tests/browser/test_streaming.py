@@ -9,24 +9,11 @@ import re
 import pytest
 
 from tests.browser.test_choices import chosen_methods, remove_method
+from xaicore.explainers.registry import get_method, list_methods
 
 pytestmark = pytest.mark.browser
 
-TILE_TITLES = (
-    "Saliency",
-    "Input x Gradient",
-    "Deconvolution",
-    "Guided Backprop",
-    "Grad-CAM",
-    "Guided Grad-CAM",
-    "Integrated Gradients",
-    "SmoothGrad",
-    "DeepLift",
-    "DeepLiftShap",
-    "GradientShap",
-    "Occlusion",
-    "LRP",
-)
+TILE_TITLES = tuple(get_method(name).title for name in list_methods())  # every method runs on the default model
 # The sources of the tile images (a tile: an image whose caption is a method's title), read in the page.
 TILE_SOURCES = """(titles) => Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"]'))
     .filter(box => titles.includes(box.innerText.trim()))
@@ -48,7 +35,7 @@ def test_a_new_image_never_shows_the_previous_images_maps_as_its_own(app):
     app.wait_idle()
     app.open_page("Explain")
     app.run_waiting_methods()
-    app.page.wait_for_function(f"({TILE_SOURCES})({list(TILE_TITLES)!r}).length >= 13")
+    app.page.wait_for_function(f"({TILE_SOURCES})({list(TILE_TITLES)!r}).length >= {len(TILE_TITLES)}")
     before = _tile_sources(app)
     # Watch every change of the page from now on: the moment the first map of the new image
     # appears, how many maps of the old image are still on screen.
@@ -69,10 +56,10 @@ def test_a_new_image_never_shows_the_previous_images_maps_as_its_own(app):
     )
     _choose_sample(app, "shape: circle")
     app.run_waiting_methods()
-    app.page.wait_for_function(f"({TILE_SOURCES})({list(TILE_TITLES)!r}).length >= 13")
+    app.page.wait_for_function(f"({TILE_SOURCES})({list(TILE_TITLES)!r}).length >= {len(TILE_TITLES)}")
     after = _tile_sources(app)
     assert not set(after) & set(before)  # every map is the new image's
-    assert app.page.evaluate("window.__fresh") == 13
+    assert app.page.evaluate("window.__fresh") == len(TILE_TITLES)
     assert app.page.evaluate("window.__mixed") == 0  # the old maps were gone before the first new one came
 
 

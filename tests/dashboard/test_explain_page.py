@@ -417,3 +417,25 @@ def test_heatmap_only_view_shows_the_model_input_beside_the_maps(sample_page):
     alone = render.rendered_tile(result.image, first, view="all", alpha=0.8, over_image=False)
     np.testing.assert_array_equal(alone.rgb, heatmaps.heatmap_tile(first.attribution, alpha=0.8).rgb)
     at.radio(key="explain.w.display").set_value("overlay").run()
+
+
+def test_the_cam_layer_is_chosen_on_the_page_keyed_and_shown():
+    at = _explain(_open(), ["saliency", "gradcam"])
+    bundle = at.session_state[state.MODEL_KEY]
+    box = at.selectbox(key="explain.w.cam_layer")
+    assert box.value == bundle.cam_layer and list(box.options) == [
+        f"{name} · {c} ch · {h}x{w}{' (default)' if name == bundle.cam_layer else ''}"
+        for name, (c, h, w) in ((n, bundle.cam_layer_shape(n)) for n in bundle.cam_layers())
+    ]
+    box.set_value("net.features.conv2")
+    at = _run(at)
+    layers = sorted((r.methods[0].method, str(r.methods[0].layer)) for r in _stored(at))
+    # the saliency map is reused; Grad-CAM is kept once per layer
+    assert layers == [("gradcam", "net.features.conv2"), ("gradcam", bundle.cam_layer), ("saliency", "None")]
+    shown = [c for c in support.captions(at) if " ms · " in c]
+    assert any(c.endswith("· layer net.features.conv2") for c in shown) and not any(
+        bundle.cam_layer in c for c in shown
+    )
+    at.multiselect(key=METHODS).set_value(["saliency"])
+    at = at.run()
+    assert "explain.w.cam_layer" not in [box.key for box in at.selectbox]  # no CAM method chosen: no layer to choose

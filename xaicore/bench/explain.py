@@ -3,11 +3,13 @@
 Measured in one process on one generated image at the model's input size: the time of one
 plain forward+backward pass (the unit), each method's time through :func:`attribute` and in
 units of that pass, all methods together through :func:`explain` (shared passes), and a plain
-reference: captum's classes (zennit's attributor for LRP) with their default settings (one call per method, no shared
-passes, occlusion one perturbation per forward pass), and for SmoothGrad / GradientShap a
-loop over samples of captum's Saliency fed with the same noise; DeepLift and DeepLiftShap on
-the model with its max-poolings written as ReLU networks, as the product runs them. The
-reference runs on a private copy of the model. ``equal`` says whether a method's map matches its reference within
+reference: captum's classes (zennit's attributor for LRP) with their default settings (one call per
+method, no shared passes, occlusion one perturbation per forward pass), for SmoothGrad /
+GradientShap a loop over samples of captum's Saliency fed with the same noise, torchcam's
+XGradCAM, LayerCAM and ScoreCAM for those, and Grad-CAM++'s eq. 19 over captum's layer
+gradients; DeepLift and DeepLiftShap on the model with its max-poolings written as ReLU
+networks, as the product runs them. The reference runs on a
+private copy of the model. ``equal`` says whether a method's map matches its reference within
 1e-4 of the map's largest value. The single-pass methods are also timed on a batch, against
 the floor at that batch. ``time_to_tiles``: the Explain page's wait after choosing a new image
 (estimate, then tiles as they come): to the first tile, to the single-pass tiles, to the methods
@@ -25,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import (
     Deconvolution,
     DeepLift,
@@ -38,6 +42,7 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
+from torchcam.methods import LayerCAM, ScoreCAM, XGradCAM
 from zennit.attribution import Gradient
 from zennit.composites import EpsilonPlusFlat
 
@@ -150,6 +155,30 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
         b, _ = setup("deeplift")
         return DeepLift(exact).attribute(x, baselines=b, target=target)
 
+    def torchcam(extractor: type) -> Reference:
+        def run() -> torch.Tensor:
+            # torchcam's raw map (its ReLU, not normalized), upsampled as ours are
+            leaf = x.detach().requires_grad_(True)
+            with extractor(model, target_layer=ref.cam_layer, input_shape=tuple(x.shape[1:])) as extract:
+                scores = model(leaf)
+                raw = extract(class_idx=target.tolist(), scores=scores, normalized=False)[0].detach()
+            return F.interpolate(raw.unsqueeze(1), size=size, mode="bilinear", align_corners=False).expand(
+                -1, 3, -1, -1
+            )
+
+        return run
+
+    def gradcam_pp() -> torch.Tensor:
+        # eq. 19 of the paper written out over captum's layer gradients (torchcam 0.5.0's GradCAMpp
+        # skips the division by its denominator, so it is no reference)
+        grads, acts = compute_layer_gradients_and_eval(model, layer, x, target_ind=target)
+        g, a = grads[0].detach(), acts[0].detach()
+        denominator = 2 * g**2 + a.sum(dim=(2, 3), keepdim=True) * g**3
+        alpha = torch.where(denominator != 0, g**2 / denominator, torch.zeros_like(g))
+        weights = (alpha * torch.relu(g)).sum(dim=(2, 3), keepdim=True)
+        raw = torch.relu((weights * a).sum(dim=1, keepdim=True))
+        return F.interpolate(raw, size=size, mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+
     return {
         "saliency": lambda: Saliency(model).attribute(x, target=target, abs=True),
         "input_x_gradient": lambda: InputXGradient(model).attribute(x, target=target),
@@ -164,6 +193,10 @@ def references(ref: ModelBundle, x: torch.Tensor, target: torch.Tensor) -> dict[
         "gradient_shap": gradient_shap,
         "occlusion": occlusion,
         "lrp": lrp_reference,
+        "gradcam_pp": gradcam_pp,
+        "xgradcam": torchcam(XGradCAM),
+        "layercam": torchcam(LayerCAM),
+        "scorecam": torchcam(ScoreCAM),
     }
 
 

@@ -248,6 +248,7 @@ def compare_classes(
             "seed": int(seed),
             "baseline": baseline,
             "method_params": resolved,
+            "cam_layer": bundle.cam_layer if any(spec.needs_layer for spec in specs) else None,
             "relevance_share": "positive part of the channel-summed raw map inside the mask / over the image",
         },
         provenance=Provenance(

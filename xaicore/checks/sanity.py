@@ -57,6 +57,7 @@ from xaicore.checks.sanity_result import (
 from xaicore.checks.step_explainer import StepExplainer
 from xaicore.errors import ParameterError
 from xaicore.explainers.gradients import chunk_size
+from xaicore.explainers.registry import get_method
 from xaicore.explainers.results import attribution_flags, attribution_status
 from xaicore.metrics.similarity import get_normalization, prepare_maps, rank_maps, spearman_batch, ssim_batch
 from xaicore.models.bundle import ModelBundle
@@ -199,6 +200,8 @@ def run_sanity(
         "attribution_seed": int(attribution_seed),
         "baseline": baseline,
         "method_params": plan.method_params,
+        # the CAM methods' layer (None when none was checked)
+        "cam_layer": bundle.cam_layer if any(get_method(m).needs_layer for m in plan.methods) else None,
         "keep_maps": keep_maps,
         "std": "population (ddof=0) over seeds of each seed's mean over images",
         "computation": explain.path,

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from xaicore.cli.common import (
+    add_layer_option,
     add_model_options,
     check_out_dir,
     load_model_arg,
     methods_for,
     read_image_arg,
+    with_layer_arg,
 )
 
 
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "image", nargs="?", default=None, help="image file, or the name of a sample, e.g. 'scene: circle + square'"
     )
     add_model_options(p)
+    add_layer_option(p)
     p.add_argument(
         "--classes",
         default=None,
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scenes is not None:
         return _run_scenes(args)
     image = read_image_arg(args.image)
-    bundle = load_model_arg(args)
+    bundle = with_layer_arg(load_model_arg(args), args)
     methods = methods_for(args.methods, bundle)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     result = compare_classes(

@@ -2,7 +2,7 @@
 
 Writes ``DIR/attributions.npz`` (one raw (3, H, W) float32 array per method that produced
 one, keyed by method name), ``DIR/explain.json`` (predictions, per-method status, reason,
-runtime, parameters, convergence delta, baseline, seed, versions, model fingerprint; see
+runtime, parameters, CAM layer, convergence delta, baseline, seed, versions, model fingerprint; see
 :meth:`ExplainResult.record`) and ``DIR/grid.png`` (every map side by side), then prints a
 short table.
 """
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from xaicore.cli.common import add_model_options, check_out_dir, model_options, read_image_arg
+from xaicore.cli.common import add_layer_option, add_model_options, check_out_dir, model_options, read_image_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="class index or label (default: the predicted class)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic methods (default 0)")
     p.add_argument("--baseline", default="black", help="black, blur, mean or noise (default black)")
+    add_layer_option(p)
     p.add_argument(
         "--param",
         action="append",
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         params=params,
         baseline=args.baseline,
         progress=progress,
+        layer=args.layer,
     )
     npz, js = result.save(args.out)
     png = Path(args.out) / "grid.png"

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from xaicore.cli.common import add_model_options, check_out_dir, load_model_arg
+from xaicore.cli.common import add_layer_option, add_model_options, check_out_dir, load_model_arg, with_layer_arg
 
 DEFAULT_METHODS = "saliency,input_x_gradient,guided_backprop,gradcam,integrated_gradients,deeplift"
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", help="image file, or the name of a sample (see the dashboard)")
     add_model_options(p)
+    add_layer_option(p)
     p.add_argument(
         "--methods",
         default=DEFAULT_METHODS,
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out)
     image = read_image_arg(args.image)
-    bundle = load_model_arg(args)
+    bundle = with_layer_arg(load_model_arg(args), args)
     methods = methods_for(args.methods, bundle)
     explained = explain(
         bundle, image.array, methods=methods, target=args.target, seed=args.seed, baseline=args.baseline

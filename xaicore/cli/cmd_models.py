@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--show",
         metavar="NAME",
         default=None,
-        help="load one model and show its classes, layers and the methods unavailable for it",
+        help="load one model and show its classes, layers (the CAM layers among them) and the methods "
+        "unavailable for it",
     )
     p.add_argument(
         "--random",
@@ -60,6 +61,11 @@ def _show(name: str, *, random: bool) -> int:
         f"({', '.join(bundle.labels[:5])}{', ...' if bundle.num_classes > 5 else ''})"
     )
     print(f"CAM layer: {bundle.cam_layer}  randomizable layers: {len(bundle.layers)}")
+    print("layers the CAM methods can use (--layer), in forward order: channels x height x width of the output")
+    for layer in bundle.cam_layers():
+        channels, height, width = bundle.cam_layer_shape(layer)  # type: ignore[misc]
+        mark = "  (default)" if layer == bundle.cam_layer else ""
+        print(f"  {layer}  {channels}x{height}x{width}{mark}")
     print("unavailable methods:")
     for line in describe_unavailable(bundle).splitlines():
         print(f"  {line}")

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 from xaicore.cli.common import (
+    add_layer_option,
     add_model_options,
     check_out_dir,
     load_model_arg,
     methods_for,
     read_image_arg,
+    with_layer_arg,
 )
 
 
@@ -28,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", help="image file, or the name of a sample (see the dashboard), e.g. 'shape: star'")
     add_model_options(p)
+    add_layer_option(p)
     p.add_argument(
         "--methods",
         default=None,
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         )
     check_out_dir(args.out)
     image = read_image_arg(args.image)
-    bundle = load_model_arg(args)
+    bundle = with_layer_arg(load_model_arg(args), args)
     methods = methods_for(args.methods, bundle)
 
     def progress(done: int, total: int, message: str) -> None:

@@ -68,6 +68,23 @@ def methods_for(text: str | None, bundle: ModelBundle) -> list[str]:
     return parse_methods(text)
 
 
+def add_layer_option(parser) -> None:
+    """``--layer``: the layer the CAM methods use instead of the model's default."""
+    parser.add_argument(
+        "--layer",
+        default=None,
+        metavar="NAME",
+        help="layer of the CAM methods (Grad-CAM, Score-CAM, ...), a qualified module name such as "
+        "net.features.conv3 (default: the model's; `xai models --show MODEL` lists the choices)",
+    )
+
+
+def with_layer_arg(bundle: ModelBundle, args) -> ModelBundle:
+    """``bundle`` with the CAM layer ``--layer`` names (unchanged without it); a name that is not
+    one of ``bundle.cam_layers()`` is refused with the choices listed."""
+    return bundle.with_cam_layer(getattr(args, "layer", None))
+
+
 # --- model options -------------------------------------------------------------------------
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")

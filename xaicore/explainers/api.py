@@ -24,7 +24,7 @@ from torch import nn
 from xaicore.data.images import image_hash
 from xaicore.errors import MethodUnavailable, ParameterError, UnknownNameError, XaiError
 from xaicore.explainers.baselines import BASELINE_KINDS, make_baseline
-from xaicore.explainers.cost import method_units
+from xaicore.explainers.cost import cam_channels, method_units
 from xaicore.explainers.registry import Attribution, MethodCall, MethodSpec, get_method, list_methods
 from xaicore.explainers.results import (
     ExplainResult,
@@ -138,6 +138,7 @@ def attribute_many(
     seed: int = 0,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     baseline: str = "black",
+    layer: str | None = None,
 ) -> dict[str, Attribution]:
     """Several methods on one batch, sharing passes (see :mod:`xaicore.explainers.shared`).
 
@@ -160,8 +161,11 @@ def attribute_many(
         Method name -> parameter overrides.
     baseline:
         Baseline kind, see :data:`xaicore.explainers.baselines.BASELINE_KINDS`.
+    layer:
+        The CAM methods' layer, one of ``bundle.cam_layers()``; ``None`` for ``bundle.cam_layer``.
     """
     specs = resolve_methods(list(methods))
+    bundle = bundle.with_cam_layer(layer)
     outcomes = _run(bundle, inputs, specs, target=target, seed=seed, params=params, baseline=baseline)
     results: dict[str, Attribution] = {}
     for name, outcome in outcomes.items():
@@ -180,8 +184,11 @@ def attribute(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     baseline: str = "black",
+    layer: str | None = None,
 ) -> Attribution:
     """One method on a batch: attributions (N, 3, H, W) in input resolution, delta if any.
+
+    ``layer`` is the CAM methods' layer (default ``bundle.cam_layer``; see :func:`attribute_many`).
 
     Raises :class:`MethodUnavailable` for methods in ``bundle.unavailable``,
     :class:`ParameterError` for bad targets, parameters or baselines. The bundle's model is
@@ -197,6 +204,7 @@ def attribute(
         seed=seed,
         params={spec.name: dict(params or {})},
         baseline=baseline,
+        layer=layer,
     )
     return result[spec.name]
 
@@ -234,8 +242,11 @@ def _run(
     outcomes: dict[str, Outcome] = {}
     calls: dict[str, MethodCall] = {}
     size = (x.shape[-2], x.shape[-1])
+    channels = cam_channels(bundle, [spec.name for spec in specs]) if cheapest_first else 0
     order = (
-        sorted(specs, key=lambda spec: method_units(spec.name, resolved[spec.name], size)) if cheapest_first else specs
+        sorted(specs, key=lambda spec: method_units(spec.name, resolved[spec.name], size, channels=channels))
+        if cheapest_first
+        else specs
     )
     for spec in order:
         if spec.name in bundle.unavailable:
@@ -278,10 +289,15 @@ def _reason(error: BaseException, title: str) -> str:
 
 
 def _method_result(
-    spec: MethodSpec, outcome: Outcome, *, target: int, params: dict[str, Any], baseline: str
+    spec: MethodSpec, outcome: Outcome, *, target: int, params: dict[str, Any], baseline: str, layer: str
 ) -> MethodResult:
     common: dict[str, Any] = dict(
-        method=spec.name, title=spec.title, target=target, params=params, runtime_s=outcome.runtime_s
+        method=spec.name,
+        title=spec.title,
+        target=target,
+        params=params,
+        runtime_s=outcome.runtime_s,
+        layer=layer if spec.needs_layer else None,
     )
     if outcome.error is not None:
         status = Status.UNAVAILABLE if isinstance(outcome.error, MethodUnavailable) else Status.FAILED
@@ -322,6 +338,7 @@ def explain(
     predictions: Sequence[Prediction] | None = None,
     progress: Progress | None = None,
     on_result: OnResult | None = None,
+    layer: str | None = None,
 ) -> ExplainResult:
     """Explain one image with several methods, the cheapest first.
 
@@ -351,6 +368,10 @@ def explain(
         holding that one method (its ``total_runtime_s`` the time since the call began). An
         exception it raises ends the run at once (the way to stop it); the model is left as
         it was and the finished results have already been handed over.
+    layer:
+        The CAM methods' layer, one of ``bundle.cam_layers()`` (:class:`UnknownNameError`,
+        naming the choices, otherwise); ``None`` for ``bundle.cam_layer``. Each CAM method's
+        result records it (:attr:`MethodResult.layer`).
 
     Returns
     -------
@@ -361,6 +382,7 @@ def explain(
     """
     started = time.perf_counter()
     specs = resolve_methods(methods)
+    bundle = bundle.with_cam_layer(layer)
     resolved = _resolve_params(specs, params)
     _check_baseline(baseline)
     target_index = None if target is None else bundle.class_index(target)
@@ -394,7 +416,12 @@ def explain(
 
     def finished(name: str, outcome: Outcome) -> None:
         items[name] = _method_result(
-            by_name[name], outcome, target=target_index, params=resolved[name], baseline=baseline
+            by_name[name],
+            outcome,
+            target=target_index,
+            params=resolved[name],
+            baseline=baseline,
+            layer=bundle.cam_layer,
         )
         if on_result is not None:
             on_result(replace(shell, methods=(items[name],), total_runtime_s=time.perf_counter() - started))

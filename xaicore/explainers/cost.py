@@ -2,7 +2,8 @@
 
 A method's work on one image is counted in plain forward+backward passes of the model
 (:attr:`MethodSpec.units`: 1 for the single-pass methods, the step or sample count for the
-path and sampling methods, the patch positions for Occlusion). The model's pass time is
+path and sampling methods, the patch positions for Occlusion, and for Score-CAM a forward pass
+per channel of the CAM layer, :attr:`MethodSpec.per_channel`). The model's pass time is
 measured once per model, device and input size (four passes on one image, under the model's
 lock) and kept for the process. Batched
 steps and samples run a little faster per image than that single pass, so estimates err on the
@@ -61,17 +62,28 @@ def _key(bundle: ModelBundle) -> tuple[str, str, tuple[int, int]]:
     return (bundle.fingerprint, str(bundle.device), (bundle.input_size[0], bundle.input_size[1]))
 
 
-def method_units(name: str, params: Mapping[str, Any] | None, size: tuple[int, int]) -> float:
-    """Work of method ``name`` with ``params`` (defaults filled in) on one ``size`` image, in passes.
+def method_units(name: str, params: Mapping[str, Any] | None, size: tuple[int, int], *, channels: int = 0) -> float:
+    """Work of method ``name`` with ``params`` (defaults filled in) on one ``size`` image, in passes,
+    with a CAM layer of ``channels`` channels (Score-CAM's work grows with them).
 
     Settings the method will refuse (an occlusion window larger than the image) cost nothing:
     the method fails at once with its own message.
     """
     spec = get_method(name)
     try:
-        return float(spec.units(spec.resolve_params(params), (int(size[0]), int(size[1]))))
+        units = float(spec.units(spec.resolve_params(params), (int(size[0]), int(size[1]))))
     except XaiError:
         return 0.0
+    return units + spec.per_channel * channels
+
+
+def cam_channels(bundle: ModelBundle, methods: Sequence[str]) -> int:
+    """Channels of ``bundle``'s CAM layer when one of ``methods`` costs per channel, else 0 (no
+    forward pass is made to find them)."""
+    if not any(get_method(m).per_channel for m in methods):
+        return 0
+    shape = bundle.cam_layer_shape()
+    return 0 if shape is None else shape[0]
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,10 @@ def estimate(
     """The work of running ``methods`` on ``images`` images ``repeat`` times (e.g. once per
     randomized layer and seed), at the model's measured pass time unless ``pass_s`` is given."""
     size = (bundle.input_size[0], bundle.input_size[1])
+    channels = cam_channels(bundle, methods)
     units = {
-        get_method(m).name: method_units(m, (params or {}).get(get_method(m).name), size) * repeat for m in methods
+        get_method(m).name: method_units(m, (params or {}).get(get_method(m).name), size, channels=channels) * repeat
+        for m in methods
     }
     return Estimate(units=units, pass_s=measured_pass_s(bundle) if pass_s is None else pass_s, images=images)
 

@@ -10,7 +10,7 @@ images in memory-sized chunks; the sampling methods draw all their randomness fr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from captum.attr import InputXGradient, Saliency
@@ -18,12 +18,10 @@ from captum.attr import InputXGradient, Saliency
 from xaicore.errors import MethodUnavailable
 from xaicore.explainers import cam, deeplift, integrated, lrp, modified_relu, occlusion, shap, smoothgrad
 from xaicore.explainers.baselines import jittered_references
-from xaicore.explainers.gradients import chunk_size, grad_leaf
+from xaicore.explainers.fused import FusedPass, fused_pass
+from xaicore.explainers.gradients import GradientPass, chunk_size, grad_leaf
 from xaicore.explainers.registry import Attribution, FusedRule, MethodCall, Param, register_method
 from xaicore.runtime.device import run_chunked
-
-if TYPE_CHECKING:
-    from xaicore.explainers.fused import FusedPass
 
 JITTER_HELP = "standard deviation of the jitter added to the baseline"
 # Work per image in plain forward+backward passes, where it is not a parameter (``xai bench explain``
@@ -137,7 +135,8 @@ def _guided_backprop(call: MethodCall) -> Attribution:
     description="""Weights the channels of a late convolutional layer by their average gradient and
     sums them, giving a coarse map of where the class's evidence is, upsampled to the image
     (Selvaraju et al.). Class-discriminative and passes the sanity checks, but blurry: its
-    resolution is that of the layer (16x16 for the default model), and it depends on the layer.""",
+    resolution is that of the layer (8x8 for the default model's last convolution), and it
+    depends on the layer.""",
     params=(Param("relu", True, "keep only the positive evidence (as in the paper)"),),
     needs_layer=True,
     fused=FusedRule(("plain",), _fused_gradcam),
@@ -170,6 +169,95 @@ def _guided_gradcam(call: MethodCall) -> Attribution:
     def compute(c: MethodCall) -> Attribution:
         guided = modified_relu.guided_backprop(c.model, c.inputs, c.target)
         return Attribution(cam.guided_gradcam(guided, cam.layer_cam(c.model, _layer(c), c.inputs, c.target)))
+
+    return over_image_chunks(call, compute)
+
+
+def _fused_map(from_pass: Callable[[GradientPass], torch.Tensor]) -> FusedRule:
+    """A CAM method read from the plain rows' layer pass, upsampled to the input."""
+
+    def read(inputs: torch.Tensor, _params: Mapping[str, Any], fused: FusedPass) -> Attribution:
+        if fused.cam is None:
+            raise MethodUnavailable("This gradient pass did not record the CAM layer.")
+        return Attribution(cam.upsample_cam(from_pass(fused.cam), relu=False, size=_size(inputs)))
+
+    return FusedRule(("plain",), read)
+
+
+def _size(inputs: torch.Tensor) -> tuple[int, int]:
+    return (int(inputs.shape[-2]), int(inputs.shape[-1]))
+
+
+def _alone(rule: FusedRule) -> Callable[[MethodCall], Attribution]:
+    """A gradient CAM method run on its own: the plain pass with the layer recorded, read by ``rule``."""
+
+    def compute(call: MethodCall) -> Attribution:
+        fused = fused_pass(call.model, call.inputs, call.target, rules=("plain",), layer=_layer(call))
+        return rule.read(call.inputs, call.params, fused)
+
+    return compute
+
+
+GRADCAM_PP = _fused_map(cam.gradcam_pp_from_pass)
+XGRADCAM = _fused_map(cam.xgradcam_from_pass)
+LAYERCAM = _fused_map(cam.layercam_from_pass)
+
+
+@register_method(
+    "gradcam_pp",
+    title="Grad-CAM++",
+    description="""Grad-CAM with each channel weighted by its positive gradients, every position
+    counted with its own weight (Chattopadhay et al., eq. 19; torch-cam 0.5.0 skips that weight's
+    division): better than Grad-CAM when a class shows up in several places. Positive part only;
+    as coarse as the layer, and it depends on the layer.""",
+    needs_layer=True,
+    fused=GRADCAM_PP,
+)
+def _gradcam_pp(call: MethodCall) -> Attribution:
+    return _alone(GRADCAM_PP)(call)
+
+
+@register_method(
+    "xgradcam",
+    title="XGrad-CAM",
+    description="""Grad-CAM with each channel weighted by its gradient averaged with the activation
+    as weights (Fu et al.), chosen so that the map satisfies two axioms (sensitivity and
+    conservation) more closely. Positive part only; as coarse as the layer.""",
+    needs_layer=True,
+    fused=XGRADCAM,
+)
+def _xgradcam(call: MethodCall) -> Attribution:
+    return _alone(XGRADCAM)(call)
+
+
+@register_method(
+    "layercam",
+    title="LayerCAM",
+    description="""Weighs the layer's activation by its positive gradient at every position instead
+    of one weight per channel (Jiang et al.), so that it also gives sensible maps on early, fine
+    layers: choose an earlier layer for a sharper map. Positive part only.""",
+    needs_layer=True,
+    fused=LAYERCAM,
+)
+def _layercam(call: MethodCall) -> Attribution:
+    return _alone(LAYERCAM)(call)
+
+
+@register_method(
+    "scorecam",
+    title="Score-CAM",
+    description="""No gradients: each channel of the layer, scaled to [0, 1] and upsampled, masks the
+    image, and the channels are weighted by the softmax of the class score of their masked
+    images (Wang et al.). Free of gradient noise, but costs one forward pass per channel of the
+    layer (64 for the default model's last convolution, 512 for a ResNet-18's last block).""",
+    needs_layer=True,
+    units=lambda _p, _size: FORWARD_UNITS,  # the pass that records the layer; plus one per channel
+    per_channel=FORWARD_UNITS,
+)
+def _scorecam(call: MethodCall) -> Attribution:
+    def compute(c: MethodCall) -> Attribution:
+        raw = cam.score_cam(c.model, _layer(c), c.inputs, c.target)
+        return Attribution(cam.upsample_cam(raw, relu=False, size=_size(c.inputs)))
 
     return over_image_chunks(call, compute)
 

@@ -185,7 +185,8 @@ class MethodSpec:
     ``needs_baseline``; ``single_pass`` (its map comes out of the one shared gradient pass: one
     forward pass, one backward pass per rule in ``fused.backward``) holds exactly when ``fused``
     is given. ``units(params, (H, W))`` is the method's work on one image in plain
-    forward+backward passes of the model (see :mod:`xaicore.explainers.cost`).
+    forward+backward passes of the model (see :mod:`xaicore.explainers.cost`); ``per_channel`` is
+    the work added by each channel of the CAM layer (Score-CAM's masked forward passes).
     """
 
     name: str
@@ -199,6 +200,7 @@ class MethodSpec:
     needs_baseline: bool = False
     fused: FusedRule | None = None
     units: Units = field(default=lambda _params, _size: 1.0)
+    per_channel: float = 0.0
     defaults: Mapping[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -236,6 +238,7 @@ def register_method(
     needs_baseline: bool = False,
     fused: FusedRule | None = None,
     units: Units | None = None,
+    per_channel: float = 0.0,
 ) -> Callable[[Callable[[MethodCall], Attribution]], Callable[[MethodCall], Attribution]]:
     """Decorator registering ``compute`` under ``name``; a second registration is refused."""
 
@@ -253,6 +256,7 @@ def register_method(
             stochastic=stochastic,
             needs_baseline=needs_baseline,
             fused=fused,
+            per_channel=per_channel,
             **({} if units is None else {"units": units}),
         )
         return compute

@@ -74,7 +74,8 @@ class MethodResult:
     ``attribution`` is the raw (3, H, W) float32 map in model-input resolution, or ``None``
     when the status is UNAVAILABLE or FAILED; ``reason`` then says why in plain words.
     ``shared_with`` names the methods whose pass this result shared or reused (``runtime_s``
-    is then this method's even share of that pass plus its own work).
+    is then this method's even share of that pass plus its own work). ``layer`` is the layer a
+    CAM method used (qualified module name), ``None`` for the other methods.
     """
 
     method: str
@@ -90,6 +91,7 @@ class MethodResult:
     expected: float | None = None
     reference: str = ""
     details: dict[str, float] = field(default_factory=dict)
+    layer: str | None = None
 
     @property
     def relative_error(self) -> float | None:
@@ -128,6 +130,7 @@ class MethodResult:
             "reason": self.reason,
             "target": self.target,
             "params": self.params,
+            "layer": self.layer,
             "runtime_s": self.runtime_s,
             "convergence_delta": self.delta,
             "completeness": self.completeness(),

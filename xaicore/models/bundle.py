@@ -133,6 +133,8 @@ class ModelBundle:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # None at construction means a straight resize, which __post_init__ sets: once built, always a Preprocess
     preprocess: Preprocess = None  # type: ignore[assignment]
+    # the CAM layers' output shapes, found by one forward pass when first asked for (cam_layers)
+    _cam_shapes: dict[str, tuple[int, int, int]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.preprocess is None:
@@ -214,6 +216,46 @@ class ModelBundle:
         if bool(bad.any()):
             raise ParameterError(self._out_of_range(int(t[bad][0])))
         return t.contiguous()
+
+    def _cam_layer_shapes(self) -> dict[str, tuple[int, int, int]]:
+        if self._cam_shapes is None:
+            from xaicore.models.layers import cam_layer_shapes
+
+            example = torch.zeros(1, 3, *self.input_size, device=self.device)
+            with self.lock:
+                found = cam_layer_shapes(self.model, example, include=(self.cam_layer,) if self.cam_layer else ())
+            object.__setattr__(self, "_cam_shapes", found)
+        return self._cam_shapes  # type: ignore[return-value]
+
+    def cam_layers(self) -> tuple[str, ...]:
+        """Qualified names of the layers a CAM method can use, in forward order: the 2-D
+        convolutions (and the default :attr:`cam_layer`) with one (N, C, H, W) output per pass."""
+        return tuple(self._cam_layer_shapes())
+
+    def cam_layer_shape(self, name: str | None = None) -> tuple[int, int, int] | None:
+        """(channels, height, width) of CAM layer ``name`` (default :attr:`cam_layer`) for one
+        input; ``None`` when it is not a layer a CAM method can use."""
+        return self._cam_layer_shapes().get(self.cam_layer if name is None else name)
+
+    def with_cam_layer(self, name: str | None) -> ModelBundle:
+        """This model with ``name`` as the CAM methods' layer (``None``: unchanged).
+
+        The model, its weights and its lock are shared with this bundle. Raises
+        :class:`UnknownNameError`, listing the choices, when ``name`` is not one of
+        :meth:`cam_layers`.
+        """
+        if name is None or name == self.cam_layer:
+            return self
+        choices = self.cam_layers()
+        if name not in choices:
+            listed = ", ".join(choices) if choices else "none (the model has no 2-D convolution)"
+            raise UnknownNameError(
+                f"{name!r} is not a layer CAM methods can use on {self.name}. Choose a convolutional layer "
+                f"with an image-shaped output: {listed}."
+            )
+        chosen = replace(self, cam_layer=name)
+        object.__setattr__(chosen, "_cam_shapes", self._cam_shapes)
+        return chosen
 
     def available_methods(self) -> list[str]:
         """Names of the registered methods that can run on this model (all but :attr:`unavailable`),

@@ -55,3 +55,42 @@ def last_conv_layer(model: nn.Module, example: torch.Tensor) -> str:
     if not convs:
         raise MethodUnavailable("The model has no 2-D convolution, so CAM methods have no layer to use.")
     return convs[-1]
+
+
+def cam_layer_shapes(
+    model: nn.Module, example: torch.Tensor, *, include: tuple[str, ...] = ()
+) -> dict[str, tuple[int, int, int]]:
+    """The layers a CAM method can use, in the order they run: name -> (channels, height, width).
+
+    These are the 2-D convolutions, plus the modules named in ``include`` (a network's default
+    CAM layer may be a whole block, as in torchvision ResNets), whose output is one (N, C, H, W)
+    tensor and that run exactly once per forward pass (a CAM needs one activation per image).
+    ``example`` is one input batch; hooks are removed on every path.
+    """
+    wanted = {name for name, module in model.named_modules() if name and isinstance(module, nn.Conv2d)}
+    wanted.update(include)
+    runs: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            runs[name] = runs.get(name, 0) + 1
+            shapes[name] = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name in wanted:
+                handles.append(module.register_forward_hook(make_hook(name)))
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {
+        name: (shape[1], shape[2], shape[3])
+        for name, shape in shapes.items()  # insertion order: the order the layers first ran
+        if runs[name] == 1 and len(shape) == 4
+    }

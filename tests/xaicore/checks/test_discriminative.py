@@ -63,6 +63,9 @@ def test_default_classes_are_the_two_most_probable(bundle):
     np.testing.assert_allclose(result.probabilities, probs[list(result.classes)].double().numpy(), rtol=1e-6)
     assert result.masks is None and result.on_object is None
     assert result.class_labels == tuple(bundle.labels[c] for c in result.classes)
+    assert result.params["cam_layer"] is None  # no CAM method, no layer
+    early = compare_classes(bundle.with_cam_layer("net.conv1"), image, methods=("gradcam",))
+    assert early.params["cam_layer"] == "net.conv1"
 
 
 def test_a_scene_gives_its_classes_and_relevance_shares(bundle, scene):

@@ -129,3 +129,18 @@ def test_methods_lists_every_method(capsys) -> None:
     by = {e["name"]: e for e in entries}
     assert by["gradcam"]["flags"] == ["single_pass", "needs_layer"]
     assert by["smoothgrad"]["params"][0]["name"] == "samples"
+
+
+def test_layer_chooses_the_cam_methods_layer_and_is_recorded(tiny, image_file, tmp_path) -> None:
+    bundle, _seen = tiny
+    out = tmp_path / "layer"
+    args = ["explain", str(image_file), "--methods", "saliency,layercam", "--target", "1", "--out", str(out)]
+    assert main([*args, "--layer", "net.features.0"]) == 0
+    record = json.loads((out / "explain.json").read_text())
+    assert {m["method"]: m["layer"] for m in record["methods"]} == {"saliency": None, "layercam": "net.features.0"}
+    early = np.load(out / "attributions.npz")["layercam"]
+    assert main([*args[:-1], str(tmp_path / "default")]) == 0
+    late = np.load(tmp_path / "default" / "attributions.npz")["layercam"]
+    assert json.loads((tmp_path / "default" / "explain.json").read_text())["methods"][1]["layer"] == bundle.cam_layer
+    assert not np.allclose(early, late)
+    assert main([*args[:-1], str(tmp_path / "bad"), "--layer", "net.head.0"]) != 0

@@ -68,12 +68,14 @@ def test_path_and_sampling_methods_cost_one_pass_per_point(method, param, forwar
 def test_every_method_has_a_positive_cost_and_single_pass_ones_cost_one_per_backward_rule() -> None:
     for name in list_methods():
         spec = get_method(name)
-        units = cost.method_units(name, None, (224, 224))
+        units = cost.method_units(name, None, (224, 224), channels=64 if spec.per_channel else 0)
         assert units >= 1.0, name
         if spec.single_pass:
             assert spec.fused is not None
             assert units == float(len(spec.fused.backward)), name
     assert cost.method_units("guided_gradcam", None, (224, 224)) == 2.0
+    # Score-CAM: the pass that records the layer and one forward pass per channel
+    assert cost.method_units("scorecam", None, (224, 224), channels=512) == pytest.approx(513 * FORWARD_UNITS)
 
 
 def test_settings_the_method_refuses_cost_nothing() -> None:

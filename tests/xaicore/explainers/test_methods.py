@@ -21,6 +21,10 @@ ALL_METHODS = (
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "gradcam_pp",
+    "xgradcam",
+    "layercam",
+    "scorecam",
     "integrated_gradients",
     "smoothgrad",
     "deeplift",
@@ -38,15 +42,16 @@ def test_every_method_is_registered_with_description_and_flags() -> None:
         assert len(spec.description) > 120, name
         assert spec.title and spec.title != name
     assert {n for n in ALL_METHODS if get_method(n).stochastic} == {"smoothgrad", "deeplift_shap", "gradient_shap"}
-    assert {n for n in ALL_METHODS if get_method(n).needs_layer} == {"gradcam", "guided_gradcam"}
+    cams = {"gradcam", "guided_gradcam", "gradcam_pp", "xgradcam", "layercam", "scorecam"}
+    assert {n for n in ALL_METHODS if get_method(n).needs_layer} == cams
     assert {n for n in ALL_METHODS if get_method(n).single_pass} == {
         "saliency",
         "input_x_gradient",
         "deconvolution",
         "guided_backprop",
-        "gradcam",
-        "guided_gradcam",
+        *(cams - {"scorecam"}),
     }
+    assert {n for n in ALL_METHODS if get_method(n).per_channel} == {"scorecam"}
     assert {n for n in ALL_METHODS if get_method(n).hook_based} == {
         "deconvolution",
         "guided_backprop",
