@@ -84,6 +84,7 @@ def _gamma_rule(gamma: float, epsilon: float) -> GammaRule:
 def lrp(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, epsilon: float, gamma: float) -> Attribution:
     """LRP relevance (N, 3, H, W) and delta ``sum(relevance) - f(x)`` (signed like DeepLift's;
     non-zero by design for the gamma rule and a larger epsilon)."""
+    pixels = inputs
     if isinstance(model, PixelSpaceModel):
         net = model.net
         with torch.no_grad():
@@ -101,4 +102,20 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, epsilon
         raise
     # captum's delta is f(x) - sum(relevance)
     values = values.detach()
+    if values.shape[1] == 1 and pixels.shape[1] == 3:
+        values = luminance_shares(values, pixels.detach())
     return Attribution.complete(values, values.flatten(1).sum(1) + delta.detach(), reference="f(x)")
+
+
+def luminance_shares(relevance: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """The relevance of a one-channel network's input (N, 1, H, W) shared among R, G and B (N, 3, H, W).
+
+    Each channel gets its share of the luminance it contributed (``w_c x_c / sum_c w_c x_c``, ITU-R
+    601 weights ``w``), the weights themselves where a pixel is black; the three shares add up to the
+    pixel's relevance, so conservation is kept.
+    """
+    weights = pixels.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    parts = pixels * weights
+    total = parts.sum(1, keepdim=True)
+    shares = torch.where(total > 0, parts / total.clamp_min(1e-12), weights.expand_as(parts))
+    return relevance * shares
