@@ -3,6 +3,7 @@
 Three sources, one entry point, :func:`load_model`:
 
 * ``"default"``: the embedded shapes CNN (offline, :mod:`xaicore.models.default`);
+* ``"xray"``: the embedded grayscale X-ray teaching CNN (offline, :mod:`xaicore.models.xray`);
 * a torchvision name (``"resnet18"``, ``"vgg16"``...): ImageNet weights from the local cache,
   or random weights with ``weights=None`` (:mod:`xaicore.models.zoo`);
 * a state dict file or its bytes, for a named torchvision architecture
@@ -31,6 +32,7 @@ from xaicore.models.safety import make_hook_safe
 from xaicore.runtime.device import default_device
 
 DEFAULT_NAME = "default"
+XRAY_NAME = "xray"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,6 +73,19 @@ def list_models() -> list[ModelInfo]:
             weights_location=str(default.WEIGHTS_PATH),
         )
     ]
+    from xaicore.models import xray
+
+    infos.append(
+        ModelInfo(
+            name=xray.NAME,
+            display=xray.MODEL_NAME,
+            kind="embedded",
+            description="Small one-channel CNN trained on generated chest-X-ray-like images (64x64, grayscale): "
+            "normal or finding; embedded, works offline.",
+            weights_available=xray.available(),
+            weights_location=str(xray.WEIGHTS_PATH),
+        )
+    )
     for entry in zoo.ZOO.values():
         weights = zoo.weights_for(entry.name)
         path = zoo.cached_weights_path(weights)
@@ -156,6 +171,20 @@ def load_model(
         from xaicore.models.default import load_default_bundle
 
         return load_default_bundle(device=target)
+    if text.lower() == XRAY_NAME:
+        _refuse_options_for_default(
+            arch=arch,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
+            weights=weights,
+        )
+        from xaicore.models.xray import load_xray_bundle
+
+        return load_xray_bundle(device=target)
     if text.lower() in zoo.torchvision_names():
         return load_torchvision(
             text.lower(),
@@ -181,7 +210,7 @@ def load_model(
             std=std,
             grayscale=grayscale,
         )
-    known = ", ".join([DEFAULT_NAME, *zoo.ZOO])
+    known = ", ".join([DEFAULT_NAME, XRAY_NAME, *zoo.ZOO])
     raise UnknownNameError(
         f"No model named {text!r}. Use one of {known} (or another torchvision classifier), "
         "or the path of a .pt/.pth/.safetensors state dict."
@@ -193,7 +222,7 @@ def _refuse_options_for_default(**given: object) -> None:
     odd = [k for k, v in given.items() if v != defaults.get(k)]
     if odd:
         raise ParameterError(
-            f"The embedded default model has fixed settings; {', '.join(sorted(odd))} cannot be changed for it."
+            f"The embedded models have fixed settings; {', '.join(sorted(odd))} cannot be changed for them."
         )
 
 
