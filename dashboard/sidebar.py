@@ -23,10 +23,11 @@ from typing import Any, BinaryIO, cast
 
 import streamlit as st
 
-from dashboard import state, uploads
+from dashboard import dicom_panel, state, uploads
 from dashboard.render import model_input
 from dashboard.safe_text import plain
 from xaicore.data.decode_worker import load_image_isolated
+from xaicore.data.dicom import is_dicom
 from xaicore.data.images import image_hash
 from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
 from xaicore.models.bundle import ModelBundle
@@ -156,6 +157,12 @@ def parse_floats(text: str, *, what: str, count: int = 3) -> tuple[float, ...]:
     return values
 
 
+def parse_channel_values(text: str, *, what: str) -> tuple[float, ...]:
+    """One number (a one-channel model) or three (R, G, B) from the checkpoint form."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    return parse_floats(text, what=what, count=1 if len(parts) == 1 else 3)
+
+
 def parse_class_names(text: str) -> tuple[str, ...]:
     """Class names, one per line (or separated by commas when given on one line)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -211,8 +218,14 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
             size = st.number_input(
                 "Input size (pixels)", 16, 1024, **state.kept(keys[2], default=CKPT_DEFAULTS["size"], form=True)
             )
-            mean = st.text_input("Mean (R, G, B)", **state.kept(keys[3], default=CKPT_DEFAULTS["mean"], form=True))
-            std = st.text_input("Std (R, G, B)", **state.kept(keys[4], default=CKPT_DEFAULTS["std"], form=True))
+            mean = st.text_input(
+                "Mean (R, G, B; one value for a one-channel model)",
+                **state.kept(keys[3], default=CKPT_DEFAULTS["mean"], form=True),
+            )
+            std = st.text_input(
+                "Std (R, G, B; one value for a one-channel model)",
+                **state.kept(keys[4], default=CKPT_DEFAULTS["std"], form=True),
+            )
             gray = st.checkbox(
                 "Grayscale model (input turned to gray)", **state.kept(keys[5], default=False, form=True)
             )
@@ -229,8 +242,8 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
                             file_name=file.name,
                             class_names=parse_class_names(names),
                             input_size=int(size),
-                            mean=parse_floats(mean, what="Mean"),
-                            std=parse_floats(std, what="Std"),
+                            mean=parse_channel_values(mean, what="Mean"),
+                            std=parse_channel_values(std, what="Std"),
                             grayscale=gray,
                         )
                 except XaiError as exc:
@@ -245,6 +258,8 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
 
 def accept_upload(data: bytes, name: str) -> state.CurrentImage:
     """An uploaded file as the current image's data; raises ImageLoadError for a bad file."""
+    if is_dicom(data):  # pydicom reads one frame under the same caps; the panel shows the window
+        return dicom_panel.accept_dicom(data, name)
     loaded = load_image_isolated(data, name=name)  # a child process, stopped after a time limit
     return state.CurrentImage(
         array=loaded.array,
@@ -323,6 +338,7 @@ def _image_section() -> None:
     if image is None:
         st.info("Choose a sample or upload an image.")
         return
+    image = dicom_panel.render(image, state.current_model())
     model_input.show(state.current_model(), image, key="model-input-sidebar")
     for notice in image.notices:
         st.caption(plain(notice))

@@ -235,7 +235,7 @@ class DicomImage:
         chosen = window if window is not None else self.default
         notices = list(self.notices)
         if chosen is not None:
-            notices.append(f"Shown with the window {chosen.label()}.")
+            notices.append(f"Windowed as {chosen.label()}.")
         return LoadedImage(
             array=array,
             format=FORMAT,
@@ -535,7 +535,7 @@ def _windows(ds: Any) -> list[Window]:
     for index, (center, width) in enumerate(zip(centers, widths)):
         if not (math.isfinite(center) and math.isfinite(width)) or width <= 0 or (function == "LINEAR" and width < 1):
             continue
-        name = names[index] if index < len(names) and names[index] else f"window {index + 1} from the file"
+        name = names[index] if index < len(names) and names[index] else f"file window {index + 1}"
         found.append(Window(center=center, width=width, name=name, function=function))
     return found
 

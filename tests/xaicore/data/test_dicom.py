@@ -57,7 +57,7 @@ def test_mr_small_uses_the_window_of_the_file():
     path = wheel_file("MR_small.dcm")
     ds = pydicom.dcmread(path)
     image = read_dicom(path)
-    assert image.default == Window(600.0, 1600.0, name="window 1 from the file")
+    assert image.default == Window(600.0, 1600.0, name="file window 1")
     np.testing.assert_allclose(image.display(), linear_window(ds.pixel_array.astype(np.float64), 600, 1600), atol=1e-6)
     assert image.tags.modality == "MR"
 
