@@ -66,3 +66,18 @@ def test_a_damaged_dicom_is_refused_with_one_sentence():
     at = upload_image(start(), "cut.dcm", data[:-200], mime="application/dicom")
     assert not at.exception
     assert any("truncated" in e.value for e in at.error)
+
+
+def test_every_page_runs_on_the_grayscale_model_with_a_dicom_frame():
+    from dashboard import navigation
+    from tests.dashboard import apptest_support as support
+
+    at = start()
+    at.session_state["explain.w.auto"] = False  # page load only; the browser test runs the methods
+    at.selectbox(key=sidebar.W_MODEL).set_value(sidebar.XRAY_MODEL).run()
+    at = upload_image(at, "chest.dcm", write_dicom(chest_like(64), bits_stored=12), mime="application/dicom")
+    for spec in navigation.PAGES:
+        at = support.open_page(at, f"pages/{spec.file}")
+        assert not at.exception, spec.file
+        assert support.errors(at) == [], spec.file
+        assert at.session_state[state.MODEL_KEY].model.in_channels == 1
