@@ -81,3 +81,12 @@ def test_every_page_runs_on_the_grayscale_model_with_a_dicom_frame():
         assert not at.exception, spec.file
         assert support.errors(at) == [], spec.file
         assert at.session_state[state.MODEL_KEY].model.in_channels == 1
+
+
+def test_the_checkpoint_form_takes_one_or_three_channel_values():
+    from xaicore.errors import ParameterError
+
+    assert sidebar.parse_channel_values("0.449", what="Mean") == (0.449,)
+    assert sidebar.parse_channel_values("0.1, 0.2, 0.3", what="Mean") == (0.1, 0.2, 0.3)
+    with pytest.raises(ParameterError, match="3 numbers"):
+        sidebar.parse_channel_values("0.1, 0.2", what="Std")

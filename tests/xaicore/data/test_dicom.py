@@ -239,3 +239,11 @@ def test_caps_are_checked_before_decoding():
     strip = write_dicom(np.zeros((1, 500), dtype=np.uint16))
     with pytest.raises(ImageLoadError, match="strip"):
         read_dicom(strip)
+
+
+def test_a_compressed_wheel_file_decodes_to_the_same_values_as_its_uncompressed_twin():
+    pytest.importorskip("libjpeg", reason="the optional DICOM decoders (the dicom extra) are not installed")
+    lossless = read_dicom(wheel_file("MR_small_jpeg_ls_lossless.dcm"))
+    plain = read_dicom(wheel_file("MR_small.dcm"))
+    np.testing.assert_array_equal(lossless.values, plain.values)
+    assert lossless.presets == plain.presets
