@@ -64,9 +64,10 @@ def test_a_dicom_file_is_windowed_and_explained_with_the_grayscale_model(app, ch
     assert sidebar.locator(f"{TILE} img").nth(1).get_attribute("src") == model_input  # same model input
     sidebar.locator(SHOWN).scroll_into_view_if_needed()
     app.screenshot("dicom-window-narrow")
-    sidebar.locator(".st-key-dicom-shown").screenshot(
-        path=str(app.screenshot("dicom-window-narrow").parent / "dicom-shown.png")
-    )
+    sidebar.locator(".st-key-dicom-shown").screenshot(path=str(SCREENSHOTS / "dicom-shown.png"))
+    table = sidebar.locator('[data-testid="stTable"]').first
+    table.scroll_into_view_if_needed()
+    table.screenshot(path=str(SCREENSHOTS / "dicom-tags.png"))
 
     app.open_page("Explain")
     app.run_waiting_methods()
