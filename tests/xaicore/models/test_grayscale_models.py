@@ -189,3 +189,14 @@ def test_one_channel_checkpoint_with_three_means_is_refused_with_advice(gray_res
     _, data = gray_resnet
     with pytest.raises(ParameterError, match="takes one channel"):
         load_model(data, arch="resnet18", num_classes=2, input_size=32, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+
+
+def test_gax_and_class_comparison_run_on_the_one_channel_model(gray_bundle):
+    from xaicore import compare_classes, run_gax
+
+    image = gray_images(1, seed=9)[0].permute(1, 2, 0).numpy()
+    gax = run_gax(gray_bundle, image, target=0, max_steps=4, check_every=2)
+    assert gax[0].steps == 4 and np.isfinite(gax[0].co_curve).all()
+    assert gax[0].heatmap.shape == (16, 16, 3) or gax[0].heatmap.shape == (3, 16, 16)
+    classes = compare_classes(gray_bundle, image, methods=["gradcam", "saliency"], classes=[0, 1])
+    assert classes.ssim.shape == (2, 2, 2) and np.allclose(np.diagonal(classes.ssim, axis1=1, axis2=2), 1.0)
