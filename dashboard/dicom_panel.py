@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.safe_text import plain
+from xaicore.data.decode_worker import check_dicom_isolated
 from xaicore.data.dicom import DicomImage, Window, read_dicom
 from xaicore.data.images import image_hash
 from xaicore.models.bundle import ModelBundle
@@ -43,6 +44,7 @@ class DicomEntry:
 
 def accept_dicom(data: bytes, name: str, *, frame: int = 0) -> state.CurrentImage:
     """A DICOM upload as the current image (the frame with the file's own window); raises ImageLoadError."""
+    check_dicom_isolated(data, name=name, frame=frame)  # a child process decodes it first, with a time limit
     dicom = read_dicom(data, name=name, frame=frame)
     loaded = dicom.to_loaded_image()
     image = state.CurrentImage(

@@ -247,3 +247,17 @@ def test_a_compressed_wheel_file_decodes_to_the_same_values_as_its_uncompressed_
     plain = read_dicom(wheel_file("MR_small.dcm"))
     np.testing.assert_array_equal(lossless.values, plain.values)
     assert lossless.presets == plain.presets
+
+
+def test_the_child_process_check_passes_good_files_and_refuses_bad_ones_with_the_same_sentence():
+    from xaicore.data.decode_worker import check_dicom_isolated
+
+    good = write_dicom(chest_like(32), bits_stored=12)
+    check_dicom_isolated(good, name="good.dcm")
+    with pytest.raises(ImageLoadError, match="truncated") as caught:
+        check_dicom_isolated(good[:-100], name="cut.dcm")
+    with pytest.raises(ImageLoadError) as direct:
+        read_dicom(good[:-100], name="cut.dcm")
+    assert str(caught.value) == str(direct.value)
+    with pytest.raises(ImageLoadError, match="longer than 0.01 seconds"):
+        check_dicom_isolated(good, name="slow.dcm", timeout_s=0.01)
