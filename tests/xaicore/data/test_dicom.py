@@ -261,3 +261,14 @@ def test_the_child_process_check_passes_good_files_and_refuses_bad_ones_with_the
     assert str(caught.value) == str(direct.value)
     with pytest.raises(ImageLoadError, match="longer than 0.01 seconds"):
         check_dicom_isolated(good, name="slow.dcm", timeout_s=0.01)
+
+
+def test_the_command_line_reads_a_dicom_file_with_its_own_window(tmp_path):
+    from xaicore.cli.common import read_image_arg
+
+    path = tmp_path / "chest.dcm"
+    path.write_bytes(write_dicom(chest_like(32), bits_stored=12, window=(2000, 1000)))
+    arg = read_image_arg(str(path))
+    expected = read_dicom(path).display()
+    assert arg.array.shape == (32, 32, 3)
+    np.testing.assert_allclose(arg.array[:, :, 1], expected, atol=1e-6)
