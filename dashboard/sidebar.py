@@ -23,15 +23,18 @@ from typing import Any, BinaryIO, cast
 
 import streamlit as st
 
-from dashboard import state, uploads
+from dashboard import dicom_panel, state, uploads
 from dashboard.render import model_input
 from dashboard.safe_text import plain
 from xaicore.data.decode_worker import load_image_isolated
+from xaicore.data.dicom import is_dicom
 from xaicore.data.images import image_hash
 from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
 from xaicore.models.bundle import ModelBundle
 
 DEFAULT_MODEL = "default"  # xaicore's name of the embedded model
+XRAY_MODEL = "xray"  # the embedded grayscale X-ray teaching model
+EMBEDDED_MODELS = (DEFAULT_MODEL, XRAY_MODEL)
 UPLOAD_MODEL = "Upload a checkpoint"
 SAMPLE = "Sample"
 UPLOAD = "Upload"
@@ -73,7 +76,9 @@ def _model_menu() -> dict[str, str]:
 
     menu = {}
     for info in list_models():
-        offline = "" if info.weights_available or info.kind == "default" else " (weights not on this machine)"
+        offline = (
+            "" if info.weights_available or info.kind in ("default", "embedded") else " (weights not on this machine)"
+        )
         menu[info.name] = f"{info.display}{offline}"
     menu[UPLOAD_MODEL] = UPLOAD_MODEL
     return menu
@@ -85,7 +90,7 @@ def _architectures(menu: dict[str, str]) -> list[str]:
     from xaicore.models.zoo import checkpoint_architectures
 
     fitting = checkpoint_architectures(max_bytes=DEFAULT_MAX_BYTES)  # larger ones: refused by the size cap
-    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL) and name in fitting]
+    listed = [name for name in menu if name not in (*EMBEDDED_MODELS, UPLOAD_MODEL) and name in fitting]
     return listed + [name for name in fitting if name not in listed]
 
 
@@ -100,8 +105,8 @@ def _model_section() -> None:
         **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu)),
     )
     bundle: ModelBundle | None
-    if choice == DEFAULT_MODEL:
-        bundle = state.shared_model(DEFAULT_MODEL)
+    if choice in EMBEDDED_MODELS:
+        bundle = state.shared_model(choice)
     elif choice == UPLOAD_MODEL:
         bundle = _checkpoint_form(_architectures(menu))
     else:
@@ -150,6 +155,12 @@ def parse_floats(text: str, *, what: str, count: int = 3) -> tuple[float, ...]:
     if len(values) != count:
         raise ParameterError(f"{what} must be {count} numbers separated by commas; got {len(values)}.")
     return values
+
+
+def parse_channel_values(text: str, *, what: str) -> tuple[float, ...]:
+    """One number (a one-channel model) or three (R, G, B) from the checkpoint form."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    return parse_floats(text, what=what, count=1 if len(parts) == 1 else 3)
 
 
 def parse_class_names(text: str) -> tuple[str, ...]:
@@ -207,8 +218,14 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
             size = st.number_input(
                 "Input size (pixels)", 16, 1024, **state.kept(keys[2], default=CKPT_DEFAULTS["size"], form=True)
             )
-            mean = st.text_input("Mean (R, G, B)", **state.kept(keys[3], default=CKPT_DEFAULTS["mean"], form=True))
-            std = st.text_input("Std (R, G, B)", **state.kept(keys[4], default=CKPT_DEFAULTS["std"], form=True))
+            mean = st.text_input(
+                "Mean (R, G, B; one value for a one-channel model)",
+                **state.kept(keys[3], default=CKPT_DEFAULTS["mean"], form=True),
+            )
+            std = st.text_input(
+                "Std (R, G, B; one value for a one-channel model)",
+                **state.kept(keys[4], default=CKPT_DEFAULTS["std"], form=True),
+            )
             gray = st.checkbox(
                 "Grayscale model (input turned to gray)", **state.kept(keys[5], default=False, form=True)
             )
@@ -225,8 +242,8 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
                             file_name=file.name,
                             class_names=parse_class_names(names),
                             input_size=int(size),
-                            mean=parse_floats(mean, what="Mean"),
-                            std=parse_floats(std, what="Std"),
+                            mean=parse_channel_values(mean, what="Mean"),
+                            std=parse_channel_values(std, what="Std"),
                             grayscale=gray,
                         )
                 except XaiError as exc:
@@ -241,6 +258,8 @@ def _checkpoint_form(arch_names: list[str]) -> ModelBundle | None:
 
 def accept_upload(data: bytes, name: str) -> state.CurrentImage:
     """An uploaded file as the current image's data; raises ImageLoadError for a bad file."""
+    if is_dicom(data):  # pydicom reads one frame under the same caps; the panel shows the window
+        return dicom_panel.accept_dicom(data, name)
     loaded = load_image_isolated(data, name=name)  # a child process, stopped after a time limit
     return state.CurrentImage(
         array=loaded.array,
@@ -319,6 +338,7 @@ def _image_section() -> None:
     if image is None:
         st.info("Choose a sample or upload an image.")
         return
+    image = dicom_panel.render(image, state.current_model())
     model_input.show(state.current_model(), image, key="model-input-sidebar")
     for notice in image.notices:
         st.caption(plain(notice))

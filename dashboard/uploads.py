@@ -29,7 +29,9 @@ CHECKPOINT_UPLOAD_MB = CHECKPOINT_MAX_BYTES // MB
 SERVER_UPLOAD_MB = max(IMAGE_UPLOAD_MB, CHECKPOINT_UPLOAD_MB)  # server.maxUploadSize
 CHUNK_BYTES = 4 * MB
 
-IMAGE_HELP = f"PNG, JPEG, BMP, TIFF, WebP or GIF, up to {IMAGE_UPLOAD_MB} MB; the format is judged by the content."
+IMAGE_HELP = (
+    f"PNG, JPEG, BMP, TIFF, WebP, GIF or DICOM, up to {IMAGE_UPLOAD_MB} MB; the format is judged by the content."
+)
 CHECKPOINT_HELP = (
     f"A state dict saved with torch.save(model.state_dict(), 'model.pt'), up to {CHECKPOINT_UPLOAD_MB} MB "
     f"(ResNet-50 is 98 MB, VGG-16 528 MB). Images have their own {IMAGE_UPLOAD_MB} MB cap."

@@ -30,7 +30,11 @@ def read_image_arg(source: str) -> ImageArg:
 
     path = Path(source)
     if path.is_file():
-        loaded = load_image(path)
+        from xaicore.data.dicom import is_dicom, load_dicom_image
+
+        with path.open("rb") as handle:
+            head = handle.read(132)
+        loaded = load_dicom_image(path) if is_dicom(head) else load_image(path)  # DICOM: the file's own window
         return ImageArg(array=loaded.array, name=path.name)
     if source in list_samples():
         sample = load_sample(source)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,6 +112,75 @@ def load_image_isolated(
     )
 
 
+def check_dicom_isolated(
+    data: bytes,
+    *,
+    name: str | None = None,
+    frame: int = 0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+) -> None:
+    """Decode one frame of a DICOM file in a child process first, under the same time and memory limits.
+
+    :func:`xaicore.data.dicom.read_dicom` checks the header caps itself; a compressed frame goes
+    through a C decoder, which a thread could not stop. The caller reads the file itself only
+    once the child has decoded it: a file that hangs or crashes its decoder is refused here.
+
+    Raises
+    ------
+    ImageLoadError
+        What :func:`read_dicom` refuses, with the same sentence; a decoding over ``timeout_s``
+        seconds or one that ends the child abnormally.
+    """
+    subject = _subject(data, name)
+    spec: dict[str, object] = {"kind": "dicom", "name": name, "frame": int(frame), "max_decode_bytes": max_decode_bytes}
+    meta = _run_child(data, spec, subject=subject, timeout_s=timeout_s)
+    if "error" in meta:
+        raise ImageLoadError(str(meta["error"]))
+
+
+def _run_child(data: bytes, spec: dict[str, object], *, subject: str, timeout_s: float) -> dict[str, object]:
+    process = subprocess.Popen(  # our own module, with the same interpreter
+        [sys.executable, "-m", "xaicore.data.decode_worker", json.dumps(spec)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_child_env(),
+    )
+    try:
+        reply, _ = process.communicate(input=data, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise ImageLoadError(
+            f"{subject} took longer than {timeout_s:g} seconds to decode and was stopped; "
+            "save it again uncompressed or make it smaller."
+        ) from None
+    try:
+        meta = json.loads(reply.decode("utf-8").strip().splitlines()[-1])
+    except (UnicodeDecodeError, json.JSONDecodeError, IndexError):
+        meta = None
+    if not isinstance(meta, dict) or process.returncode != 0:
+        raise ImageLoadError(
+            f"{subject} could not be decoded: the decoder stopped unexpectedly (exit status "
+            f"{process.returncode}); the file may be damaged or too large to decode."
+        )
+    return meta
+
+
+def _dicom_main(spec: dict[str, Any], data: bytes) -> dict[str, object]:
+    from xaicore.data.dicom import read_dicom
+
+    name = spec["name"]
+    try:
+        read_dicom(data, name=name, frame=int(spec["frame"]), max_decode_bytes=int(spec["max_decode_bytes"]))
+    except ImageLoadError as exc:
+        return {"error": str(exc)}
+    except MemoryError:
+        return {"error": f"{_subject(data, name)} is too large to decode in the memory available."}
+    return {"ok": True}
+
+
 def _child_env() -> dict[str, str]:
     """The caller's environment, with this copy of xaicore first on the path and one thread."""
     env = dict(os.environ)
@@ -136,6 +206,10 @@ def _main() -> int:
     data = sys.stdin.buffer.read()
     _limit_memory(spec["max_decode_bytes"])
     reply: dict[str, object]
+    if spec.get("kind") == "dicom":
+        sys.stdout.write(json.dumps(_dicom_main(spec, data)) + "\n")
+        sys.stdout.flush()
+        return 0
     try:
         loaded = load_image(
             data,

@@ -1,6 +1,6 @@
 """Sample images that need no upload: generated shapes, two-object scenes, and real photographs.
 
-Three kinds, listed in this order by :func:`list_samples`:
+Four kinds, listed in this order by :func:`list_samples`:
 
 - ``"shape: <class>"``: one generated image per class of the default model
   (:mod:`xaicore.data.shapes`), labelled with that class;
@@ -10,7 +10,9 @@ Three kinds, listed in this order by :func:`list_samples`:
   :func:`xaicore.checks.discriminative_scenes.typical_scene_seed` gives on the default model;
 - ``"photo: <name>"``: photographs that scikit-image ships inside its package. They are read
   from the package's own data folder with :func:`~xaicore.data.images.load_image`; the
-  ``skimage.data`` fetchers are never called, so nothing is ever downloaded.
+  ``skimage.data`` fetchers are never called, so nothing is ever downloaded;
+- ``"xray: <normal | nodule | opacity>"``: generated chest-X-ray-like images for the grayscale
+  teaching model (:mod:`xaicore.data.xray`), a finding with its ground-truth mask.
 """
 
 from __future__ import annotations
@@ -130,7 +132,39 @@ def _catalogue() -> dict[str, Callable[[], Sample]]:
     for key in PHOTOS:
         if photo_path(key).is_file():
             builders[f"photo: {key}"] = _photo_builder(key)
+    for title, (finding, kind) in XRAY_SAMPLES.items():
+        builders[f"xray: {title}"] = _xray_builder(title, finding=finding, kind=kind)
     return builders
+
+
+XRAY_SEED = 4242
+XRAY_SAMPLES: dict[str, tuple[bool, str | None]] = {
+    "normal": (False, None),
+    "nodule": (True, "nodule"),
+    "opacity": (True, "opacity"),
+}
+"""Generated chest-X-ray-like samples for the grayscale teaching model: title -> (finding, kind)."""
+
+
+def _xray_builder(title: str, *, finding: bool, kind: str | None) -> Callable[[], Sample]:
+    def build() -> Sample:
+        from xaicore.data import xray
+
+        case = xray.make_case(xray.case_seed(XRAY_SEED, len(title)), finding=finding, kind=kind)
+        what = f"with a {kind} (its ground-truth mask is known)" if finding else "without a finding"
+        return Sample(
+            image=case.rgb(),
+            label=case.label,
+            masks=case.mask[None] if finding else None,
+            mask_labels=(case.label,) if finding else (),
+            description=(
+                f"A generated chest-X-ray-like image ({xray.SIZE}x{xray.SIZE}) {what}, class "
+                f"'{xray.CLASSES[case.label]}' of the grayscale X-ray teaching model; drawn by rules, not a patient."
+            ),
+            name=f"xray: {title}",
+        )
+
+    return build
 
 
 def _scene_pairs() -> list[tuple[int, int]]:

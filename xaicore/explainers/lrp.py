@@ -139,6 +139,8 @@ def lrp(
         )
     _check_same_function(plain, score[0])
     details = {"bias_relevance": score - relevance.flatten(1).sum(1)} if biases == "include" else None
+    if relevance.shape[1] == 1 and inputs.shape[1] == 3:
+        relevance = luminance_shares(relevance, inputs.detach())
     return Attribution.complete(relevance, score, reference=REFERENCE, details=details)
 
 
@@ -162,3 +164,17 @@ def _relevance(net: nn.Module, z: torch.Tensor, target: torch.Tensor) -> tuple[t
         start = torch.zeros_like(out).scatter_(1, target.view(-1, 1).to(out.device), score.detach().view(-1, 1))
         (relevance,) = torch.autograd.grad(out, leaf, grad_outputs=start)
     return relevance.detach(), score.detach()
+
+
+def luminance_shares(relevance: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """The relevance of a one-channel network's input (N, 1, H, W) shared among R, G and B (N, 3, H, W).
+
+    Each channel gets its share of the luminance it contributed (``w_c x_c / sum_c w_c x_c``, ITU-R
+    601 weights ``w``), the weights themselves where a pixel is black; the three shares add up to the
+    pixel's relevance, so conservation is kept.
+    """
+    weights = pixels.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    parts = pixels * weights
+    total = parts.sum(1, keepdim=True)
+    shares = torch.where(total > 0, parts / total.clamp_min(1e-12), weights.expand_as(parts))
+    return relevance * shares

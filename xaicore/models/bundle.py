@@ -33,10 +33,16 @@ class PixelSpaceModel(nn.Module):
     net:
         The classifier proper, taking normalized input.
     mean, std:
-        Per-channel normalization, three values each.
+        Per-channel normalization of the network's input: three values each for a network whose
+        first layer takes three channels, one value each for a one-channel (grayscale) network.
     grayscale:
         When true, the RGB input is first turned into luminance (ITU-R 601 weights) and copied
-        to three channels, for models trained on grayscale images.
+        to three channels, for three-channel models trained on grayscale images. A one-channel
+        network always gets the luminance as its single channel (``in_channels == 1``).
+
+    The forward pass takes (N, 3, H, W) RGB in [0, 1] in every case (the pixel-space contract);
+    for a gray picture (R = G = B) the luminance is the picture itself, and attributions to the
+    three channels add up to the attribution to the one channel the network sees.
     """
 
     mean: torch.Tensor  # buffers, registered in __init__
@@ -51,21 +57,28 @@ class PixelSpaceModel(nn.Module):
         grayscale: bool = False,
     ) -> None:
         super().__init__()
-        if len(mean) != 3 or len(std) != 3:
-            raise ParameterError("mean and std need three values each (R, G, B).")
+        if len(mean) != len(std) or len(mean) not in (1, 3):
+            raise ParameterError(
+                "mean and std need three values each (R, G, B), or one value each for a one-channel "
+                f"(grayscale) model; got {len(mean)} and {len(std)}."
+            )
         if any(s <= 0 for s in std):
             raise ParameterError("every std value must be positive.")
+        channels = len(mean)
         self.net = net
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.grayscale = grayscale
+        self.in_channels = channels
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1))
+        self.grayscale = grayscale or channels == 1
         self.autocast_dtype: torch.dtype | None = None
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """The input of ``net`` for pixel-space input ``x`` (grayscale conversion, then mean/std)."""
         if self.grayscale:
             weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            x = (x * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+            x = (x * weights).sum(dim=1, keepdim=True)
+            if self.in_channels == 3:
+                x = x.expand(-1, 3, -1, -1)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

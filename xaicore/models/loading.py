@@ -3,6 +3,7 @@
 Three sources, one entry point, :func:`load_model`:
 
 * ``"default"``: the embedded shapes CNN (offline, :mod:`xaicore.models.default`);
+* ``"xray"``: the embedded grayscale X-ray teaching CNN (offline, :mod:`xaicore.models.xray`);
 * a torchvision name (``"resnet18"``, ``"vgg16"``...): ImageNet weights from the local cache,
   or random weights with ``weights=None`` (:mod:`xaicore.models.zoo`);
 * a state dict file or its bytes, for a named torchvision architecture
@@ -31,9 +32,13 @@ from xaicore.models.safety import make_hook_safe
 from xaicore.runtime.device import default_device
 
 DEFAULT_NAME = "default"
+XRAY_NAME = "xray"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+GRAY_MEAN = (0.449,)
+GRAY_STD = (0.226,)
+"""Defaults for a one-channel model: ImageNet's mean and std averaged over R, G and B."""
 MAX_CLASSES = 100_000
 
 
@@ -68,6 +73,19 @@ def list_models() -> list[ModelInfo]:
             weights_location=str(default.WEIGHTS_PATH),
         )
     ]
+    from xaicore.models import xray
+
+    infos.append(
+        ModelInfo(
+            name=xray.NAME,
+            display=xray.MODEL_NAME,
+            kind="embedded",
+            description="Small one-channel CNN trained on generated chest-X-ray-like images (64x64, grayscale): "
+            "normal or finding; embedded, works offline.",
+            weights_available=xray.available(),
+            weights_location=str(xray.WEIGHTS_PATH),
+        )
+    )
     for entry in zoo.ZOO.values():
         weights = zoo.weights_for(entry.name)
         path = zoo.cached_weights_path(weights)
@@ -153,6 +171,20 @@ def load_model(
         from xaicore.models.default import load_default_bundle
 
         return load_default_bundle(device=target)
+    if text.lower() == XRAY_NAME:
+        _refuse_options_for_default(
+            arch=arch,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
+            weights=weights,
+        )
+        from xaicore.models.xray import load_xray_bundle
+
+        return load_xray_bundle(device=target)
     if text.lower() in zoo.torchvision_names():
         return load_torchvision(
             text.lower(),
@@ -178,7 +210,7 @@ def load_model(
             std=std,
             grayscale=grayscale,
         )
-    known = ", ".join([DEFAULT_NAME, *zoo.ZOO])
+    known = ", ".join([DEFAULT_NAME, XRAY_NAME, *zoo.ZOO])
     raise UnknownNameError(
         f"No model named {text!r}. Use one of {known} (or another torchvision classifier), "
         "or the path of a .pt/.pth/.safetensors state dict."
@@ -190,7 +222,7 @@ def _refuse_options_for_default(**given: object) -> None:
     odd = [k for k, v in given.items() if v != defaults.get(k)]
     if odd:
         raise ParameterError(
-            f"The embedded default model has fixed settings; {', '.join(sorted(odd))} cannot be changed for it."
+            f"The embedded models have fixed settings; {', '.join(sorted(odd))} cannot be changed for them."
         )
 
 
@@ -282,11 +314,13 @@ def load_checkpoint_model(
         raise ParameterError(f"The number of classes must be between 1 and {MAX_CLASSES:,}, not {found:,}.")
     # Keys, shapes and sizes are compared with the architecture described on the meta device,
     # so a file that does not fit is refused before the real network is built or a value read.
-    expected = zoo.expected_state(arch, num_classes=found)
+    channels = zoo.input_channels(state, arch)
+    expected = zoo.expected_state(arch, num_classes=found, in_channels=channels)
     checkpoint.check_total_elements(state, limit=sum(spec.numel for spec in expected.values()), arch=arch)
     checkpoint.match_architecture(state, expected, arch=arch)
     checkpoint.check_finite(state)
-    net = zoo.build_net(arch, num_classes=found)
+    mean, std = _normalization(mean, std, channels=channels)
+    net = zoo.build_net(arch, num_classes=found, in_channels=channels)
     classes = found if found is not None else _out_features(net)
     labels = _labels(class_names, classes, fallback=None)
     checkpoint.load_into(net, state, arch=arch)
@@ -297,14 +331,39 @@ def load_checkpoint_model(
         arch=arch,
         labels=labels,
         input_size=size,
-        mean=IMAGENET_MEAN if mean is None else mean,
-        std=IMAGENET_STD if std is None else std,
-        grayscale=grayscale,
+        mean=mean,
+        std=std,
+        grayscale=grayscale or channels == 1,
         device=device,
-        name=f"{arch} from {shown}",
+        name=f"{arch} from {shown}" + (" (grayscale, one channel)" if channels == 1 else ""),
         source=f"checkpoint:{shown}",
         preprocess=Preprocess.for_checkpoint(size),
     )
+
+
+def _normalization(
+    mean: Sequence[float] | None, std: Sequence[float] | None, *, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std of a checkpoint's input: as given, or the defaults for its channel count.
+
+    A one-channel model takes one value each (default :data:`GRAY_MEAN`, :data:`GRAY_STD`);
+    a three-channel model three (default ImageNet's).
+    """
+    if channels == 1:
+        chosen = (tuple(GRAY_MEAN if mean is None else mean), tuple(GRAY_STD if std is None else std))
+        if len(chosen[0]) != 1 or len(chosen[1]) != 1:
+            raise ParameterError(
+                "This checkpoint's first layer takes one channel (a grayscale model): give one mean and one "
+                f"std value, not {len(chosen[0])} and {len(chosen[1])} (without them {GRAY_MEAN[0]} and "
+                f"{GRAY_STD[0]} are used)."
+            )
+        return chosen
+    chosen = (tuple(IMAGENET_MEAN if mean is None else mean), tuple(IMAGENET_STD if std is None else std))
+    if len(chosen[0]) != 3 or len(chosen[1]) != 3:
+        raise ParameterError(
+            "This checkpoint's first layer takes three channels (R, G, B): give three mean and three std values."
+        )
+    return chosen
 
 
 def _out_features(net: nn.Module) -> int:
@@ -366,7 +425,9 @@ def assemble_bundle(
     are in forward order. ``unavailable`` adds reasons to those the safety audit finds.
     ``preprocess`` is how images become input (default: a straight resize to ``input_size``).
     """
-    safe, reasons = make_hook_safe(net, input_size=input_size)
+    channels = len(tuple(mean))
+    audit_example = torch.randn(1, channels, *input_size, generator=torch.Generator().manual_seed(0))
+    safe, reasons = make_hook_safe(net, input_size=input_size, example=audit_example)
     model = PixelSpaceModel(safe, mean=tuple(mean), std=tuple(std), grayscale=grayscale).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -125,17 +126,62 @@ def cam_layer_of(net: nn.Module, family: str) -> str | None:
     return None
 
 
-def build_net(arch: str, *, num_classes: int | None = None) -> nn.Module:
+def build_net(arch: str, *, num_classes: int | None = None, in_channels: int = 3) -> nn.Module:
     """A randomly initialized ``arch`` on the CPU, the same every time (seed :data:`RANDOM_SEED`).
 
     torchvision initializes from the global RNG, so it is forked (its state is left as it was)
     and builds are serialized by a lock, which keeps concurrent builds reproducible.
+    ``in_channels=1`` replaces the first convolution (:func:`stem_key`) by one that takes a
+    single channel and is otherwise the same, as grayscale models of medical imaging are made.
     """
+    if in_channels not in (1, 3):
+        raise ParameterError(f"A model takes one (grayscale) or three (RGB) input channels, not {in_channels}.")
     kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         net = get_model(arch, weights=None, **kwargs)
+        if in_channels == 1:
+            _one_channel_stem(net, arch)
     return net.eval()
+
+
+def _one_channel_stem(net: nn.Module, arch: str) -> None:
+    key = stem_key(arch)
+    if key is None:
+        raise ParameterError(f"{arch} has no convolution to take a one-channel input.")
+    name = key.removesuffix(".weight")
+    old = cast(nn.Conv2d, net.get_submodule(name))
+    new = nn.Conv2d(
+        1,
+        old.out_channels,
+        old.kernel_size,  # type: ignore[arg-type]
+        stride=old.stride,  # type: ignore[arg-type]
+        padding=old.padding,  # type: ignore[arg-type]
+        dilation=old.dilation,  # type: ignore[arg-type]
+        groups=1,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+    )
+    parent_name, _, child = name.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    setattr(parent, child, new)
+
+
+def stem_key(arch: str) -> str | None:
+    """State-dict key of the weight of ``arch``'s first convolution (the one that sees the image).
+
+    Found on the meta device; ``None`` for an architecture without convolutions.
+    """
+    return _meta_description(arch, None).stem_key
+
+
+def input_channels(state: Mapping[str, torch.Tensor], arch: str) -> int:
+    """How many channels the first convolution of a state dict for ``arch`` takes (1 or 3)."""
+    key = stem_key(arch)
+    weight = state.get(key) if key else None
+    if weight is not None and weight.ndim == 4 and int(weight.shape[1]) == 1:
+        return 1
+    return 3
 
 
 def head_key(arch: str) -> str | None:
@@ -162,14 +208,20 @@ class TensorSpec:
         return count
 
 
-def expected_state(arch: str, *, num_classes: int | None = None) -> dict[str, TensorSpec]:
+def expected_state(arch: str, *, num_classes: int | None = None, in_channels: int = 3) -> dict[str, TensorSpec]:
     """The keys, shapes and dtypes of ``arch``'s state dict, without building the real network.
 
     The network is built with its parameters and buffers on the meta device (no memory, no
     initialization), in a few milliseconds to about a second even for ViT-H/14. Cached per
-    architecture and class count.
+    architecture and class count. ``in_channels=1``: the first convolution takes one channel.
     """
-    return dict(_meta_description(check_arch(arch), None if num_classes is None else int(num_classes)).state)
+    arch = check_arch(arch)
+    state = dict(_meta_description(arch, None if num_classes is None else int(num_classes)).state)
+    key = stem_key(arch)
+    if in_channels == 1 and key is not None:
+        spec = state[key]
+        state[key] = TensorSpec((spec.shape[0], 1, *spec.shape[2:]), spec.dtype)
+    return state
 
 
 def state_dict_bytes(arch: str) -> int:
@@ -190,6 +242,7 @@ def checkpoint_architectures(*, max_bytes: int) -> list[str]:
 class _MetaDescription:
     state: tuple[tuple[str, TensorSpec], ...]
     head_key: str | None
+    stem_key: str | None = None
 
 
 class _ParametersOnMeta(torch.overrides.TorchFunctionMode):
@@ -236,7 +289,12 @@ def _meta_description(arch: str, num_classes: int | None) -> _MetaDescription:
     heads = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)] or [
         name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)
     ]
-    described = _MetaDescription(state=state, head_key=f"{heads[-1]}.weight" if heads else None)
+    convs = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    described = _MetaDescription(
+        state=state,
+        head_key=f"{heads[-1]}.weight" if heads else None,
+        stem_key=f"{convs[0]}.weight" if convs else None,
+    )
     with _META_LOCK:
         _META_CACHE[key] = described
     return described

@@ -34,7 +34,7 @@ def test_catalogue_order_and_kinds():
     names = list_samples()
     assert len(names) == len(set(names))
     kinds = [n.split(": ")[0] for n in names]
-    assert kinds == sorted(kinds, key=["shape", "scene", "photo"].index)
+    assert kinds == sorted(kinds, key=["shape", "scene", "photo", "xray"].index)
     assert names_of("shape") == [f"shape: {c}" for c in shapes.CLASSES]
     assert len(names_of("scene")) >= 3
     assert {f"photo: {k}" for k in ("astronaut", "coffee", "chelsea", "rocket", "camera")} <= set(names_of("photo"))
