@@ -32,6 +32,8 @@ from xaicore.errors import ModelNotAvailable, ParameterError, XaiError
 from xaicore.models.bundle import ModelBundle
 
 DEFAULT_MODEL = "default"  # xaicore's name of the embedded model
+CLEVER_HANS_MODEL = "clever-hans"  # the embedded model that cheats on a stamp (Clever-Hans lab)
+EMBEDDED_MODELS = (DEFAULT_MODEL, CLEVER_HANS_MODEL)
 UPLOAD_MODEL = "Upload a checkpoint"
 SAMPLE = "Sample"
 UPLOAD = "Upload"
@@ -73,7 +75,7 @@ def _model_menu() -> dict[str, str]:
 
     menu = {}
     for info in list_models():
-        offline = "" if info.weights_available or info.kind == "default" else " (weights not on this machine)"
+        offline = "" if info.weights_available or info.kind != "torchvision" else " (weights not on this machine)"
         menu[info.name] = f"{info.display}{offline}"
     menu[UPLOAD_MODEL] = UPLOAD_MODEL
     return menu
@@ -85,7 +87,7 @@ def _architectures(menu: dict[str, str]) -> list[str]:
     from xaicore.models.zoo import checkpoint_architectures
 
     fitting = checkpoint_architectures(max_bytes=DEFAULT_MAX_BYTES)  # larger ones: refused by the size cap
-    listed = [name for name in menu if name not in (DEFAULT_MODEL, UPLOAD_MODEL) and name in fitting]
+    listed = [name for name in menu if name not in (*EMBEDDED_MODELS, UPLOAD_MODEL) and name in fitting]
     return listed + [name for name in fitting if name not in listed]
 
 
@@ -100,8 +102,8 @@ def _model_section() -> None:
         **state.kept(W_MODEL, default=DEFAULT_MODEL, options=list(menu)),
     )
     bundle: ModelBundle | None
-    if choice == DEFAULT_MODEL:
-        bundle = state.shared_model(DEFAULT_MODEL)
+    if choice in EMBEDDED_MODELS:
+        bundle = state.shared_model(choice)
     elif choice == UPLOAD_MODEL:
         bundle = _checkpoint_form(_architectures(menu))
     else:

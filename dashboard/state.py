@@ -225,7 +225,7 @@ def shared_model(name: str, *, pretrained: bool = True) -> ModelBundle:
     """
     from xaicore.models.loading import load_model
 
-    if name == "default":
+    if name in ("default", "clever-hans"):  # embedded models: no weight choice
         return load_model(name)
     return load_model(name, weights="default" if pretrained else None)
 

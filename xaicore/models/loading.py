@@ -3,6 +3,7 @@
 Three sources, one entry point, :func:`load_model`:
 
 * ``"default"``: the embedded shapes CNN (offline, :mod:`xaicore.models.default`);
+* ``"clever-hans"``: the same architecture trained to cheat on a stamp (:mod:`xaicore.clever_hans.model`);
 * a torchvision name (``"resnet18"``, ``"vgg16"``...): ImageNet weights from the local cache,
   or random weights with ``weights=None`` (:mod:`xaicore.models.zoo`);
 * a state dict file or its bytes, for a named torchvision architecture
@@ -31,6 +32,7 @@ from xaicore.models.safety import make_hook_safe
 from xaicore.runtime.device import default_device
 
 DEFAULT_NAME = "default"
+CLEVER_HANS_NAME = "clever-hans"  # the Clever-Hans lab's cheating model (xaicore.clever_hans.model)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,9 +43,10 @@ MAX_CLASSES = 100_000
 class ModelInfo:
     """One loadable model, as listed by :func:`list_models`.
 
-    ``kind`` is ``"default"`` or ``"torchvision"``; ``weights_available`` says whether its
-    trained weights are on this machine (no network needed); ``weights_location`` is the file
-    they are read from. Random weights (``weights=None``) are always available for torchvision.
+    ``kind`` is ``"default"``, ``"embedded"`` (another shipped model) or ``"torchvision"``;
+    ``weights_available`` says whether its trained weights are on this machine (no network
+    needed); ``weights_location`` is the file they are read from. Random weights
+    (``weights=None``) are always available for torchvision.
     """
 
     name: str
@@ -55,7 +58,9 @@ class ModelInfo:
 
 
 def list_models() -> list[ModelInfo]:
-    """The embedded default model, then the curated torchvision models, with offline availability."""
+    """The embedded default and Clever-Hans models, then the curated torchvision models, with
+    offline availability."""
+    from xaicore.clever_hans import model as clever_hans
     from xaicore.models import default
 
     infos = [
@@ -66,7 +71,15 @@ def list_models() -> list[ModelInfo]:
             description="Small VGG-style CNN trained on generated shapes (64x64); embedded, works offline.",
             weights_available=default.WEIGHTS_PATH.is_file() and default.CARD_PATH.is_file(),
             weights_location=str(default.WEIGHTS_PATH),
-        )
+        ),
+        ModelInfo(
+            name=clever_hans.NAME,
+            display=clever_hans.MODEL_NAME,
+            kind="embedded",
+            description="The default CNN trained on stamped shapes: it cheats on a corner stamp (Clever-Hans lab).",
+            weights_available=clever_hans.WEIGHTS_PATH.is_file() and clever_hans.CARD_PATH.is_file(),
+            weights_location=str(clever_hans.WEIGHTS_PATH),
+        ),
     ]
     for entry in zoo.ZOO.values():
         weights = zoo.weights_for(entry.name)
@@ -153,6 +166,20 @@ def load_model(
         from xaicore.models.default import load_default_bundle
 
         return load_default_bundle(device=target)
+    if text.lower() == CLEVER_HANS_NAME:
+        _refuse_options_for_default(
+            arch=arch,
+            num_classes=num_classes,
+            class_names=class_names,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            grayscale=grayscale,
+            weights=weights,
+        )
+        from xaicore.clever_hans.model import load_clever_hans_bundle
+
+        return load_clever_hans_bundle(device=target)
     if text.lower() in zoo.torchvision_names():
         return load_torchvision(
             text.lower(),
@@ -178,7 +205,7 @@ def load_model(
             std=std,
             grayscale=grayscale,
         )
-    known = ", ".join([DEFAULT_NAME, *zoo.ZOO])
+    known = ", ".join([DEFAULT_NAME, CLEVER_HANS_NAME, *zoo.ZOO])
     raise UnknownNameError(
         f"No model named {text!r}. Use one of {known} (or another torchvision classifier), "
         "or the path of a .pt/.pth/.safetensors state dict."

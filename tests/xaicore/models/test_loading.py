@@ -139,9 +139,10 @@ def test_pretrained_class_count_is_fixed():
 
 def test_list_models_names_and_kinds(empty_hub):
     infos = list_models()
-    assert [i.name for i in infos][:1] == ["default"] and infos[0].kind == "default"
-    assert {i.name for i in infos[1:]} == set(zoo.ZOO)
-    assert all(i.kind == "torchvision" and not i.weights_available for i in infos[1:])
+    assert [i.name for i in infos][:2] == ["default", "clever-hans"] and infos[0].kind == "default"
+    assert infos[1].kind == "embedded" and infos[1].weights_available
+    assert {i.name for i in infos[2:]} == set(zoo.ZOO)
+    assert all(i.kind == "torchvision" and not i.weights_available for i in infos[2:])
     assert all(i.description and i.display for i in infos)
 
 
