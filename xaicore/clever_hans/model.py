@@ -60,7 +60,12 @@ def rebundle(bundle: ModelBundle, model: PixelSpaceModel, *, name: str, source: 
 def read_card(directory: Path | None = None) -> dict[str, Any]:
     """The Clever-Hans model's card (shipped, or in ``directory``); :class:`ModelNotAvailable`
     when missing or damaged."""
-    return default.read_card(CARD_PATH if directory is None else Path(directory) / CARD_PATH.name)
+    path = CARD_PATH if directory is None else Path(directory) / CARD_PATH.name
+    try:
+        return default.read_card(path)
+    except ModelNotAvailable as exc:  # the default model's reader words its advice for that model
+        problem = "is missing" if not path.is_file() else "cannot be read or lacks classes, mean, std, fingerprint"
+        raise ModelNotAvailable(f"The Clever-Hans model's card {path} {problem}. {_RETRAIN}") from exc
 
 
 def load_clever_hans_bundle(*, device: torch.device | str | None = None, directory: Path | None = None) -> ModelBundle:

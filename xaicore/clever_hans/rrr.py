@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from xaicore.clever_hans.finetune import FineTune, Progress, fine_tune, validation_set
 from xaicore.clever_hans.measures import Box, box_mask
@@ -21,7 +22,7 @@ from xaicore.models.bundle import ModelBundle, PixelSpaceModel
 from xaicore.models.default import INPUT_SIZE
 
 
-def gradient_penalty(model: PixelSpaceModel, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient_penalty(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, mean over images of the squared input gradient of sum log p inside ``mask``),
     differentiable in the weights."""
     x = x.detach().requires_grad_(True)

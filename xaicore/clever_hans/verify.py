@@ -56,13 +56,15 @@ def correct(
     layer: str = pclarc.DEFAULT_LAYER,
     direction_images: int = 256,
     rrr_scale: float = 1.0,
+    validation_images: int = 256,
     progress: Progress | None = None,
 ) -> Correction:
     """Run ``method`` (a key of :data:`METHODS`) on a private copy of ``bundle``.
 
     ``settings`` are the fine-tuning knobs of A-ClArC and RRR (default: each method's own);
     ``layer`` and ``direction_images`` P-ClArC's; ``box`` the artifact's box for RRR (default: the
-    stamp's); ``rrr_scale`` the factor of RRR's automatic lambda.
+    stamp's); ``rrr_scale`` the factor of RRR's automatic lambda and ``validation_images`` the size of its
+    early-stopping set.
     """
     key = method.strip().lower()
     if key not in METHODS:
@@ -79,8 +81,16 @@ def correct(
         corrected, log = aclarc.apply_aclarc(bundle, settings=tune, progress=progress)
         return Correction(key, corrected, {**vars(tune), "share": 0.5}, log)
     tune = settings or FineTune(epochs=3)
-    corrected, log = rrr.apply_rrr(bundle, box=box, settings=tune, scale=rrr_scale, progress=progress)
-    return Correction(key, corrected, {**vars(tune), "scale": rrr_scale, "box": list(box or ())}, log)
+    corrected, log = rrr.apply_rrr(
+        bundle,
+        box=box,
+        settings=tune,
+        scale=rrr_scale,
+        validation_images=validation_images,
+        progress=progress,
+    )
+    params = {**vars(tune), "scale": rrr_scale, "box": list(box or ()), "validation_images": validation_images}
+    return Correction(key, corrected, params, log)
 
 
 @dataclass(frozen=True)
