@@ -50,6 +50,7 @@ PAGES: list[PageSpec] = [
     PageSpec("co_scores.py", "AX / CO scores", ":material/leaderboard:"),
     PageSpec("faithfulness.py", "Faithfulness", ":material/trending_down:"),
     PageSpec("report.py", "Report card", ":material/fact_check:"),
+    PageSpec("clever_hans.py", "Clever-Hans lab", ":material/pets:"),
 ]
 
 
