@@ -1,0 +1,31 @@
+"""The Clever-Hans lab page and the sidebar's Clever-Hans model, in Streamlit's AppTest."""
+
+from __future__ import annotations
+
+from dashboard import sidebar, state
+from tests.dashboard import apptest_support as support
+from xaicore.clever_hans import measures
+from xaicore.clever_hans.model import load_clever_hans_bundle
+
+
+def test_the_sidebar_offers_the_clever_hans_model():
+    at = support.start()
+    assert "Clever-Hans shapes CNN" in at.selectbox(key=sidebar.W_MODEL).options  # menu texts
+    at.selectbox(key=sidebar.W_MODEL).set_value("clever-hans").run()
+    bundle = at.session_state[state.MODEL_KEY]
+    assert bundle.source == "clever-hans" and bundle.name == "Clever-Hans shapes CNN"
+    assert any("Clever-Hans shapes CNN · 8 classes" in c for c in support.captions(at))
+
+
+def test_find_shows_the_measured_figures_and_the_box_share():
+    at = support.open_page(support.start(), "pages/clever_hans.py")
+    at.number_input(key="hans.w.n").set_value(40).run()
+    at.toggle(key="hans.w.quick").set_value(True).run()
+    at.button(key="hans.act.find").click().run()
+    assert not at.exception and support.errors(at) == []
+    found = measures.find(load_clever_hans_bundle(device="cpu"), measures.make_test_sets(seed=2024, n=40),
+                          relevance_images=4)  # fmt: skip
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Accuracy, clean (no stamp)"] == f"{found.accuracy_clean:.1%}"
+    assert shown["Flip rate when the stamp is pasted"] == f"{found.flip_rate:.1%}"
+    assert "the box's share of the image (3.5%)" in at.metric[-1].delta
