@@ -77,6 +77,8 @@ def _model_menu() -> dict[str, str]:
     for info in list_models():
         offline = "" if info.weights_available or info.kind != "torchvision" else " (weights not on this machine)"
         menu[info.name] = f"{info.display}{offline}"
+    for key, bundle in state.session_models().items():
+        menu[key] = f"{bundle.name} (made in this session)"
     menu[UPLOAD_MODEL] = UPLOAD_MODEL
     return menu
 
@@ -87,7 +89,10 @@ def _architectures(menu: dict[str, str]) -> list[str]:
     from xaicore.models.zoo import checkpoint_architectures
 
     fitting = checkpoint_architectures(max_bytes=DEFAULT_MAX_BYTES)  # larger ones: refused by the size cap
-    listed = [name for name in menu if name not in (*EMBEDDED_MODELS, UPLOAD_MODEL) and name in fitting]
+    made = state.session_models()
+    listed = [
+        name for name in menu if name not in (*EMBEDDED_MODELS, UPLOAD_MODEL) and name not in made and name in fitting
+    ]
     return listed + [name for name in fitting if name not in listed]
 
 
@@ -104,6 +109,8 @@ def _model_section() -> None:
     bundle: ModelBundle | None
     if choice in EMBEDDED_MODELS:
         bundle = state.shared_model(choice)
+    elif choice in state.session_models():
+        bundle = state.session_models()[choice]
     elif choice == UPLOAD_MODEL:
         bundle = _checkpoint_form(_architectures(menu))
     else:

@@ -142,10 +142,11 @@ def _fix(bundle, box: measures.Box, quick: bool) -> None:
         )
         bar.progress(1.0, text="Done")
         _corrections()[method] = correction
+        state.keep_session_model(f"session:{method}", correction.bundle)
     kept = _corrections()
     if kept:
         st.caption(
-            "Corrected models kept for this session: "
+            "Corrected models kept for this session, also in the sidebar's model menu for every page: "
             + ", ".join(f"{plain(c.bundle.name)} (`{c.bundle.fingerprint[:12]}`)" for c in kept.values())
         )
         pclarc = kept.get("p-clarc")
