@@ -179,6 +179,7 @@ def _verify(bundle, tests: measures.TestSets, box: measures.Box, quick: bool) ->
         if row.warning:
             st.warning(f"**{plain(row.name)}**: {row.warning}")
     st.plotly_chart(render.verify_figure(table), key="hans.chart.verify")
+    _grids(bundle, chosen, box)
     st.download_button(
         "Record (JSON)",
         lambda: tiles.json_bytes(table.record()),
@@ -187,6 +188,26 @@ def _verify(bundle, tests: measures.TestSets, box: measures.Box, quick: bool) ->
         on_click="ignore",
         key="hans.act.json",
     )
+
+
+def _grids(bundle, corrections: list[verify.Correction], box: measures.Box) -> None:
+    """The fixed grid's maps for heart, before (the original) and after each correction."""
+    with st.expander("The fixed grid before and after"):
+        images, labels = grid.grid_images()
+        for model in [bundle, *(c.bundle for c in corrections)]:
+            key = state.result_key("hans.grid", fingerprint=model.fingerprint)
+            found = state.get_result(key)
+            if found is None:
+                found = (images, labels, grid.grid_maps(model, images))
+                state.put_result(key, found)
+            shares = grid.masses(found[2], box)
+            st.markdown(f"**{plain(model.name)}** · {shares.mean():.0%} of the relevance for heart in the box")
+            st.image(
+                [render.tile_with_box(img, rel, box, scale=2) for img, rel in zip(images, found[2], strict=True)],
+                caption=[f"{CLASSES[c]}: {s:.0%}" for c, s in zip(labels, shares, strict=True)],
+                width=100,
+                output_format="PNG",
+            )
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ def test_default_model_is_delegated():
 
 
 def test_unknown_names_and_bad_sizes():
-    with pytest.raises(UnknownNameError, match="No model named 'resnet9000'.*default, resnet18"):
+    with pytest.raises(UnknownNameError, match="No model named 'resnet9000'.*default, clever-hans, resnet18"):
         load_model("resnet9000")
     with pytest.raises(ParameterError, match="between 8 and 4096"):
         load_model("alexnet", weights=None, input_size=4)
