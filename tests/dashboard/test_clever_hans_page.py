@@ -29,3 +29,16 @@ def test_find_shows_the_measured_figures_and_the_box_share():
     assert shown["Accuracy, clean (no stamp)"] == f"{found.accuracy_clean:.1%}"
     assert shown["Flip rate when the stamp is pasted"] == f"{found.flip_rate:.1%}"
     assert "the box's share of the image (3.5%)" in at.metric[-1].delta
+
+
+def test_a_correction_is_kept_and_offered_to_every_page():
+    at = support.open_page(support.start(), "pages/clever_hans.py")
+    at.toggle(key="hans.w.quick").set_value(True).run()
+    at.button(key="hans.act.fix").click().run()  # P-ClArC, the default method
+    assert not at.exception and support.errors(at) == []
+    correction = at.session_state["hans.corrections"]["p-clarc"]
+    assert correction.bundle.fingerprint != load_clever_hans_bundle(device="cpu").fingerprint
+    at = support.open_page(at, "pages/home.py")
+    assert "Clever-Hans shapes CNN + P-ClArC (made in this session)" in at.selectbox(key=sidebar.W_MODEL).options
+    at.selectbox(key=sidebar.W_MODEL).set_value("session:p-clarc").run()
+    assert at.session_state[state.MODEL_KEY] is correction.bundle
