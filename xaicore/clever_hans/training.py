@@ -51,7 +51,7 @@ class CleverHansConfig:
     """
 
     seed: int = 0
-    epochs: int = 2
+    epochs: int = 4
     images_per_epoch: int = 4096
     batch_size: int = 64
     lr: float = 3e-3

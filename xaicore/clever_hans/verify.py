@@ -23,8 +23,10 @@ import torch
 
 from xaicore.clever_hans import aclarc, measures, pclarc, rrr
 from xaicore.clever_hans.finetune import FineTune, Progress
+from xaicore.data import stamped
 from xaicore.errors import ParameterError
 from xaicore.models.bundle import ModelBundle
+from xaicore.models.default import INPUT_SIZE
 from xaicore.runtime.provenance import library_versions
 
 METHODS: dict[str, str] = {"p-clarc": "P-ClArC", "a-clarc": "A-ClArC", "rrr": "RRR"}
@@ -89,7 +91,8 @@ def correct(
         validation_images=validation_images,
         progress=progress,
     )
-    params = {**vars(tune), "scale": rrr_scale, "box": list(box or ()), "validation_images": validation_images}
+    used = list(box or stamped.stamp_box(INPUT_SIZE[0]))
+    params = {**vars(tune), "scale": rrr_scale, "box": used, "validation_images": validation_images}
     return Correction(key, corrected, params, log)
 
 
