@@ -106,7 +106,8 @@ def _fix(bundle, box: measures.Box, quick: bool) -> None:
         "Each method works on a private copy; the shared model never changes. **P-ClArC** projects the "
         "stamp's direction out of one layer (no training). **A-ClArC** fine-tunes with the stamp pasted onto "
         "half of every batch, all classes alike. **RRR** fine-tunes with a penalty on the input gradients "
-        "inside the box, stopping early on images where the stamp says nothing."
+        "inside the box, stopping early on images where the stamp says nothing. P-ClArC and A-ClArC paste the "
+        "stamp itself; RRR uses the box chosen in step 2."
     )
     method = st.radio(
         "Method", list(verify.METHODS), format_func=verify.METHODS.get, horizontal=True, **state.kept(W + "method",

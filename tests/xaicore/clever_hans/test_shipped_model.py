@@ -61,3 +61,13 @@ def test_bad_box_and_missing_files(tmp_path):
         measures.box_mask((60, 60, 12, 12))
     with pytest.raises(ModelNotAvailable, match="xai clever-hans train"):
         load_clever_hans_bundle(device="cpu", directory=tmp_path)
+
+
+def test_the_cards_figures_reproduce_from_its_seeds(hans_bundle):
+    card = json.loads(CARD_PATH.read_text())
+    ev = card["evaluation"]
+    tests = measures.make_test_sets(seed=card["data"]["test_seed"], n=ev["test_images"])
+    found = measures.find(hans_bundle, tests, method=ev["method"], relevance_images=ev["relevance_images"])
+    for key in ("accuracy_iid", "accuracy_clean", "accuracy_stamped", "flip_rate", "false_class_rate"):
+        assert found.to_dict()[key] == pytest.approx(ev[key]), key
+    assert found.relevance_mass == pytest.approx(ev["relevance_mass"], abs=1e-4)
