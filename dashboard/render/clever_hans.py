@@ -48,14 +48,15 @@ def find_metrics(findings: Findings) -> list[tuple[str, str]]:
 
 
 def table_rows(verification: Verification) -> list[dict[str, Any]]:
-    """One row per model: name, verdict, every figure in percent, fingerprint."""
-    rows = []
-    for row in verification.rows:
-        figures = row.findings.to_dict()
-        entry: dict[str, Any] = {"Model": row.name, "Verdict": _verdict(row.method, row.fixed, row.warning)}
-        entry.update({title: f"{figures[key]:.1%}" for key, title in FIGURES.items()})
-        entry["Fingerprint"] = row.fingerprint[:12]
-        rows.append(entry)
+    """One row per figure (verdict, every figure in percent, fingerprint), one column per model:
+    the table stays narrow enough to read without scrolling."""
+    models = [(row.name, row.findings.to_dict(), row) for row in verification.rows]
+    rows: list[dict[str, Any]] = [
+        {"Figure": "Verdict", **{name: _verdict(r.method, r.fixed, r.warning) for name, _, r in models}}
+    ]
+    for key, title in FIGURES.items():
+        rows.append({"Figure": title, **{name: f"{figures[key]:.1%}" for name, figures, _ in models}})
+    rows.append({"Figure": "Fingerprint", **{name: r.fingerprint[:12] for name, _, r in models}})
     return rows
 
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dashboard import sidebar, state
 from tests.dashboard import apptest_support as support
-from xaicore.clever_hans import measures
+from xaicore.clever_hans import measures, verify
 from xaicore.clever_hans.model import load_clever_hans_bundle
+
+
+@pytest.fixture(scope="module")
+def hans_table() -> verify.Verification:
+    bundle = load_clever_hans_bundle(device="cpu")
+    correction = verify.correct(bundle, method="p-clarc", direction_images=16)
+    return verify.verify(bundle, [correction], measures.make_test_sets(seed=3, n=40), relevance_images=2)
 
 
 def test_the_sidebar_offers_the_clever_hans_model():
@@ -42,3 +51,16 @@ def test_a_correction_is_kept_and_offered_to_every_page():
     assert "Clever-Hans shapes CNN + P-ClArC (made in this session)" in at.selectbox(key=sidebar.W_MODEL).options
     at.selectbox(key=sidebar.W_MODEL).set_value("session:p-clarc").run()
     assert at.session_state[state.MODEL_KEY] is correction.bundle
+
+
+def test_the_verify_table_has_a_row_per_figure_and_a_column_per_model(hans_table):
+    from dashboard.render import clever_hans as render
+
+    rows = render.table_rows(hans_table)
+    assert [r["Figure"] for r in rows] == ["Verdict", *render.FIGURES.values(), "Fingerprint"]
+    original = hans_table.rows[0]
+    assert rows[0][original.name] == "original"
+    assert rows[2][original.name] == f"{original.findings.accuracy_clean:.1%}"
+    figure = render.verify_figure(hans_table)
+    assert [bar.name for bar in figure.data] == [r.name for r in hans_table.rows]
+    assert figure.data[0].y[5] == pytest.approx(100 * original.findings.flip_rate)
