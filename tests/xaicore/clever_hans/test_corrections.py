@@ -85,7 +85,7 @@ def test_rrr_penalty_is_the_squared_masked_input_gradient_of_a_linear_model():
     mask = torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 4, 1, 1)
     model = nn.Sequential(nn.Flatten(), lin)
     logits, penalty = rrr.gradient_penalty(model, x, mask)
-    p = F.softmax(logits, dim=1)[0]
+    p = F.softmax(logits, dim=1)[0].detach()
     grad = w.sum(0) - 2 * (p @ w)  # d/dx sum_k log p_k = sum_k w_k - C * sum_j p_j w_j
     assert penalty.detach().item() == pytest.approx(float((grad[2:] ** 2).sum()), rel=1e-5)
     penalty.backward()
