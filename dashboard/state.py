@@ -217,7 +217,6 @@ def current_uploaded_model() -> ModelBundle | None:
     return st.session_state.get(UPLOADED_MODEL_KEY)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def session_models() -> dict[str, ModelBundle]:
     """Models made in this session (the Clever-Hans lab's corrections), by menu key; the
     sidebar lists them after the shipped models so every page can use them."""
@@ -229,6 +228,7 @@ def keep_session_model(key: str, bundle: ModelBundle) -> None:
     session_models()[key] = bundle
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def shared_model(name: str, *, pretrained: bool = True) -> ModelBundle:
     """A model by name, loaded once per server and shared by every session; never mutate it.
 

@@ -64,3 +64,5 @@ def test_the_verify_table_has_a_row_per_figure_and_a_column_per_model(hans_table
     figure = render.verify_figure(hans_table)
     assert [bar.name for bar in figure.data] == [r.name for r in hans_table.rows]
     assert figure.data[0].y[5] == pytest.approx(100 * original.findings.flip_rate)
+    other = support.start()  # another session never sees this session's corrections
+    assert not any("made in this session" in o for o in other.selectbox(key=sidebar.W_MODEL).options)
