@@ -26,6 +26,7 @@ def test_the_lab_walks_find_locate_fix_verify(app):
     assert main.get_by_text("may be using the stamp").count() == 1
 
     # Locate: the grid of eight maps with the box's share in each caption.
+    main.get_by_text("x the box's share of the image").wait_for()
     assert main.get_by_text("in the box", exact=False).count() >= 8
     assert main.get_by_text("x the box's share of the image").count() == 1
 
