@@ -51,6 +51,7 @@ PAGES: list[PageSpec] = [
     PageSpec("faithfulness.py", "Faithfulness", ":material/trending_down:"),
     PageSpec("report.py", "Report card", ":material/fact_check:"),
     PageSpec("review.py", "Review", ":material/rate_review:"),
+    PageSpec("clever_hans.py", "Clever-Hans lab", ":material/pets:"),
 ]
 
 

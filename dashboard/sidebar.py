@@ -34,7 +34,8 @@ from xaicore.models.bundle import ModelBundle
 
 DEFAULT_MODEL = "default"  # xaicore's name of the embedded model
 XRAY_MODEL = "xray"  # the embedded grayscale X-ray teaching model
-EMBEDDED_MODELS = (DEFAULT_MODEL, XRAY_MODEL)
+CLEVER_HANS_MODEL = "clever-hans"  # the embedded model that cheats on a stamp (Clever-Hans lab)
+EMBEDDED_MODELS = (DEFAULT_MODEL, CLEVER_HANS_MODEL, XRAY_MODEL)
 UPLOAD_MODEL = "Upload a checkpoint"
 SAMPLE = "Sample"
 UPLOAD = "Upload"
@@ -76,10 +77,10 @@ def _model_menu() -> dict[str, str]:
 
     menu = {}
     for info in list_models():
-        offline = (
-            "" if info.weights_available or info.kind in ("default", "embedded") else " (weights not on this machine)"
-        )
+        offline = "" if info.weights_available or info.kind != "torchvision" else " (weights not on this machine)"
         menu[info.name] = f"{info.display}{offline}"
+    for key, bundle in state.session_models().items():
+        menu[key] = f"{bundle.name} (made in this session)"
     menu[UPLOAD_MODEL] = UPLOAD_MODEL
     return menu
 
@@ -90,7 +91,10 @@ def _architectures(menu: dict[str, str]) -> list[str]:
     from xaicore.models.zoo import checkpoint_architectures
 
     fitting = checkpoint_architectures(max_bytes=DEFAULT_MAX_BYTES)  # larger ones: refused by the size cap
-    listed = [name for name in menu if name not in (*EMBEDDED_MODELS, UPLOAD_MODEL) and name in fitting]
+    made = state.session_models()
+    listed = [
+        name for name in menu if name not in (*EMBEDDED_MODELS, UPLOAD_MODEL) and name not in made and name in fitting
+    ]
     return listed + [name for name in fitting if name not in listed]
 
 
@@ -107,6 +111,8 @@ def _model_section() -> None:
     bundle: ModelBundle | None
     if choice in EMBEDDED_MODELS:
         bundle = state.shared_model(choice)
+    elif choice in state.session_models():
+        bundle = state.session_models()[choice]
     elif choice == UPLOAD_MODEL:
         bundle = _checkpoint_form(_architectures(menu))
     else:

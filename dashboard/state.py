@@ -53,6 +53,7 @@ PREDICTIONS_KEY = "xai.predictions"
 UPLOADED_MODEL_KEY = "xai.uploaded_model"
 _STORE_KEY = "xai.results"
 UPLOADED_IMAGE_KEY = "xai.uploaded_image"  # the last image this session uploaded
+SESSION_MODELS_KEY = "xai.session_models"  # menu key -> bundle: models made in this session (corrections)
 KEPT_KEY = "xai.kept"  # widget key -> (value, scope): the values of kept widgets (:func:`kept`)
 
 UNEXPECTED = (
@@ -216,6 +217,17 @@ def current_uploaded_model() -> ModelBundle | None:
     return st.session_state.get(UPLOADED_MODEL_KEY)
 
 
+def session_models() -> dict[str, ModelBundle]:
+    """Models made in this session (the Clever-Hans lab's corrections), by menu key; the
+    sidebar lists them after the shipped models so every page can use them."""
+    return st.session_state.setdefault(SESSION_MODELS_KEY, {})
+
+
+def keep_session_model(key: str, bundle: ModelBundle) -> None:
+    """Offer ``bundle`` in the sidebar's model menu for the rest of the session."""
+    session_models()[key] = bundle
+
+
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def shared_model(name: str, *, pretrained: bool = True) -> ModelBundle:
     """A model by name, loaded once per server and shared by every session; never mutate it.
@@ -225,7 +237,7 @@ def shared_model(name: str, *, pretrained: bool = True) -> ModelBundle:
     """
     from xaicore.models.loading import load_model
 
-    if name in ("default", "xray"):  # the embedded models
+    if name in ("default", "clever-hans", "xray"):  # the embedded models: no weight choice
         return load_model(name)
     return load_model(name, weights="default" if pretrained else None)
 

@@ -1,8 +1,9 @@
 """Loading any supported model into a :class:`~xaicore.models.bundle.ModelBundle`.
 
-Three sources, one entry point, :func:`load_model`:
+Sources, one entry point, :func:`load_model`:
 
 * ``"default"``: the embedded shapes CNN (offline, :mod:`xaicore.models.default`);
+* ``"clever-hans"``: the same architecture trained to cheat on a stamp (:mod:`xaicore.clever_hans.model`);
 * ``"xray"``: the embedded grayscale X-ray teaching CNN (offline, :mod:`xaicore.models.xray`);
 * a torchvision name (``"resnet18"``, ``"vgg16"``...): ImageNet weights from the local cache,
   or random weights with ``weights=None`` (:mod:`xaicore.models.zoo`);
@@ -33,6 +34,7 @@ from xaicore.runtime.device import default_device
 
 DEFAULT_NAME = "default"
 XRAY_NAME = "xray"
+CLEVER_HANS_NAME = "clever-hans"  # the Clever-Hans lab's cheating model (xaicore.clever_hans.model)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,9 +48,10 @@ MAX_CLASSES = 100_000
 class ModelInfo:
     """One loadable model, as listed by :func:`list_models`.
 
-    ``kind`` is ``"default"`` or ``"torchvision"``; ``weights_available`` says whether its
-    trained weights are on this machine (no network needed); ``weights_location`` is the file
-    they are read from. Random weights (``weights=None``) are always available for torchvision.
+    ``kind`` is ``"default"``, ``"embedded"`` (another shipped model) or ``"torchvision"``;
+    ``weights_available`` says whether its trained weights are on this machine (no network
+    needed); ``weights_location`` is the file they are read from. Random weights
+    (``weights=None``) are always available for torchvision.
     """
 
     name: str
@@ -60,7 +63,9 @@ class ModelInfo:
 
 
 def list_models() -> list[ModelInfo]:
-    """The embedded default model, then the curated torchvision models, with offline availability."""
+    """The embedded default and Clever-Hans models, then the curated torchvision models, with
+    offline availability."""
+    from xaicore.clever_hans import model as clever_hans
     from xaicore.models import default
 
     infos = [
@@ -71,7 +76,15 @@ def list_models() -> list[ModelInfo]:
             description="Small VGG-style CNN trained on generated shapes (64x64); embedded, works offline.",
             weights_available=default.WEIGHTS_PATH.is_file() and default.CARD_PATH.is_file(),
             weights_location=str(default.WEIGHTS_PATH),
-        )
+        ),
+        ModelInfo(
+            name=clever_hans.NAME,
+            display=clever_hans.MODEL_NAME,
+            kind="embedded",
+            description="The default CNN trained on stamped shapes: it cheats on a corner stamp (Clever-Hans lab).",
+            weights_available=clever_hans.WEIGHTS_PATH.is_file() and clever_hans.CARD_PATH.is_file(),
+            weights_location=str(clever_hans.WEIGHTS_PATH),
+        ),
     ]
     from xaicore.models import xray
 
@@ -171,7 +184,7 @@ def load_model(
         from xaicore.models.default import load_default_bundle
 
         return load_default_bundle(device=target)
-    if text.lower() == XRAY_NAME:
+    if text.lower() in (XRAY_NAME, CLEVER_HANS_NAME):
         _refuse_options_for_default(
             arch=arch,
             num_classes=num_classes,
@@ -182,9 +195,7 @@ def load_model(
             grayscale=grayscale,
             weights=weights,
         )
-        from xaicore.models.xray import load_xray_bundle
-
-        return load_xray_bundle(device=target)
+        return _load_embedded(text.lower(), device=target)
     if text.lower() in zoo.torchvision_names():
         return load_torchvision(
             text.lower(),
@@ -210,7 +221,7 @@ def load_model(
             std=std,
             grayscale=grayscale,
         )
-    known = ", ".join([DEFAULT_NAME, XRAY_NAME, *zoo.ZOO])
+    known = ", ".join([DEFAULT_NAME, CLEVER_HANS_NAME, XRAY_NAME, *zoo.ZOO])
     raise UnknownNameError(
         f"No model named {text!r}. Use one of {known} (or another torchvision classifier), "
         "or the path of a .pt/.pth/.safetensors state dict."
@@ -464,3 +475,14 @@ def describe_unavailable(bundle: ModelBundle) -> str:
     if not bundle.unavailable:
         return "every explanation method can run on this model."
     return "\n".join(f"{method}: {reason}" for method, reason in sorted(bundle.unavailable.items()))
+
+
+def _load_embedded(name: str, *, device: torch.device) -> ModelBundle:
+    """One of the shipped models besides the default (imported on demand)."""
+    if name == XRAY_NAME:
+        from xaicore.models.xray import load_xray_bundle
+
+        return load_xray_bundle(device=device)
+    from xaicore.clever_hans.model import load_clever_hans_bundle
+
+    return load_clever_hans_bundle(device=device)

@@ -139,7 +139,7 @@ def test_pretrained_class_count_is_fixed():
 
 def test_list_models_names_and_kinds(empty_hub):
     infos = list_models()
-    assert [i.name for i in infos][:2] == ["default", "xray"] and infos[0].kind == "default"
+    assert [i.name for i in infos][:3] == ["default", "clever-hans", "xray"] and infos[0].kind == "default"
     assert infos[1].kind == "embedded" and infos[1].weights_available
     assert {i.name for i in infos[2:]} == set(zoo.ZOO)
     assert all(i.kind == "torchvision" and not i.weights_available for i in infos[2:])
@@ -161,7 +161,7 @@ def test_default_model_is_delegated():
 
 
 def test_unknown_names_and_bad_sizes():
-    with pytest.raises(UnknownNameError, match="No model named 'resnet9000'.*default, xray, resnet18"):
+    with pytest.raises(UnknownNameError, match="No model named 'resnet9000'.*default, clever-hans, xray, resnet18"):
         load_model("resnet9000")
     with pytest.raises(ParameterError, match="between 8 and 4096"):
         load_model("alexnet", weights=None, input_size=4)
