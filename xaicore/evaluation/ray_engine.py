@@ -129,7 +129,7 @@ class PortableModel:
     def of(cls, bundle: ModelBundle) -> PortableModel:
         with bundle.lock:
             model = copy.deepcopy(bundle.model).cpu()
-        values = {f.name: getattr(bundle, f.name) for f in dataclasses.fields(bundle) if f.name != "lock"}
+        values = {f.name: getattr(bundle, f.name) for f in dataclasses.fields(bundle) if f.init and f.name != "lock"}
         values["model"] = model
         return cls(values)
 
