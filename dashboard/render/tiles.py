@@ -52,7 +52,9 @@ def completeness_text(result: MethodResult) -> str:
     if error is None:
         return f"completeness error {result.delta:.2g} ({result.reference} is zero, so the error has no scale)"
     text = f"completeness error {error:.1%} of {result.reference}"
-    if result.incomplete:
+    if result.incomplete and "bias_relevance" in result.details:
+        text += ": with biases included, as chosen, the rest went to the biases"
+    elif result.incomplete:
         text += (
             f": above {COMPLETENESS_TOLERANCE:.0%}, the attributions do not add up to {result.reference}; "
             "compare their sizes with care"

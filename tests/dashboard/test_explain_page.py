@@ -261,6 +261,9 @@ def test_status_line_names_the_bias_share_beside_the_completeness_error():
     line = render.status_line(result)
     assert "completeness error 5.3% of f(x)" in line
     assert line.endswith("the biases absorbed -5.3% of f(x)")
+    assert "the rest went to the biases" in line and "do not add up" not in line
+    plain = render.status_line(dataclasses.replace(result, details={}))
+    assert "do not add up to f(x)" in plain and "biases" not in plain
     assert render.bias_text(dataclasses.replace(result, details={})) == ""
 
 
