@@ -11,7 +11,10 @@ The encoders and the mixer are small convolutional networks (two 3x3 conv, batch
 layers of ``width`` channels each; the mixer one 3x3 conv block and a 1x1 conv to one channel)
 rather than the paper's fully connected ones (512-256-128 and 512-H*W): on 32x32 images they
 have about a hundred times fewer weights, train in seconds on a CPU, and keep the mask
-spatially aligned with the image.
+spatially aligned with the image. The mixer sees, beside each pixel's features, their mean over
+the image: without it a pixel sees only 7x7 pixels of A, so the one-hot label image (whose
+information is in a few rows) would be out of sight of most pixels, which a fully connected
+mixer never suffers from.
 
 A is the Integrated Gradients map of C (the project's explainer, black baseline), summed over
 the colour channels and scaled per image by its largest absolute value, computed once per image
@@ -91,11 +94,14 @@ class SoftMask(nn.Module):
         self.encode_x = _encoder(3, width)
         self.encode_a = _encoder(1, width)
         self.mixer = nn.Sequential(
-            nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, 1, 1)
+            nn.Conv2d(4 * width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, 1, 1)
         )
 
     def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.mixer(torch.cat([self.encode_x(x), self.encode_a(a)], dim=1)))
+        local = torch.cat([self.encode_x(x), self.encode_a(a)], dim=1)
+        # every pixel also sees the image-wide mean of the features, as a fully connected mixer would
+        context = local.mean(dim=(2, 3), keepdim=True).expand_as(local)
+        return torch.sigmoid(self.mixer(torch.cat([local, context], dim=1)))
 
 
 def masked_logits(classifier: nn.Module, mask_net: SoftMask, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
