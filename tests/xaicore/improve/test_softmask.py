@@ -159,10 +159,10 @@ def test_classifier_is_reproducible_by_seed_and_frozen():
 
 def test_mask_sees_a_far_beyond_its_convolutions_reach():
     torch.manual_seed(0)
-    net = softmask.SoftMask(width=2).eval()
-    x, a = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    net = softmask.SoftMask(width=8).eval()
+    x, a = torch.rand(1, 3, 32, 32), torch.randn(1, 1, 32, 32)
     moved = a.clone()
-    moved[0, 0, :4] = 1.0  # the rows of one-hot band 0
+    moved[0, 0, :4] += 3.0  # the rows of one-hot band 0
     with torch.no_grad():
         far = (net(x, moved) - net(x, a))[0, 0, 24:]  # rows more than 7 pixels away
     assert float(far.abs().max()) > 1e-4
