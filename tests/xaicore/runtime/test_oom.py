@@ -160,7 +160,9 @@ def test_every_method_retries_in_smaller_batches_and_matches_the_unchunked_resul
     expected = attribute(bundle, inputs, **kwargs)
     limit = Limit(2)
     got = attribute(limited(bundle, limit), inputs, **kwargs)
-    _close(got.values, expected.values)
+    # Grad-CAM++'s weights divide by 2 G^2 + sum(A) G^3: the gradients' rounding, which changes
+    # with the batch size, enters at the third power (measured: 3e-5 of the peak)
+    _close(got.values, expected.values, tol=1e-4 if method == "gradcam_pp" else 1e-5)
     if expected.delta is not None:
         # DeepLift's delta is float rounding alone (max-poolings as ReLU networks): compared on
         # the scale of the amount the attributions add up to, not on its own
