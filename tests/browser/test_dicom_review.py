@@ -36,7 +36,9 @@ def chest_file(tmp_path_factory) -> Path:
 
 
 def _choose(app, label: str, option: str) -> None:
-    app.sidebar().locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    box = app.sidebar().locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.scroll_into_view_if_needed()  # a box at the sidebar's lower edge opens its list off screen
+    box.click()
     app.page.get_by_role("option", name=option).first.click()
     app.wait_idle()
 
