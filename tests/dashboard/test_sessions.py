@@ -50,6 +50,25 @@ def _sanity_session():
     return at
 
 
+@pytest.fixture
+def one_compile_at_a_time(monkeypatch):
+    """Each AppTest compiles the page scripts itself; CPython 3.11.7's AST constructor keeps
+    unsynchronized global state (fixed in later 3.11 releases), so two threads compiling at once
+    can fail with "AST constructor recursion depth mismatch". The runs still overlap: only the
+    compilation of the scripts is serialized."""
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+    lock = threading.Lock()
+    compile_script = ScriptCache.get_bytecode
+
+    def serialized(self, script_path: str):
+        with lock:
+            return compile_script(self, script_path)
+
+    monkeypatch.setattr(ScriptCache, "get_bytecode", serialized)
+
+
+@pytest.mark.usefixtures("one_compile_at_a_time")
 def test_a_sanity_check_in_one_session_leaves_another_sessions_explanations_unaffected():
     explaining, checking = _explain_session(), _sanity_session()
     bundle = explaining.session_state[state.MODEL_KEY]
