@@ -170,21 +170,7 @@ def load_model(
             grayscale=grayscale,
         )
     text = str(name_or_path).strip()
-    if text.lower() == DEFAULT_NAME:
-        _refuse_options_for_default(
-            arch=arch,
-            num_classes=num_classes,
-            class_names=class_names,
-            input_size=input_size,
-            mean=mean,
-            std=std,
-            grayscale=grayscale,
-            weights=weights,
-        )
-        from xaicore.models.default import load_default_bundle
-
-        return load_default_bundle(device=target)
-    if text.lower() in (XRAY_NAME, CLEVER_HANS_NAME):
+    if text.lower() in (DEFAULT_NAME, XRAY_NAME, CLEVER_HANS_NAME):
         _refuse_options_for_default(
             arch=arch,
             num_classes=num_classes,
@@ -478,7 +464,11 @@ def describe_unavailable(bundle: ModelBundle) -> str:
 
 
 def _load_embedded(name: str, *, device: torch.device) -> ModelBundle:
-    """One of the shipped models besides the default (imported on demand)."""
+    """One of the shipped models (imported on demand)."""
+    if name == DEFAULT_NAME:
+        from xaicore.models.default import load_default_bundle
+
+        return load_default_bundle(device=device)
     if name == XRAY_NAME:
         from xaicore.models.xray import load_xray_bundle
 
